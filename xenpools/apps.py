@@ -1,0 +1,6 @@
+from django.apps import AppConfig
+
+
+class XenpoolsConfig(AppConfig):
+    name = "xenpools"
+    verbose_name = "Pools"
