@@ -2,6 +2,11 @@ from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
 urlpatterns = [
+    path("", include("sesamweb.accounts.urls")),
+    path("audit/", include("sesamweb.audit.urls")),
+    path("pools/", include("xenpools.urls")),
+    path("backups/", include("backups.urls")),
+    path("api/", include("sesamweb.api_urls")),
     path("api/schema/", SpectacularAPIView.as_view(), name="api-schema"),
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="api-schema"), name="api-docs"),
 ]

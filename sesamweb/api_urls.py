@@ -1,0 +1,9 @@
+"""REST API: each app contributes its own router under /api/."""
+from django.urls import include, path
+
+urlpatterns = [
+    path("", include("sesamweb.accounts.api.urls")),
+    path("", include("sesamweb.audit.api.urls")),
+    path("", include("xenpools.api.urls")),
+    path("", include("backups.api.urls")),
+]
