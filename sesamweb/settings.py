@@ -57,7 +57,6 @@ INSTALLED_APPS = [
     "django.contrib.staticfiles",
     "django.contrib.humanize",
     "rest_framework",
-    "rest_framework.authtoken",
     "django_filters",
     "drf_spectacular",
     "django_q",
@@ -65,6 +64,7 @@ INSTALLED_APPS = [
     "sesamweb.accounts",
     "sesamweb.audit",
     "sesamweb.live",
+    "sesamweb.dashboard",
     "xenpools",
     "backups",
 ]
@@ -77,6 +77,7 @@ MIDDLEWARE = [
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "sesamweb.audit.middleware.AuditContextMiddleware",
+    "sesamweb.accounts.middleware.ForcePasswordChangeMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
 ]
@@ -96,6 +97,7 @@ TEMPLATES = [
                 "django.contrib.auth.context_processors.auth",
                 "django.contrib.messages.context_processors.messages",
                 "sesamweb.accounts.context_processors.roles",
+                "sesamweb.dashboard.navigation.navigation",
             ],
         },
     },
@@ -167,8 +169,9 @@ SESAM_LOGIN_LOCKOUT_SECONDS = int(os.environ.get("SESAM_LOGIN_LOCKOUT_SECONDS", 
 
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [
+        # Token first: its "WWW-Authenticate: Token" makes unauthenticated API calls 401.
+        "sesamweb.accounts.authentication.ApiTokenAuthentication",
         "rest_framework.authentication.SessionAuthentication",
-        "rest_framework.authentication.TokenAuthentication",
     ],
     "DEFAULT_PERMISSION_CLASSES": ["sesamweb.accounts.permissions.RolePermission"],
     "DEFAULT_FILTER_BACKENDS": [

@@ -1,8 +1,13 @@
 from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
+from sesamweb.accounts.views import SignInView, SignOutView
+
 urlpatterns = [
-    path("", include("sesamweb.accounts.urls")),
+    path("", include("sesamweb.dashboard.urls")),
+    path("sign-in/", SignInView.as_view(), name="login"),
+    path("sign-out/", SignOutView.as_view(), name="logout"),
+    path("accounts/", include("sesamweb.accounts.urls")),
     path("audit/", include("sesamweb.audit.urls")),
     path("pools/", include("xenpools.urls")),
     path("backups/", include("backups.urls")),

@@ -17,11 +17,12 @@ class Role(models.TextChoices):
 VIEW = "view"            # read pages and API
 OPERATE = "operate"      # run / cancel backups, restores, syncs
 MANAGE = "manage"        # pools, data stores, users, keys, settings
+AUDIT = "audit"          # read the audit log (administrators and auditors, not operators)
 
 CAPABILITIES = {
-    Role.ADMINISTRATOR: {VIEW, OPERATE, MANAGE},
+    Role.ADMINISTRATOR: {VIEW, OPERATE, MANAGE, AUDIT},
     Role.OPERATOR: {VIEW, OPERATE},
-    Role.AUDITOR: {VIEW},
+    Role.AUDITOR: {VIEW, AUDIT},
 }
 
 

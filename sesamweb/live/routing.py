@@ -1,1 +1,5 @@
-websocket_urlpatterns = []
+from django.urls import path
+
+from .consumers import LiveConsumer
+
+websocket_urlpatterns = [path("ws/live/", LiveConsumer.as_asgi())]

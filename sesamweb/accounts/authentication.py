@@ -1,0 +1,40 @@
+"""API authentication: `Authorization: Token <key>` with our hashed, named tokens.
+
+Failed token attempts count towards the same per-address lockout as sign-in failures."""
+from rest_framework import authentication, exceptions
+
+from sesamweb.audit.choices import AuditAction, AuditOutcome
+from sesamweb.audit.log import record_event, request_source
+
+from .models import ApiToken
+from .throttling import current_lockout, record_failure
+
+
+class ApiTokenAuthentication(authentication.BaseAuthentication):
+    keyword = "Token"
+
+    def authenticate(self, request):
+        parts = authentication.get_authorization_header(request).split()
+        if not parts or parts[0].lower() != self.keyword.lower().encode():
+            return None
+        if len(parts) != 2:
+            raise exceptions.AuthenticationFailed("Invalid token header: expected 'Token <key>'.")
+        try:
+            key = parts[1].decode()
+        except UnicodeError:
+            raise exceptions.AuthenticationFailed("Invalid token header: the key must be plain text.")
+        source = request_source(request)
+        lockout = current_lockout("", source)
+        if lockout:
+            raise exceptions.Throttled(wait=lockout.seconds_left, detail="Too many failed authentication attempts from this address.")
+        token = ApiToken.objects.for_key(key)
+        if token is None or not token.user.is_active:
+            record_failure("", source)
+            record_event(AuditAction.LOGIN_FAILED, actor="", source=source, outcome=AuditOutcome.FAILURE,
+                         target_type="api", message="API request with an unknown or revoked token")
+            raise exceptions.AuthenticationFailed("Invalid or revoked token.")
+        token.mark_used()
+        return token.user, token
+
+    def authenticate_header(self, request):
+        return self.keyword

@@ -1,0 +1,64 @@
+"""The left navigation: sections of the console and where each one lives.
+
+Each section lists the URL names it may be registered under (apps are built in parallel
+and name their list pages themselves); the first that resolves is used, and a section
+whose pages do not exist yet is shown as unavailable instead of a broken link.
+"""
+from dataclasses import dataclass
+
+from django.urls import NoReverseMatch, reverse
+
+from sesamweb.accounts.roles import AUDIT, MANAGE, VIEW, user_can
+
+
+@dataclass(frozen=True)
+class Section:
+    key: str
+    label: str
+    icon: str
+    url_names: tuple[str, ...]
+    capability: str = VIEW
+
+
+SECTIONS = (
+    Section("dashboard", "Dashboard", "dashboard", ("dashboard",)),
+    Section("pools", "Pools", "pool", ("xenpools:pool_list", "xenpools:pool-list", "xenpools:pools", "xenpools:index")),
+    Section("vms", "Virtual machines", "vm", ("xenpools:vm_list", "xenpools:vm-list", "xenpools:vms")),
+    Section("backups", "Backups", "backup", ("backups:job_list", "backups:job-list", "backups:jobs", "backups:index")),
+    Section("restore", "Restore", "restore", ("backups:restore", "backups:restore_wizard", "backups:restore-wizard", "backups:restore_start")),
+    Section("stores", "Data stores", "store", ("backups:datastore_list", "backups:datastore-list", "backups:store_list", "backups:stores")),
+    Section("audit", "Audit log", "audit", ("audit:event_list",), AUDIT),
+    Section("users", "Users", "users", ("accounts:user_list",), MANAGE),
+)
+
+_resolved: dict[str, str | None] = {}
+
+
+def section_url(section: Section) -> str | None:
+    if section.key not in _resolved:
+        url = None
+        for name in section.url_names:
+            try:
+                url = reverse(name)
+                break
+            except NoReverseMatch:
+                continue
+        if url is None:
+            return None  # not cached: the app may register it later (tests, reloads)
+        _resolved[section.key] = url
+    return _resolved[section.key]
+
+
+def navigation(request):
+    user = getattr(request, "user", None)
+    if user is None or not user.is_authenticated:
+        return {"nav_sections": []}
+    path = request.path
+    items = []
+    for section in SECTIONS:
+        if not user_can(user, section.capability):
+            continue
+        url = section_url(section)
+        active = bool(url) and (path == url if url == "/" else path.startswith(url))
+        items.append({"key": section.key, "label": section.label, "icon": section.icon, "url": url, "active": active})
+    return {"nav_sections": items}
