@@ -1,0 +1,323 @@
+"""Storage backends: a local (or NFS-mounted) directory and an S3-compatible bucket.
+
+Both expose the same small set of operations on slash-separated keys ("store.json",
+"chunks/ab/cd/<id>", "backups/<vm>/<timestamp>/manifest"), so the store layout is identical.
+Every OS or S3 failure is mapped to a RepositoryError subclass naming the store location.
+"""
+import errno
+import os
+import secrets
+import shutil
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterator, Protocol
+
+from .errors import (
+    ObjectNotFoundError,
+    StoreFullError,
+    StoreReadOnlyError,
+    StoreUnavailableError,
+)
+
+# Temporary files of an unfinished atomic write carry this marker; gc removes old ones.
+TEMP_MARKER = ".tmp-"
+
+
+@dataclass(frozen=True)
+class ObjectStat:
+    size: int
+    mtime: float  # seconds since the epoch
+
+
+class Backend(Protocol):
+    location: str
+
+    def get(self, key: str) -> bytes: ...
+
+    def put_atomic(self, key: str, data: bytes, *, overwrite: bool = True) -> bool:
+        """Store data under key so readers see all of it or nothing. Returns False when
+        overwrite is False and the key already existed (nothing written)."""
+
+    def exists(self, key: str) -> bool: ...
+
+    def list(self, prefix: str = "") -> Iterator[str]: ...
+
+    def delete(self, key: str) -> None: ...
+
+    def stat(self, key: str) -> ObjectStat: ...
+
+    def touch(self, key: str) -> None:
+        """Refresh the modification time (gc's age cutoff protects recently used chunks)."""
+
+    def flush(self) -> None:
+        """Make everything written so far durable (before a manifest is written)."""
+
+    def free_space(self) -> int | None: ...
+
+
+def is_temporary(key: str) -> bool:
+    return TEMP_MARKER in key.rsplit("/", 1)[-1]
+
+
+class LocalBackend:
+    """A directory on a local or network file system."""
+
+    def __init__(self, path):
+        self.root = Path(path)
+        self.location = str(self.root)
+        self._dirs_to_sync = set()
+        self._lock = threading.Lock()
+
+    # -- error mapping -------------------------------------------------------------
+    def _error(self, exc: OSError, key: str, writing: bool):
+        code = exc.errno
+        what = f"{'writing' if writing else 'reading'} {key}: {exc.strerror or exc}"
+        if code in (errno.ENOSPC, errno.EDQUOT):
+            return StoreFullError(self.location, f"no space left {what}")
+        if code in (errno.EROFS,) or (writing and code in (errno.EACCES, errno.EPERM)):
+            return StoreReadOnlyError(self.location, f"store is not writable, {what}")
+        if code == errno.ENOENT and not self.root.is_dir():
+            return StoreUnavailableError(
+                self.location, "data store directory does not exist (not mounted?)"
+            )
+        if code == errno.ENOENT:
+            return ObjectNotFoundError(self.location, f"{key} does not exist")
+        return StoreUnavailableError(self.location, what)
+
+    def _path(self, key: str) -> Path:
+        if key.startswith("/") or ".." in key.split("/"):
+            raise ValueError(f"invalid store key {key!r}")
+        return self.root / key
+
+    def _check_root(self):
+        if not self.root.is_dir():
+            raise StoreUnavailableError(
+                self.location, "data store directory does not exist (not mounted?)"
+            )
+
+    # -- operations ------------------------------------------------------------------
+    def get(self, key):
+        try:
+            return self._path(key).read_bytes()
+        except OSError as exc:
+            raise self._error(exc, key, writing=False) from exc
+
+    def put_atomic(self, key, data, *, overwrite=True):
+        self._check_root()
+        path = self._path(key)
+        tmp = path.with_name(path.name + TEMP_MARKER + secrets.token_hex(6))
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            with open(tmp, "xb") as f:
+                f.write(data)
+                f.flush()
+                os.fsync(f.fileno())
+            if overwrite:
+                os.replace(tmp, path)
+            else:
+                try:
+                    os.link(tmp, path)  # fails instead of replacing: chunks are never rewritten
+                except FileExistsError:
+                    return False
+                finally:
+                    os.unlink(tmp)
+        except OSError as exc:
+            try:
+                tmp.unlink()
+            except OSError:
+                pass
+            raise self._error(exc, key, writing=True) from exc
+        with self._lock:
+            self._dirs_to_sync.add(path.parent)
+        return True
+
+    def exists(self, key):
+        try:
+            self._path(key).stat()
+            return True
+        except FileNotFoundError:
+            self._check_root()
+            return False
+        except OSError as exc:
+            raise self._error(exc, key, writing=False) from exc
+
+    def list(self, prefix=""):
+        self._check_root()
+        base = self._path(prefix) if prefix else self.root
+        if not base.exists():
+            return
+        try:
+            for dirpath, _dirnames, filenames in os.walk(base, onerror=_raise):
+                rel = Path(dirpath).relative_to(self.root).as_posix()
+                for name in sorted(filenames):
+                    yield name if rel == "." else f"{rel}/{name}"
+        except OSError as exc:
+            raise self._error(exc, prefix, writing=False) from exc
+
+    def delete(self, key):
+        path = self._path(key)
+        try:
+            path.unlink()
+        except FileNotFoundError:
+            return
+        except OSError as exc:
+            raise self._error(exc, key, writing=True) from exc
+        # Remove directories left empty (backups/<vm>/<ts>/), never the store root.
+        parent = path.parent
+        while parent != self.root and self.root in parent.parents:
+            try:
+                parent.rmdir()
+            except OSError:
+                break
+            parent = parent.parent
+
+    def stat(self, key):
+        try:
+            st = self._path(key).stat()
+        except OSError as exc:
+            raise self._error(exc, key, writing=False) from exc
+        return ObjectStat(size=st.st_size, mtime=st.st_mtime)
+
+    def touch(self, key):
+        try:
+            os.utime(self._path(key))
+        except OSError as exc:
+            raise self._error(exc, key, writing=True) from exc
+
+    def flush(self):
+        with self._lock:
+            dirs, self._dirs_to_sync = self._dirs_to_sync, set()
+        for directory in dirs:
+            try:
+                fd = os.open(directory, os.O_RDONLY)
+                try:
+                    os.fsync(fd)
+                finally:
+                    os.close(fd)
+            except OSError as exc:
+                raise self._error(exc, str(directory), writing=True) from exc
+
+    def free_space(self):
+        try:
+            return shutil.disk_usage(self.root).free
+        except OSError:
+            return None
+
+
+def _raise(exc):
+    raise exc
+
+
+class S3Backend:
+    """An S3-compatible bucket (AWS, MinIO, Ceph RGW, moto in tests) accessed with boto3."""
+
+    FULL_CODES = {"QuotaExceeded", "XMinioStorageFull", "StorageFull", "InsufficientStorage"}
+    DENIED_CODES = {"AccessDenied", "AllAccessDisabled", "InvalidAccessKeyId", "SignatureDoesNotMatch"}
+    MISSING_CODES = {"NoSuchKey", "404", "NotFound"}
+
+    def __init__(self, endpoint_url, bucket, prefix="", access_key=None, secret_key=None,
+                 region="us-east-1", connect_timeout=5, read_timeout=60):
+        import boto3
+        from botocore.config import Config
+
+        self.bucket = bucket
+        self.prefix = prefix.strip("/") + "/" if prefix.strip("/") else ""
+        self.location = f"s3://{bucket}/{self.prefix} at {endpoint_url}"
+        self.client = boto3.client(
+            "s3",
+            endpoint_url=endpoint_url,
+            aws_access_key_id=access_key,
+            aws_secret_access_key=secret_key,
+            region_name=region,
+            config=Config(
+                connect_timeout=connect_timeout,
+                read_timeout=read_timeout,
+                retries={"max_attempts": 3, "mode": "standard"},
+                max_pool_connections=32,
+            ),
+        )
+
+    def _error(self, exc, key, writing):
+        from botocore.exceptions import BotoCoreError, ClientError
+
+        if isinstance(exc, ClientError):
+            code = str(exc.response.get("Error", {}).get("Code", ""))
+            message = exc.response.get("Error", {}).get("Message", "") or code
+            if code == "NoSuchBucket":
+                return StoreUnavailableError(self.location, f"bucket {self.bucket} does not exist")
+            if code in self.MISSING_CODES:
+                return ObjectNotFoundError(self.location, f"{key} does not exist")
+            if code in self.FULL_CODES:
+                return StoreFullError(self.location, f"storage full writing {key}: {message}")
+            if code in self.DENIED_CODES or code == "403":
+                if writing:
+                    return StoreReadOnlyError(self.location, f"access denied writing {key}")
+                return StoreUnavailableError(self.location, f"access denied reading {key}")
+            return StoreUnavailableError(self.location, f"S3 error {code} on {key}: {message}")
+        if isinstance(exc, BotoCoreError):
+            return StoreUnavailableError(self.location, f"S3 endpoint unreachable: {exc}")
+        return exc
+
+    def _call(self, key, writing, fn, **kwargs):
+        from botocore.exceptions import BotoCoreError, ClientError
+
+        try:
+            return fn(Bucket=self.bucket, **kwargs)
+        except (BotoCoreError, ClientError) as exc:
+            raise self._error(exc, key, writing) from exc
+
+    def get(self, key):
+        response = self._call(key, False, self.client.get_object, Key=self.prefix + key)
+        return response["Body"].read()
+
+    def put_atomic(self, key, data, *, overwrite=True):
+        # A single PUT is atomic on S3: readers see the old object, or all of the new one.
+        if not overwrite and self.exists(key):
+            return False
+        self._call(key, True, self.client.put_object, Key=self.prefix + key, Body=data)
+        return True
+
+    def exists(self, key):
+        try:
+            self.stat(key)
+            return True
+        except ObjectNotFoundError:
+            return False
+
+    def list(self, prefix=""):
+        paginator = self.client.get_paginator("list_objects_v2")
+        from botocore.exceptions import BotoCoreError, ClientError
+
+        try:
+            for page in paginator.paginate(Bucket=self.bucket, Prefix=self.prefix + prefix):
+                for item in page.get("Contents", []):
+                    yield item["Key"][len(self.prefix):]
+        except (BotoCoreError, ClientError) as exc:
+            raise self._error(exc, prefix, False) from exc
+
+    def delete(self, key):
+        self._call(key, True, self.client.delete_object, Key=self.prefix + key)
+
+    def stat(self, key):
+        response = self._call(key, False, self.client.head_object, Key=self.prefix + key)
+        return ObjectStat(size=response["ContentLength"], mtime=response["LastModified"].timestamp())
+
+    def touch(self, key):
+        # Copying an object onto itself with new metadata refreshes LastModified.
+        self._call(
+            key, True, self.client.copy_object,
+            Key=self.prefix + key,
+            CopySource={"Bucket": self.bucket, "Key": self.prefix + key},
+            MetadataDirective="REPLACE",
+            Metadata={"touched": "1"},
+        )
+
+    def flush(self):
+        pass  # a completed PUT is durable
+
+    def free_space(self):
+        return None
+
+    def check_bucket(self):
+        self._call("", False, self.client.head_bucket)

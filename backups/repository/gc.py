@@ -1,0 +1,97 @@
+"""Garbage collection: mark every chunk referenced by a manifest, then sweep unreferenced
+chunks whose modification time is older than the cutoff
+
+    cutoff = min(now, start of the oldest live running-backup lease) - grace period
+
+A running backup stores new chunks after its start and touches existing chunks it reuses,
+so nothing it depends on is older than the cutoff; the chunks of its parent are referenced
+by the parent's manifest, which prune refuses to delete while the backup runs. Left-over
+temporary files (a crash mid-write) older than the cutoff are removed too. If any manifest
+is unreadable GC stops before deleting: it cannot know what that backup references.
+"""
+import logging
+import time
+from dataclasses import dataclass, field
+
+from .backends import is_temporary
+from .errors import BackupNotFoundError, GarbageCollectionAbortedError, ManifestCorruptError
+from .errors import ObjectNotFoundError
+from .leases import DEFAULT_STALE_AFTER, list_leases
+from .manifest import list_backup_ids
+
+log = logging.getLogger(__name__)
+
+DEFAULT_GRACE_PERIOD = 3600.0
+
+
+@dataclass
+class GcReport:
+    cutoff: float
+    referenced_chunks: int = 0
+    deleted_chunks: int = 0
+    deleted_bytes: int = 0
+    deleted_temporaries: int = 0
+    kept_recent: int = 0  # unreferenced but newer than the cutoff
+    dry_run: bool = False
+    warnings: list = field(default_factory=list)
+
+
+def collect_garbage(repo, *, grace_period=DEFAULT_GRACE_PERIOD, stale_after=DEFAULT_STALE_AFTER,
+                    now=None, dry_run=False) -> GcReport:
+    backend = repo.backend
+    now = time.time() if now is None else now
+    warnings = []
+    leases = list_leases(backend, stale_after=stale_after, now=now, include_stale=True)
+    live = []
+    for lease in leases:
+        if lease.stale:
+            warnings.append(f"ignored stale lease of backup {lease.restore_point_id}")
+        else:
+            live.append(lease)
+    cutoff = min([now] + [lease.started for lease in live]) - grace_period
+    report = GcReport(cutoff=cutoff, dry_run=dry_run, warnings=warnings)
+
+    referenced = set()
+    ids, _ = list_backup_ids(backend)
+    for rp_id in ids:
+        try:
+            referenced |= repo.load_manifest(rp_id).chunk_ids()
+        except BackupNotFoundError:
+            continue  # pruned meanwhile
+        except ManifestCorruptError as exc:
+            raise GarbageCollectionAbortedError(
+                f"{exc}; nothing was deleted (repair or delete that backup first)") from exc
+    report.referenced_chunks = len(referenced)
+
+    for key in backend.list("chunks/"):
+        chunk_id = key.rsplit("/", 1)[-1]
+        if not is_temporary(key) and chunk_id in referenced:
+            continue
+        try:
+            stat = backend.stat(key)  # just before deleting: a reused chunk was touched
+        except ObjectNotFoundError:
+            continue
+        if stat.mtime >= cutoff:
+            if not is_temporary(key):
+                report.kept_recent += 1
+            continue
+        if not dry_run:
+            backend.delete(key)
+        if is_temporary(key):
+            report.deleted_temporaries += 1
+        else:
+            report.deleted_chunks += 1
+            report.deleted_bytes += stat.size
+    for prefix in ("backups/", "locks/"):
+        for key in backend.list(prefix):
+            if is_temporary(key):
+                try:
+                    if backend.stat(key).mtime < cutoff:
+                        if not dry_run:
+                            backend.delete(key)
+                        report.deleted_temporaries += 1
+                except ObjectNotFoundError:
+                    continue
+    for warning in warnings:
+        log.warning("gc of %s: %s", backend.location, warning)
+    return report

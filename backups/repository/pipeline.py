@@ -1,0 +1,340 @@
+"""The parallel backup writer.
+
+    caller thread: DiskWriter.write(offset, data) re-chunks at the store's chunk size,
+                   skips all-zero chunks, hands each chunk to a worker thread
+    worker thread: (patch a parent chunk) -> id -> dedup check -> zstd -> AES-GCM -> put
+
+At most `max_in_flight` chunks are queued or being processed (memory stays bounded at about
+max_in_flight x chunk size); results are recorded by chunk index as they finish, so one slow
+(text) chunk never stalls the others. Each worker thread owns its zstd compressor (ChunkCodec).
+
+Dedup: a chunk whose id is already known (written or seen during this backup, or listed by
+the parent's manifest) costs nothing; otherwise an existence check, and an existing chunk is
+"touched" so gc's age cutoff protects it while this backup runs. The manifest is written
+last, after the store flushed every chunk; leaving the `with` block without commit() writes
+no manifest and releases the lease.
+"""
+import logging
+import os
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from datetime import datetime, timezone
+
+from .chunks import chunk_key, is_zero
+from .errors import BackupAbortedError, BackupExistsError
+from .leases import acquire_lease, refresh_lease, release_lease
+from .manifest import DiskEntry, Manifest, encode_manifest, manifest_key, restore_point_id
+
+log = logging.getLogger(__name__)
+
+PROGRESS_INTERVAL = 0.25  # seconds: at most four progress calls per second
+
+
+class BackupWriter:
+    def __init__(self, repo, vm_uuid, started_at, *, parent=None, method=None, on_progress=None,
+                 max_in_flight=8, workers=None, lease_refresh=60.0):
+        self.repo = repo
+        self.backend = repo.backend
+        self.codec = repo.codec
+        self.id = restore_point_id(vm_uuid, started_at)
+        self.vm_uuid = vm_uuid
+        self.started_at = started_at
+        self.parent = parent
+        self.method = method
+        self.on_progress = on_progress
+        if self.backend.exists(manifest_key(self.id)):
+            raise BackupExistsError(f"backup {self.id} already exists in {repo.location}")
+
+        self._disks = []
+        self._metadata = {}
+        self._attachments = {}
+        self._known = set()
+        self._lock = threading.Lock()
+        self._idle = threading.Condition(self._lock)
+        self._pending = 0
+        self._error = None
+        self._state = "open"
+        self._slots = threading.BoundedSemaphore(max(1, max_in_flight))
+        self._executor = ThreadPoolExecutor(max_workers=workers or max(2, os.cpu_count() or 2),
+                                            thread_name_prefix="chunk-writer")
+        self.totals = {"bytes_read": 0, "bytes_new": 0, "bytes_stored": 0, "chunks_total": 0,
+                       "chunks_new": 0, "chunks_reused": 0, "chunks_zero": 0}
+        self._last_progress = 0.0
+
+        self._lease = acquire_lease(self.backend, self.id, parent)
+        self._stop_refresh = threading.Event()
+        self._refresher = threading.Thread(target=self._refresh_lease, args=(lease_refresh,),
+                                           name="lease-refresh", daemon=True)
+        self._refresher.start()
+
+    # -- context manager -------------------------------------------------------------------
+    def __enter__(self):
+        return self
+
+    def __exit__(self, exc_type, exc, tb):
+        if self._state != "committed":
+            self.abort()
+        return False
+
+    # -- public interface ------------------------------------------------------------------
+    def add_disk(self, disk_key, virtual_size, parent_chunks=None) -> "DiskWriter":
+        self._check_open()
+        if any(d.key == disk_key for d in self._disks):
+            raise ValueError(f"disk {disk_key!r} was already added")
+        disk = DiskWriter(self, disk_key, virtual_size, parent_chunks)
+        if parent_chunks:
+            with self._lock:
+                self._known.update(cid for cid in parent_chunks if cid)
+        self._disks.append(disk)
+        return disk
+
+    def attach(self, name, data: bytes):
+        """A small file kept inside the manifest (ova.xml, the VM record as JSON...)."""
+        self._check_open()
+        self._attachments[name] = bytes(data)
+
+    def set_metadata(self, metadata: dict):
+        self._check_open()
+        self._metadata.update(metadata)
+
+    def commit(self) -> Manifest:
+        """Wait for every chunk, make them durable, then write the manifest (atomically)."""
+        self._check_open()
+        unfinished = [d.key for d in self._disks if not d.finished]
+        if unfinished:
+            raise ValueError(f"disks not finished: {', '.join(unfinished)}")
+        self._wait_idle()
+        self._raise_if_failed()
+        self.backend.flush()
+        manifest = Manifest(
+            id=self.id, vm_uuid=self.vm_uuid,
+            started_at=self.started_at.astimezone(timezone.utc).isoformat(),
+            finished_at=datetime.now(timezone.utc).isoformat(),
+            method=self.method, parent=self.parent,
+            disks=[DiskEntry(d.key, d.virtual_size, self.repo.chunk_size, d.chunks)
+                   for d in self._disks],
+            metadata=self._metadata, attachments=self._attachments, totals=dict(self.totals),
+        )
+        keys = self.repo.keys
+        blob = encode_manifest(manifest, keys.manifest_encryption if keys else None)
+        if not self.backend.put_atomic(manifest_key(self.id), blob, overwrite=False):
+            raise BackupExistsError(f"backup {self.id} already exists in {self.repo.location}")
+        self._state = "committed"
+        self._close()
+        self._report_progress(force=True)
+        return manifest
+
+    def abort(self):
+        """Stop without a manifest (exception, cancel). Chunks already stored are orphans
+        that gc reclaims later."""
+        if self._state in ("committed", "aborted"):
+            return
+        self._state = "aborted"
+        self._wait_idle()
+        self._close()
+
+    # -- internals -------------------------------------------------------------------------
+    def _close(self):
+        self._executor.shutdown(wait=True)
+        self._stop_refresh.set()
+        self._refresher.join()
+        try:
+            release_lease(self.backend, self._lease)
+        except Exception as exc:  # the store may be full or gone; a stale lease expires
+            log.warning("could not release lease of backup %s: %s", self.id, exc)
+
+    def _refresh_lease(self, interval):
+        while not self._stop_refresh.wait(interval):
+            try:
+                refresh_lease(self.backend, self._lease)
+            except Exception as exc:
+                log.warning("could not refresh lease of backup %s: %s", self.id, exc)
+
+    def _check_open(self):
+        if self._state != "open":
+            raise BackupAbortedError(f"backup {self.id} is {self._state}")
+        self._raise_if_failed()
+
+    def _raise_if_failed(self):
+        if self._error is not None:
+            raise self._error
+
+    def _wait_idle(self):
+        with self._idle:
+            while self._pending:
+                self._idle.wait()
+
+    def _dispatch(self, disk, index, data, base_id=None, ranges=None):
+        """Hand one chunk to a worker (blocks while max_in_flight chunks are busy)."""
+        if base_id is None and is_zero(data):
+            with self._lock:
+                disk.chunks[index] = None
+                self.totals["chunks_zero"] += 1
+                self.totals["chunks_total"] += 1
+            return
+        self._raise_if_failed()
+        self._slots.acquire()
+        with self._lock:
+            self._pending += 1
+        try:
+            self._executor.submit(self._store_chunk, disk, index, data, base_id, ranges)
+        except BaseException:
+            self._task_done()
+            raise
+
+    def _task_done(self):
+        self._slots.release()
+        with self._idle:
+            self._pending -= 1
+            self._idle.notify_all()
+
+    def _store_chunk(self, disk, index, data, base_id, ranges):
+        try:
+            if self._error is not None or self._state == "aborted":
+                return
+            if base_id is not None:
+                # A partial write over a parent chunk: start from the parent's content.
+                patched = bytearray(self.repo.read_chunk(base_id))
+                for start, end in ranges:
+                    patched[start:end] = data[start:end]
+                data = patched
+            if is_zero(data):
+                chunk_id, new, stored = None, False, 0
+            else:
+                chunk_id = self.codec.chunk_id(data)
+                with self._lock:
+                    known = chunk_id in self._known
+                new, stored = False, 0
+                if not known:
+                    key = chunk_key(chunk_id)
+                    if self.backend.exists(key):
+                        self.backend.touch(key)
+                    else:
+                        blob = self.codec.encode(chunk_id, data)
+                        new = self.backend.put_atomic(key, blob, overwrite=False)
+                        stored = len(blob) if new else 0
+                    with self._lock:
+                        self._known.add(chunk_id)
+            with self._lock:
+                disk.chunks[index] = chunk_id
+                t = self.totals
+                t["chunks_total"] += 1
+                if chunk_id is None:
+                    t["chunks_zero"] += 1
+                elif new:
+                    t["chunks_new"] += 1
+                    t["bytes_new"] += len(data)
+                    t["bytes_stored"] += stored
+                else:
+                    t["chunks_reused"] += 1
+        except BaseException as exc:
+            with self._lock:
+                if self._error is None:
+                    self._error = exc
+        finally:
+            self._task_done()
+
+    def _report_progress(self, force=False):
+        if self.on_progress is None:
+            return
+        now = time.monotonic()
+        if force or now - self._last_progress >= PROGRESS_INTERVAL:
+            self._last_progress = now
+            t = self.totals
+            self.on_progress(t["bytes_read"], t["bytes_new"], t["bytes_stored"])
+
+
+class DiskWriter:
+    """Receives one disk's data as (offset, bytes) in increasing offset order, any sizes.
+
+    Unwritten ranges take the parent's content when parent_chunks is given (an incremental:
+    only changed blocks are written), else they are zeros (a sparse full export)."""
+
+    def __init__(self, writer: BackupWriter, key, virtual_size, parent_chunks):
+        self.writer = writer
+        self.key = key
+        self.virtual_size = virtual_size
+        self.chunk_size = writer.repo.chunk_size
+        self.count = -(-virtual_size // self.chunk_size)
+        if parent_chunks is not None and len(parent_chunks) != self.count:
+            raise ValueError(f"disk {key}: parent has {len(parent_chunks)} chunks, this size "
+                             f"needs {self.count} (resized disk: take a full backup)")
+        self.parent_chunks = parent_chunks
+        self.chunks = [None] * self.count
+        self.finished = False
+        self._position = 0  # lowest offset the next write may use
+        self._next_index = 0  # first chunk index not yet decided
+        self._current = None  # index of the chunk being assembled
+        self._buffer = None
+        self._ranges = []  # written [start, end) ranges within the current chunk
+
+    def _chunk_length(self, index):
+        return min(self.chunk_size, self.virtual_size - index * self.chunk_size)
+
+    def write(self, offset, data):
+        w = self.writer
+        w._check_open()
+        if self.finished:
+            raise ValueError(f"disk {self.key} is finished")
+        if offset < self._position:
+            raise ValueError(f"disk {self.key}: writes must go forward (offset {offset} < "
+                             f"{self._position})")
+        if offset + len(data) > self.virtual_size:
+            raise ValueError(f"disk {self.key}: write beyond the virtual size")
+        with w._lock:
+            w.totals["bytes_read"] += len(data)
+        view = memoryview(data)
+        while view:
+            index = offset // self.chunk_size
+            within = offset - index * self.chunk_size
+            length = self._chunk_length(index)
+            n = min(len(view), length - within)
+            if self._current != index:
+                self._flush_current()
+                self._skip_to(index)
+                if within == 0 and n == length:  # a whole chunk in one piece: no assembly
+                    w._dispatch(self, index, bytes(view[:n]))
+                    self._next_index = index + 1
+                    offset += n
+                    view = view[n:]
+                    continue
+                self._current, self._buffer, self._ranges = index, bytearray(length), []
+            self._buffer[within:within + n] = view[:n]
+            if self._ranges and self._ranges[-1][1] == within:
+                self._ranges[-1][1] = within + n
+            else:
+                self._ranges.append([within, within + n])
+            offset += n
+            view = view[n:]
+            if self._ranges == [[0, length]]:
+                self._flush_current()
+        self._position = offset
+        w._report_progress()
+
+    def finish(self):
+        self.writer._check_open()
+        self._flush_current()
+        self._skip_to(self.count)
+        self.finished = True
+
+    def _flush_current(self):
+        if self._current is None:
+            return
+        index, buffer, ranges = self._current, self._buffer, self._ranges
+        self._current, self._buffer, self._ranges = None, None, []
+        complete = ranges == [[0, len(buffer)]]
+        base = None if complete or self.parent_chunks is None else self.parent_chunks[index]
+        self.writer._dispatch(self, index, buffer, base, ranges if base else None)
+        self._next_index = index + 1
+
+    def _skip_to(self, index):
+        """Chunks nobody wrote: the parent's chunk, or zeros."""
+        t = self.writer.totals
+        with self.writer._lock:
+            for i in range(self._next_index, index):
+                cid = self.parent_chunks[i] if self.parent_chunks is not None else None
+                self.chunks[i] = cid
+                t["chunks_total"] += 1
+                t["chunks_reused" if cid else "chunks_zero"] += 1
+        self._next_index = max(self._next_index, index)

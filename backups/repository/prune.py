@@ -1,0 +1,86 @@
+"""Retention: which restore points a policy keeps, and deleting the others.
+
+Per VM, newest first: keep the last N; keep the newest backup of each of the last D days,
+W ISO weeks and M months (UTC). A policy with no rule keeps everything. Never removed: an
+unreadable manifest (kept for inspection), the parent of a running backup, and, unless
+confirm_last=True, the newest good backup of a VM when the policy would keep no good one.
+Chunks are reclaimed afterwards by gc.
+"""
+from collections import defaultdict
+from dataclasses import dataclass, field
+
+from .leases import list_leases
+from .manifest import damaged_key, manifest_key
+
+
+@dataclass
+class RetentionPolicy:
+    keep_last: int = 0
+    keep_daily: int = 0
+    keep_weekly: int = 0
+    keep_monthly: int = 0
+
+    @property
+    def is_empty(self):
+        return not (self.keep_last or self.keep_daily or self.keep_weekly or self.keep_monthly)
+
+
+@dataclass
+class PrunePlan:
+    keep: dict = field(default_factory=dict)  # restore point id -> list of reasons
+    remove: list = field(default_factory=list)
+
+
+def _keep(plan, rp_id, reason):
+    plan.keep.setdefault(rp_id, []).append(reason)
+
+
+def plan_prune(summaries, policy: RetentionPolicy, *, confirm_last=False, protected=()):
+    plan = PrunePlan()
+    by_vm = defaultdict(list)
+    for s in summaries:
+        by_vm[s.vm_uuid].append(s)
+    for vm_backups in by_vm.values():
+        readable = sorted((s for s in vm_backups if s.error is None),
+                          key=lambda s: s.started_at, reverse=True)
+        for s in vm_backups:
+            if s.error is not None:
+                _keep(plan, s.id, "unreadable manifest")
+        if policy.is_empty:
+            for s in readable:
+                _keep(plan, s.id, "no retention rule")
+            continue
+        for s in readable[:policy.keep_last]:
+            _keep(plan, s.id, "last")
+        for rule, count, bucket in (
+            ("daily", policy.keep_daily, lambda t: t.date()),
+            ("weekly", policy.keep_weekly, lambda t: t.isocalendar()[:2]),
+            ("monthly", policy.keep_monthly, lambda t: (t.year, t.month)),
+        ):
+            seen = set()
+            for s in readable:
+                if len(seen) >= count:
+                    break
+                key = bucket(s.started_at)
+                if key not in seen:
+                    seen.add(key)
+                    _keep(plan, s.id, rule)
+        for s in readable:
+            if s.id in protected:
+                _keep(plan, s.id, "parent of a running backup")
+        good = [s for s in readable if s.is_good]
+        if good and not any(s.id in plan.keep for s in good) and not confirm_last:
+            _keep(plan, good[0].id, "only good backup of the VM")
+        plan.remove.extend(s.id for s in readable if s.id not in plan.keep)
+    return plan
+
+
+def prune(repo, policy: RetentionPolicy, *, vm_uuid=None, confirm_last=False, dry_run=False):
+    protected = {lease.parent for lease in list_leases(repo.backend) if lease.parent}
+    plan = plan_prune(repo.list_backups(vm_uuid), policy, confirm_last=confirm_last,
+                      protected=protected)
+    if not dry_run:
+        for rp_id in plan.remove:
+            repo.backend.delete(manifest_key(rp_id))  # first: the backup stops existing
+            repo.backend.delete(damaged_key(rp_id))
+    return plan

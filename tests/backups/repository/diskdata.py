@@ -1,0 +1,41 @@
+"""Generated disk content for the repository tests: zero, text and random regions."""
+import os
+import random
+
+WORDS = ("backup restore chunk manifest virtual machine pool host storage network "
+         "snapshot export import verify prune garbage collect encrypt compress").split()
+
+
+def text_block(size, seed=0):
+    rng = random.Random(seed)
+    out = bytearray()
+    while len(out) < size:
+        out += (" ".join(rng.choice(WORDS) for _ in range(12)) + f" {rng.random()}\n").encode()
+    return bytes(out[:size])
+
+
+def mixed_disk(size, chunk_size, seed=1):
+    """A disk whose chunk-sized regions cycle zero, text and random content."""
+    rng = random.Random(seed)
+    disk = bytearray(size)
+    for index, start in enumerate(range(0, size, chunk_size)):
+        end = min(size, start + chunk_size)
+        kind = index % 3
+        if kind == 1:
+            disk[start:end] = text_block(end - start, seed=rng.random())
+        elif kind == 2:
+            disk[start:end] = os.urandom(end - start)
+    return bytes(disk)
+
+
+def write_disk(writer, key, data, *, piece=300_000, parent_chunks=None):
+    """Feed a whole disk in odd-sized pieces (as a stream reader would) and finish it."""
+    disk = writer.add_disk(key, len(data), parent_chunks=parent_chunks)
+    for offset in range(0, len(data), piece):
+        disk.write(offset, data[offset:offset + piece])
+    disk.finish()
+    return disk
+
+
+def read_disk(repo, rp_id, key):
+    return b"".join(data for _, data in repo.open_disk(rp_id, key).stream())
