@@ -38,6 +38,7 @@ import socket
 import ssl
 import struct
 import threading
+import time
 from typing import Callable, Protocol, runtime_checkable
 
 log = logging.getLogger(__name__)
@@ -104,8 +105,8 @@ class NbdRefused(Exception):
     """Raised by the resolver for an unknown VDI or a bad or expired session."""
 
 
-class _ClientGone(Exception):
-    """The client closed the connection, broke the protocol, or must be dropped."""
+class _HangUp(Exception):
+    """The connection ends: the client left or broke the protocol, or the disk failed."""
 
 
 class NbdServer:
@@ -180,17 +181,35 @@ class NbdServer:
                 if self._stopping:
                     return
                 log.exception("NBD accept failed")
+                time.sleep(0.1)  # e.g. out of file descriptors: do not spin
                 continue
-            with self._lock:
-                if self._stopping or self.mode == "refuse" or len(self._connections) >= self.max_connections:
-                    if not self._stopping:
-                        log.info("NBD connection from %s refused (mode %s, %d open)", peer, self.mode, len(self._connections))
-                    _reset(sock)
-                    continue
-                connection = _Connection(self, sock, peer)
-                thread = threading.Thread(target=self._serve, args=(connection,), name=f"nbd-{peer[0]}:{peer[1]}", daemon=True)
-                self._connections[connection] = thread
-            thread.start()
+            try:
+                self._admit(sock, peer)
+            except Exception:
+                log.exception("NBD connection from %s could not be started", peer)
+                _reset(sock)
+
+    def _admit(self, sock: socket.socket, peer) -> None:
+        with self._lock:
+            if self._stopping:
+                _reset(sock)
+                return
+            if self.mode == "refuse" or len(self._connections) >= self.max_connections:
+                log.info("NBD connection from %s refused (mode %s, %d open)", peer, self.mode, len(self._connections))
+                _reset(sock)
+                return
+            connection = _Connection(self, sock, peer)
+            thread = threading.Thread(
+                target=self._serve, args=(connection,), name=f"nbd-{peer[0]}:{peer[1]}", daemon=True
+            )
+            self._connections[connection] = thread
+            # Started under the lock, so stop() never sees a registered thread it cannot join.
+            try:
+                thread.start()
+            except RuntimeError:
+                del self._connections[connection]
+                connection.close()
+                raise
 
     def _serve(self, connection: "_Connection") -> None:
         try:
@@ -239,7 +258,7 @@ class _Connection:
                 return
             self._send(_EXPORT_REPLY.pack(export.size, TRANSMISSION_FLAGS) + bytes(EXPORT_REPLY_ZEROES))
             self._transmit(export)
-        except _ClientGone as gone:
+        except _HangUp as gone:
             log.info("NBD connection from %s ended: %s", self.peer, gone)
         except (OSError, ssl.SSLError) as error:
             log.info("NBD connection from %s dropped: %s", self.peer, error)
@@ -251,8 +270,11 @@ class _Connection:
                     export.close()
                 except Exception:
                     log.exception("closing NBD export for %s failed", self.peer)
-            self.sock.close()
-            self._control.close()
+            self.close()
+
+    def close(self) -> None:
+        self.sock.close()
+        self._control.close()
 
     # --- handshake ---------------------------------------------------------------------
 
@@ -262,7 +284,7 @@ class _Connection:
         (client_flags,) = struct.unpack(">I", self._recv_exactly(4))
         if self.server.mode == "tls":
             if not client_flags & FLAG_C_FIXED_NEWSTYLE:
-                raise _ClientGone("client without fixed newstyle cannot start TLS")
+                raise _HangUp("client without fixed newstyle cannot start TLS")
             self._require_tls()
         while True:
             option, payload = self._read_option()
@@ -270,7 +292,7 @@ class _Connection:
                 try:
                     return payload.decode("utf-8")
                 except UnicodeDecodeError:
-                    raise _ClientGone("export name is not UTF-8") from None
+                    raise _HangUp("export name is not UTF-8") from None
             if option == NBD_OPT_ABORT:
                 try:
                     self._reply_option(option, NBD_REP_ACK)
@@ -294,15 +316,15 @@ class _Connection:
                 self.is_tls = True
                 return
             if option in (NBD_OPT_EXPORT_NAME, NBD_OPT_ABORT):
-                raise _ClientGone(f"option {option} before TLS in FORCEDTLS mode")
+                raise _HangUp(f"option {option} before TLS in FORCEDTLS mode")
             self._reply_option(option, NBD_REP_ERR_TLS_REQD)
 
     def _read_option(self) -> tuple[int, bytes]:
         magic, option, length = _OPTION_HEADER.unpack(self._recv_exactly(_OPTION_HEADER.size))
         if magic != IHAVEOPT:
-            raise _ClientGone(f"bad option magic {magic!r}")
+            raise _HangUp(f"bad option magic {magic!r}")
         if length > MAX_OPTION_LENGTH:
-            raise _ClientGone(f"option {option} payload of {length} bytes is too long")
+            raise _HangUp(f"option {option} payload of {length} bytes is too long")
         return option, self._recv_exactly(length)
 
     def _reply_option(self, option: int, reply: int) -> None:
@@ -314,11 +336,11 @@ class _Connection:
         while True:
             magic, command, handle, offset, length = _REQUEST.unpack(self._recv_exactly(_REQUEST.size))
             if magic != REQUEST_MAGIC:
-                raise _ClientGone(f"bad request magic {magic:#x}")
+                raise _HangUp(f"bad request magic {magic:#x}")
             if command == NBD_CMD_READ:
                 self._read(export, handle, offset, length)
             elif command == NBD_CMD_DISC:
-                raise _ClientGone("client sent NBD_CMD_DISC")
+                raise _HangUp("client sent NBD_CMD_DISC")
             elif command & 0xFFFF == NBD_CMD_WRITE:
                 self._discard(length)
                 self._reply(handle, EPERM if command == NBD_CMD_WRITE else EINVAL)
@@ -340,9 +362,12 @@ class _Connection:
         end = offset + length
         while offset < end:
             count = min(READ_PIECE, end - offset)
-            data = export.read(offset, count)
+            try:
+                data = export.read(offset, count)
+            except Exception as error:
+                raise _HangUp(f"export read of {count} bytes at {offset} failed: {error!r}") from error
             if len(data) != count:
-                raise _ClientGone(f"export read returned {len(data)} of {count} bytes at {offset}")
+                raise _HangUp(f"export read returned {len(data)} of {count} bytes at {offset}")
             self._send(data)
             if self.server.on_bytes is not None:
                 self.server.on_bytes(count)
@@ -367,6 +392,6 @@ class _Connection:
         while received < count:
             n = self.sock.recv_into(view[received:])
             if n == 0:
-                raise _ClientGone("client closed the connection")
+                raise _HangUp("client closed the connection")
             received += n
         return bytes(buffer)

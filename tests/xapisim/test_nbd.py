@@ -195,8 +195,8 @@ def start_server(resolver):
     """Start an NbdServer on an ephemeral loopback port; every one is stopped at teardown."""
     servers = []
 
-    def start(mode="insecure", **options):
-        server = NbdServer("127.0.0.1", 0, resolver, mode=mode, **options)
+    def start(mode="insecure", resolve=resolver, **options):
+        server = NbdServer("127.0.0.1", 0, resolve, mode=mode, **options)
         server.start()
         servers.append(server)
         return server
@@ -332,10 +332,8 @@ def test_the_export_name_reply_is_size_read_only_flags_and_124_zeros(insecure_se
     assert flags == 0x0003
     assert padding == bytes(124)
     assert resolver.names == [EXPORT_NAME]
-    # Nothing more follows until the client asks.
-    client.sock.settimeout(0.2)
-    with pytest.raises(TimeoutError):
-        client.sock.recv(1)
+    # Nothing more is sent: the next bytes are the reply to the first request.
+    assert client.read(0, 512) == DISK[:512]
 
 
 @pytest.mark.parametrize(
@@ -408,10 +406,22 @@ def test_a_read_past_the_end_or_above_32_mib_gets_einval(transmitting, offset, l
     assert transmitting.read(0, 512) == DISK[:512]
 
 
+def test_a_zero_length_read_gets_an_empty_ok_like_xapi_nbd(transmitting):
+    transmitting.request(NBD_CMD_READ, 17, 4096, 0)
+    assert transmitting.read_reply() == (0, 17)
+    assert transmitting.read(0, 512) == DISK[:512]
+
+
 def test_a_write_gets_eperm_and_its_payload_is_skipped(transmitting):
     transmitting.request(NBD_CMD_WRITE, 13, 0, 4096, payload=b"\xff" * 4096)
     assert transmitting.read_reply() == (EPERM, 13)
     assert transmitting.read(0, 4096) == DISK[:4096]
+
+
+def test_a_write_with_fua_gets_einval_and_its_payload_is_skipped(transmitting):
+    transmitting.request(NBD_CMD_WRITE | NBD_CMD_FLAG_FUA, 18, 0, 1024, payload=b"\xff" * 1024)
+    assert transmitting.read_reply() == (EINVAL, 18)
+    assert transmitting.read(0, 512) == DISK[:512]
 
 
 @pytest.mark.parametrize(
@@ -437,6 +447,26 @@ def test_disc_closes_the_connection_and_the_export(transmitting, resolver):
 def test_the_export_is_closed_when_the_client_just_leaves(transmitting, resolver):
     transmitting.close()
     assert resolver.exports[0].closed.wait(5)
+
+
+def test_a_failing_disk_read_drops_the_connection_after_the_ok_header(start_server, connect):
+    class FailingExport(BytesExport):
+        def read(self, offset, length):
+            raise OSError("simulated I/O error")
+
+    exports = []
+
+    def resolve(name):
+        exports.append(FailingExport(DISK))
+        return exports[-1]
+
+    client = connect(start_server("insecure", resolve=resolve))
+    client.greet()
+    client.export_name(EXPORT_NAME)
+    client.request(NBD_CMD_READ, 19, 0, 4096)
+    assert client.read_reply() == (0, 19)
+    assert client.is_closed_by_server()
+    assert exports[0].closed.wait(5)
 
 
 def test_bytes_served_are_reported(start_server, connect):
@@ -477,26 +507,42 @@ def test_tls_mode_hangs_up_on_export_name_or_abort_in_cleartext(tls_server, conn
     assert resolver.names == []
 
 
+def test_tls_mode_hangs_up_when_the_client_does_not_start_tls_after_the_ack(tls_server, connect, resolver):
+    client = connect(tls_server)
+    client.greet()
+    assert client.ask(NBD_OPT_STARTTLS) == NBD_REP_ACK
+    client.send_option(NBD_OPT_EXPORT_NAME, EXPORT_NAME.encode())
+    assert client.is_closed_by_server()
+    assert resolver.names == []
+
+
 def test_tls_mode_hangs_up_on_a_client_without_fixed_newstyle(tls_server, connect):
     client = connect(tls_server)
     client.greet(client_flags=0)
     assert client.is_closed_by_server()
 
 
-def test_refuse_mode_resets_the_connection_before_any_greeting(start_server, connect):
-    server = start_server("refuse")
-    client = connect(server)
+def assert_reset_before_greeting(server: NbdServer) -> None:
+    # The reset can beat connect() back to the client, or come on the first read.
     with pytest.raises((ConnectionResetError, EOFError)):
-        client.recv_exactly(1)
+        client = NbdTestClient(server.port)
+        try:
+            client.recv_exactly(1)
+        finally:
+            client.close()
+
+
+def test_refuse_mode_resets_the_connection_before_any_greeting(start_server, resolver):
+    server = start_server("refuse")
+    assert_reset_before_greeting(server)
+    assert resolver.names == []
 
 
 def test_connections_above_the_limit_are_reset(start_server, connect):
     server = start_server("insecure", max_connections=1)
     first = connect(server)
     first.greet()
-    second = connect(server)
-    with pytest.raises((ConnectionResetError, EOFError)):
-        second.recv_exactly(1)
+    assert_reset_before_greeting(server)
     assert first.ask(NBD_OPT_LIST) == NBD_REP_ERR_POLICY
 
 
