@@ -299,7 +299,7 @@ class DiskStore:
             if not disk.has_data:
                 raise DiskError(f"disk {disk_id} has no data (data_destroy was called)")
             paths = {number: self._segment_path(number) for number in disk.counts}
-            return DiskReader(disk_id, disk.virtual_size, array("I", disk.segments), paths)
+            return DiskReader(disk_id, disk.virtual_size, disk.segments[:], paths)
 
     def changed_blocks(self, from_id: str, to_id: str) -> bytes:
         with self._lock:
