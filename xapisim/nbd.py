@@ -29,6 +29,13 @@ a READ past the end of the export or longer than 32 MiB gets EINVAL (xapi-nbd se
 header and then drops the connection when the block read fails); a WRITE's payload is
 read and discarded (xapi-nbd leaves it in the stream, which then fails as a bad request);
 an option payload above 64 KiB closes the connection.
+
+Clients: libnbd (nbdcopy, nbdinfo 1.14) falls back from GO to EXPORT_NAME and reads such a
+server. QEMU 7.2 (qemu-img) does not: after GO is unsupported it asks LIST, and takes
+xapi-nbd's ERR_POLICY as fatal ("Denied by server for option 3 (list)").
+
+Threads: one accepts, one serves each connection (requests in order, one at a time);
+``on_bytes`` is called from the connection threads, so it must be thread-safe.
 """
 
 from __future__ import annotations
@@ -72,7 +79,6 @@ NBD_CMD_READ = 0
 NBD_CMD_WRITE = 1
 NBD_CMD_DISC = 2
 EPERM = 1
-EIO = 5
 EINVAL = 22
 
 SECTOR_SIZE = 512
@@ -85,7 +91,8 @@ MODES = ("tls", "insecure", "refuse")
 
 _OPTION_HEADER = struct.Struct(">8sII")  # magic, option, length
 _OPTION_REPLY = struct.Struct(">QIII")  # magic, option, reply type, length
-_REQUEST = struct.Struct(">IIQQI")  # magic, flags<<16|type (read as one, like xapi-nbd), handle, offset, length
+# magic, command flags << 16 | type (one number, as xapi-nbd reads it), handle, offset, length
+_REQUEST = struct.Struct(">IIQQI")
 _SIMPLE_REPLY = struct.Struct(">IIQ")  # magic, error, handle
 _EXPORT_REPLY = struct.Struct(">QH")  # size, transmission flags (then 124 zero bytes)
 
@@ -195,7 +202,8 @@ class NbdServer:
                 _reset(sock)
                 return
             if self.mode == "refuse" or len(self._connections) >= self.max_connections:
-                log.info("NBD connection from %s refused (mode %s, %d open)", peer, self.mode, len(self._connections))
+                log.info("NBD connection from %s refused (mode %s, %d open)",
+                         peer, self.mode, len(self._connections))
                 _reset(sock)
                 return
             connection = _Connection(self, sock, peer)

@@ -67,7 +67,8 @@ def _build_disk() -> bytes:
     """64 MiB, mostly zeros, with random regions at aligned and odd places and at the end."""
     rng = random.Random(20261125)
     disk = bytearray(DISK_SIZE)
-    for offset, length in [(0, MiB), (10 * MiB + 4096, 300 * 1024), (33 * MiB, 5 * MiB), (DISK_SIZE - 512, 512)]:
+    regions = [(0, MiB), (10 * MiB + 4096, 300 * 1024), (33 * MiB, 5 * MiB), (DISK_SIZE - 512, 512)]
+    for offset, length in regions:
         disk[offset : offset + length] = rng.randbytes(length)
     return bytes(disk)
 
@@ -148,7 +149,9 @@ def certificates(tmp_path_factory):
         .not_valid_before(now - datetime.timedelta(minutes=5))
         .not_valid_after(now + datetime.timedelta(days=1))
         .add_extension(
-            x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1")), x509.DNSName("localhost")]),
+            x509.SubjectAlternativeName(
+                [x509.IPAddress(ipaddress.ip_address("127.0.0.1")), x509.DNSName("localhost")]
+            ),
             critical=False,
         )
         .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
@@ -338,9 +341,12 @@ def test_the_export_name_reply_is_size_read_only_flags_and_124_zeros(insecure_se
 
 @pytest.mark.parametrize(
     "option",
-    [NBD_OPT_GO, NBD_OPT_INFO, NBD_OPT_STRUCTURED_REPLY, NBD_OPT_LIST_META_CONTEXT, NBD_OPT_SET_META_CONTEXT, 4, 42],
+    [NBD_OPT_GO, NBD_OPT_INFO, NBD_OPT_STRUCTURED_REPLY, NBD_OPT_LIST_META_CONTEXT,
+     NBD_OPT_SET_META_CONTEXT, 4, 42],
 )
-def test_options_xapi_nbd_does_not_know_are_unsupported_and_haggling_goes_on(insecure_server, connect, option):
+def test_options_xapi_nbd_does_not_know_are_unsupported_and_haggling_goes_on(
+    insecure_server, connect, option
+):
     client = connect(insecure_server)
     client.greet()
     assert client.ask(option, b"\x00\x00\x00\x00\x00\x00") == NBD_REP_ERR_UNSUP
@@ -631,7 +637,8 @@ def test_qemu_img_7_2_cannot_read_from_xapi_nbd_because_list_is_denied(insecure_
     treats as fatal. So qemu-img is no client for a real host, and must not be one here."""
     qemu_img = require_tool("qemu-img")
     out = tmp_path / "out.raw"
-    result = run_tool(qemu_img, "convert", "-f", "raw", f"nbd://127.0.0.1:{insecure_server.port}/disk", "-O", "raw", str(out))
+    uri = f"nbd://127.0.0.1:{insecure_server.port}/disk"
+    result = run_tool(qemu_img, "convert", "-f", "raw", uri, "-O", "raw", str(out))
     assert result.returncode != 0
     assert "Denied by server for option 3 (list)" in result.stderr
     assert resolver.names == []
