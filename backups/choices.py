@@ -1,0 +1,59 @@
+from django.db import models
+
+
+class BackupMethod(models.TextChoices):
+    OFFLINE = "offline", "Offline (shut down)"
+    MEMORY = "memory", "Online live memory (checkpoint)"
+    QUIESCED = "quiesced", "Online quiesced (VSS snapshot)"
+    NORMAL = "normal", "Online normal (snapshot)"
+
+
+class QuiesceFallback(models.TextChoices):
+    FAIL = "fail", "Fail the backup"
+    NORMAL = "normal", "Fall back to a normal snapshot, with a warning"
+
+
+class StoreKind(models.TextChoices):
+    LOCAL = "local", "Local directory or NFS mount"
+    S3 = "s3", "S3-compatible object storage"
+
+
+class RunStatus(models.TextChoices):
+    QUEUED = "queued", "Queued"
+    RUNNING = "running", "Running"
+    SUCCESS = "success", "Succeeded"
+    WARNING = "warning", "Succeeded with warnings"
+    FAILED = "failed", "Failed"
+    CANCELLED = "cancelled", "Cancelled"
+
+    @classmethod
+    def finished(cls):
+        return {cls.SUCCESS, cls.WARNING, cls.FAILED, cls.CANCELLED}
+
+
+class BackupPhase(models.TextChoices):
+    QUEUED = "queued", "Queued"
+    CONNECTING = "connecting", "Connecting to the pool"
+    PREPARING = "preparing", "Preparing the VM"
+    STREAMING = "streaming", "Streaming disks"
+    COMMITTING = "committing", "Writing the manifest"
+    CLEANING_UP = "cleaning_up", "Cleaning up"
+    DONE = "done", "Done"
+
+
+class BackupKind(models.TextChoices):
+    FULL = "full", "Full"
+    INCREMENTAL = "incremental", "Incremental"
+
+
+class Trigger(models.TextChoices):
+    MANUAL = "manual", "Back up now"
+    SCHEDULE = "schedule", "Schedule"
+    API = "api", "API"
+    CLI = "cli", "Command line"
+
+
+class VerifyState(models.TextChoices):
+    UNVERIFIED = "unverified", "Not verified"
+    OK = "ok", "Verified"
+    DAMAGED = "damaged", "Damaged"
