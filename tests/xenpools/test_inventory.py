@@ -1,0 +1,112 @@
+"""Full inventory sync against the simulator."""
+from django.db import connection as db
+
+from xenpools import inventory
+from xenpools.choices import PoolHealth
+from xenpools.connection import PoolUnreachable
+from xenpools.inventory import sync_pool
+from xenpools.models import VDI, VIF, VM, Host, Network, Pool, StorageRepository, VirtualDisk
+
+from .xenapi_helpers import guest_vms, vm_by_power_state, xenapi_session
+
+import pytest
+
+
+def test_a_sync_mirrors_hosts_storage_networks_vms_disks_and_interfaces(sim, make_pool):
+    pool = make_pool(sim)
+
+    with xenapi_session(sim.url) as x:
+        hosts = x.host.get_all_records()
+        srs = x.SR.get_all_records()
+        vms = guest_vms(x)
+        vbds = x.VBD.get_all_records()
+        vifs = x.VIF.get_all_records()
+        networks = x.network.get_all_records()
+        a_vm_ref, a_vm = next(iter(vms.items()))
+        its_disks = [vbds[ref] for ref in a_vm["VBDs"]]
+        its_vdis = {vbd["VDI"]: x.VDI.get_record(vbd["VDI"]) for vbd in its_disks if vbd["VDI"] != "OpaqueRef:NULL"}
+
+    pool.refresh_from_db()
+    assert pool.health == PoolHealth.HEALTHY and pool.last_sync is not None
+    assert set(Host.objects.filter(pool=pool).values_list("uuid", flat=True)) == {h["uuid"] for h in hosts.values()}
+    assert Host.objects.get(pool=pool, is_master=True).address == "127.0.0.1"
+    assert set(StorageRepository.objects.filter(pool=pool).values_list("uuid", flat=True)) == {s["uuid"] for s in srs.values()}
+    assert Network.objects.filter(pool=pool).count() == len(networks)
+    assert set(VM.objects.filter(pool=pool, is_snapshot=False).values_list("uuid", flat=True)) == {v["uuid"] for v in vms.values()}
+    assert sorted(pool.member_addresses) == sorted(h["address"] for h in hosts.values())
+
+    vm = VM.objects.get(pool=pool, uuid=a_vm["uuid"])
+    assert vm.name == a_vm["name_label"] and vm.power_state == a_vm["power_state"]
+    assert vm.memory == int(a_vm["memory_static_max"])
+    mirrored_disks = VirtualDisk.objects.filter(vm=vm).select_related("vdi__sr")
+    assert sorted(d.uuid for d in mirrored_disks) == sorted(d["uuid"] for d in its_disks)
+    for disk in mirrored_disks:
+        if disk.vdi:
+            source = next(v for v in its_vdis.values() if v["uuid"] == disk.vdi.uuid)
+            assert disk.vdi.virtual_size == int(source["virtual_size"])
+            assert disk.vdi.sr.uuid == srs[source["SR"]]["uuid"]
+    assert VIF.objects.filter(pool=pool).count() == sum(1 for v in vifs.values() if v["VM"] in vms)
+    assert set(VIF.objects.filter(vm=vm).values_list("mac", flat=True)) == {vifs[r]["MAC"] for r in a_vm["VIFs"]}
+    assert VDI.objects.filter(pool=pool).exists()
+
+
+def test_a_local_sr_knows_the_host_that_sees_it(sim, make_pool):
+    pool = make_pool(sim)
+
+    local = StorageRepository.objects.filter(pool=pool, shared=False, type__in=["lvm", "ext"]).first()
+    assert local is not None
+    assert local.hosts.count() == 1
+    shared = StorageRepository.objects.filter(pool=pool, shared=True).first()
+    assert shared.hosts.count() == Host.objects.filter(pool=pool).count()
+
+
+def test_a_vm_deleted_on_the_pool_is_marked_removed_not_deleted(sim, make_pool):
+    pool = make_pool(sim)
+    with xenapi_session(sim.url) as x:
+        ref, record = vm_by_power_state(x, "Halted")
+        x.VM.destroy(ref)
+
+    result = sync_pool(pool)
+
+    vm = VM.objects.get(pool=pool, uuid=record["uuid"])
+    assert vm.removed_at is not None
+    assert vm in result.vm_changes
+
+
+def test_a_second_sync_changes_nothing_when_the_pool_did_not_change(sim, make_pool):
+    pool = make_pool(sim)
+
+    result = sync_pool(pool)
+
+    assert result.vm_changes == []
+    assert result.counts == {}
+
+
+def test_a_pool_that_goes_away_mid_sync_is_marked_unhealthy_and_keeps_its_inventory(sim, make_pool, monkeypatch):
+    pool = make_pool(sim)
+    before = sorted(VM.objects.filter(pool=pool).values_list("uuid", "power_state", "removed_at"))
+    real_fetch = inventory.fetch_records
+
+    def pool_goes_away_while_reading(connection):
+        connection.xenapi.pool.get_all_records()   # the pool answers...
+        sim.stop()                                 # ...then every host disappears
+        return real_fetch(connection)
+
+    monkeypatch.setattr(inventory, "fetch_records", pool_goes_away_while_reading)
+    with pytest.raises(PoolUnreachable):
+        sync_pool(pool)
+
+    pool.refresh_from_db()
+    assert pool.health == PoolHealth.UNREACHABLE
+    assert "127.0.0.1" in pool.last_error
+    assert sorted(VM.objects.filter(pool=pool).values_list("uuid", "power_state", "removed_at")) == before
+
+
+def test_the_password_is_encrypted_in_the_database(sim, make_pool):
+    pool = make_pool(sim, sync=False)
+
+    with db.cursor() as cursor:
+        cursor.execute("SELECT * FROM xenpools_pool WHERE id = %s", [pool.pk])
+        row = cursor.fetchone()
+    assert not any(sim.password in str(value) for value in row)
+    assert Pool.objects.get(pk=pool.pk).get_password() == sim.password

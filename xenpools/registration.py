@@ -1,0 +1,76 @@
+"""Adding, changing and removing pools: the steps behind the wizard, the API and add_pool.
+
+A pool is saved only after a successful connection test (PoolConnection.probe), with the
+master it found (a member's address is replaced by its master) and, for https, the master's
+certificate fingerprint the administrator confirmed. Every change is audited; the password
+never appears in the audit log (model_snapshot hides it).
+"""
+from django.db import transaction
+
+from .connection import ProbeResult, parse_address
+from .inventory import sync_pool
+from .models import Pool
+from .connection import PoolError
+
+
+def _audit(action, pool, **kwargs):
+    from sesamweb.audit.log import record_event   # console-wide audit log (H6)
+
+    return record_event(action, target=pool, **kwargs)
+
+
+def _snapshot(pool):
+    from sesamweb.audit.log import model_snapshot
+
+    return model_snapshot(pool, exclude=("password", "password_encrypted"))
+
+
+def register_pool(name: str, address: str, username: str, password: str, probe: ProbeResult, *, sync: bool = True) -> Pool:
+    """Create the pool from a successful probe, audit it, and run the first inventory sync."""
+    parsed = parse_address(address)
+    with transaction.atomic():
+        pool = Pool(
+            name=name, scheme=parsed.scheme, address=probe.master_address, port=parsed.port,
+            username=username, uuid=probe.pool_uuid, pool_label=probe.pool_name,
+            master_address=probe.master_address, member_addresses=probe.member_addresses,
+            ha_enabled=probe.ha_enabled, product_brand=probe.product_brand,
+            product_version=probe.product_version,
+            fingerprints={probe.master_address: probe.fingerprint} if probe.fingerprint else {},
+        )
+        pool.save()
+        pool.set_password(password)
+        pool.save(update_fields=["password_encrypted"])
+        message = f"added pool {name} at {probe.master_address}"
+        if probe.redirected_from:
+            message += f" (entered {probe.redirected_from}, a member of the pool)"
+        _audit("create", pool, after=_snapshot(pool), message=message)
+    if sync:
+        try:
+            sync_pool(pool)
+        except PoolError:
+            pass          # the pool is saved; its health shows the error
+    return pool
+
+
+def update_pool(pool: Pool, *, name: str, username: str, password: str | None, probe: ProbeResult | None) -> Pool:
+    """Change a pool's name and credentials (re-tested: `probe` is the fresh test result)."""
+    before = _snapshot(pool)
+    with transaction.atomic():
+        pool.name, pool.username = name, username
+        if probe is not None:
+            pool.address = pool.master_address = probe.master_address
+            if probe.fingerprint:
+                pool.fingerprints = {**pool.fingerprints, probe.master_address: probe.fingerprint}
+        if password:
+            pool.set_password(password)
+        pool.save()
+        _audit("update", pool, before=before, after=_snapshot(pool),
+               message=f"changed pool {pool.name}" + (" credentials" if password else ""))
+    return pool
+
+
+def delete_pool(pool: Pool) -> None:
+    before = _snapshot(pool)
+    with transaction.atomic():
+        _audit("delete", pool, before=before, message=f"removed pool {pool.name} and its inventory mirror")
+        pool.delete()

@@ -1,0 +1,199 @@
+from django.contrib import messages
+from django.db.models import Count, Prefetch, Q
+from django.http import HttpResponseRedirect
+from django.shortcuts import get_object_or_404, redirect, render
+from django.urls import reverse
+from django.views import View
+from django.views.generic import DetailView, ListView
+
+from sesamweb.accounts.permissions import MANAGE, OPERATE, CapabilityRequiredMixin
+
+from .choices import PowerState
+from .connection import Address, PoolCertificateUnknown, PoolConnection, PoolError, parse_address
+from .filters import PoolFilterSet, VMFilterSet
+from .forms import PoolConnectionForm, PoolEditForm
+from .inventory import sync_pool
+from .models import VM, VIF, Pool, StorageRepository, VirtualDisk
+from .registration import delete_pool, register_pool, update_pool
+
+
+def _vm_counts():
+    live = Q(vms__removed_at__isnull=True, vms__is_snapshot=False)
+    return {
+        "vm_count": Count("vms", filter=live),
+        "running_count": Count("vms", filter=live & Q(vms__power_state=PowerState.RUNNING)),
+    }
+
+
+class PoolListView(CapabilityRequiredMixin, ListView):
+    template_name = "xenpools/pool_list.html"
+    context_object_name = "pools"
+
+    def get_queryset(self):
+        self.filterset = PoolFilterSet(self.request.GET, queryset=Pool.objects.annotate(**_vm_counts()))
+        return self.filterset.qs
+
+    def get_context_data(self, **kwargs):
+        return super().get_context_data(filterset=self.filterset, **kwargs)
+
+
+class PoolDetailView(CapabilityRequiredMixin, DetailView):
+    template_name = "xenpools/pool_detail.html"
+    context_object_name = "pool"
+
+    def get_queryset(self):
+        return Pool.objects.annotate(**_vm_counts()).prefetch_related(
+            "hosts",
+            Prefetch("srs", queryset=StorageRepository.objects.prefetch_related("hosts")),
+            "networks",
+        )
+
+    def get_context_data(self, **kwargs):
+        host_vm_counts = dict(VM.objects.filter(pool=self.object, removed_at__isnull=True, is_snapshot=False)
+                              .values_list("host").annotate(n=Count("pk")))
+        for host in self.object.hosts.all():
+            host.vm_count = host_vm_counts.get(host.pk, 0)
+        return super().get_context_data(**kwargs)
+
+
+class PoolAddView(CapabilityRequiredMixin, View):
+    """Wizard: Test connection (shows what was found, or a clear error, or a fingerprint to
+    confirm) -> Add pool (saves, audits, runs the first sync)."""
+
+    capability = MANAGE
+    template_name = "xenpools/pool_form.html"
+
+    def get(self, request):
+        return render(request, self.template_name, {"form": PoolConnectionForm(), "adding": True})
+
+    def post(self, request):
+        form = PoolConnectionForm(request.POST)
+        context = {"form": form, "adding": True}
+        if form.is_valid():
+            data = form.cleaned_data
+            probe, context = _test_connection(request, form, data["password"], context)
+            if probe is not None and "add" in request.POST:
+                pool = register_pool(data["name"], data["address"], data["username"], data["password"], probe)
+                if pool.last_error:
+                    messages.warning(request, f"Pool {pool.name} added, but its first sync failed: {pool.last_error}")
+                else:
+                    messages.success(request, f"Pool {pool.name} added and synced.")
+                return redirect(pool)
+        return render(request, self.template_name, context)
+
+
+def _test_connection(request, form, password, context, pinned=None):
+    """Run PoolConnection.probe for a bound, valid form; returns (probe or None, context)."""
+    data = form.cleaned_data
+    try:
+        probe = PoolConnection.probe(data["address"], data["username"], password,
+                                     fingerprint=form.confirmed_fingerprint() or pinned)
+    except PoolCertificateUnknown as exc:
+        fresh = request.POST.copy()
+        fresh["fingerprint"], fresh["trust_certificate"] = exc.fingerprint, ""
+        entered = parse_address(data["address"])
+        certificate_host = exc.address.rsplit(":", 1)[0]
+        if certificate_host != entered.host:
+            # The entered host is a member that sent us to its master: confirm the master's
+            # certificate and talk to the master directly from now on.
+            fresh["address"] = Address(entered.scheme, certificate_host, entered.port).url()
+            context["redirected_from"] = entered.host
+        form = type(form)(fresh, pool=form.pool, initial=form.initial)
+        form.is_valid()
+        context.update(form=form, certificate=exc)
+        return None, context
+    except PoolError as exc:
+        context["error"] = str(exc)
+        return None, context
+    context["probe"] = probe
+    return probe, context
+
+
+class PoolEditView(CapabilityRequiredMixin, View):
+    capability = MANAGE
+    template_name = "xenpools/pool_form.html"
+
+    def get(self, request, pk):
+        pool = get_object_or_404(Pool, pk=pk)
+        form = PoolEditForm(pool=pool, initial={"name": pool.name, "address": pool.url, "username": pool.username})
+        return render(request, self.template_name, {"form": form, "pool": pool})
+
+    def post(self, request, pk):
+        pool = get_object_or_404(Pool, pk=pk)
+        form = PoolEditForm(request.POST, pool=pool, initial={"address": pool.url})
+        context = {"form": form, "pool": pool}
+        if form.is_valid():
+            data = form.cleaned_data
+            password = data["password"] or pool.get_password()
+            probe, context = _test_connection(request, form, password, context,
+                                              pinned=pool.fingerprints.get(pool.master_address))
+            if probe is not None and "save" in request.POST:
+                update_pool(pool, name=data["name"], username=data["username"], password=data["password"] or None,
+                            probe=probe)
+                messages.success(request, f"Pool {pool.name} updated; the connection test passed.")
+                return redirect(pool)
+        return render(request, self.template_name, context)
+
+
+class PoolDeleteView(CapabilityRequiredMixin, View):
+    capability = MANAGE
+
+    def get(self, request, pk):
+        pool = get_object_or_404(Pool.objects.annotate(**_vm_counts()), pk=pk)
+        return render(request, "xenpools/pool_confirm_delete.html", {"pool": pool})
+
+    def post(self, request, pk):
+        pool = get_object_or_404(Pool, pk=pk)
+        name = pool.name
+        delete_pool(pool)
+        messages.success(request, f"Pool {name} removed from the console (nothing was changed on the pool).")
+        return redirect("xenpools:pool_list")
+
+
+class PoolSyncView(CapabilityRequiredMixin, View):
+    capability = OPERATE
+
+    def post(self, request, pk):
+        pool = get_object_or_404(Pool, pk=pk)
+        try:
+            result = sync_pool(pool)
+        except PoolError as exc:
+            messages.error(request, f"Sync of {pool.name} failed: {exc}")
+        else:
+            changed = sum(result.counts.values())
+            messages.success(request, f"Pool {pool.name} synced ({changed} objects changed).")
+        return HttpResponseRedirect(reverse("xenpools:pool", args=[pool.pk]))
+
+
+class VMListView(CapabilityRequiredMixin, ListView):
+    template_name = "xenpools/vm_list.html"
+    context_object_name = "vms"
+    paginate_by = 50
+
+    def get_queryset(self):
+        queryset = VM.objects.filter(is_snapshot=False).select_related("pool", "host").order_by("name", "pk")
+        data = self.request.GET.copy()
+        if "removed" not in data:
+            data["removed"] = "false"
+        self.filterset = VMFilterSet(data, queryset=queryset)
+        return self.filterset.qs
+
+    def get_context_data(self, **kwargs):
+        query = self.request.GET.copy()
+        query.pop("page", None)
+        return super().get_context_data(filterset=self.filterset, querystring=query.urlencode(),
+                                         current_ordering=self.request.GET.get("ordering", "name"), **kwargs)
+
+
+class VMDetailView(CapabilityRequiredMixin, DetailView):
+    # backups/vm_detail.html (when the backups app ships it) extends ours and fills the
+    # "vm_backups" block with Back up now and the restore points.
+    template_name = ["backups/vm_detail.html", "xenpools/vm_detail.html"]
+    context_object_name = "vm"
+
+    def get_queryset(self):
+        return VM.objects.select_related("pool", "host", "snapshot_of").prefetch_related(
+            Prefetch("disks", queryset=VirtualDisk.objects.select_related("vdi__sr")),
+            Prefetch("vifs", queryset=VIF.objects.select_related("network")),
+            Prefetch("snapshots", queryset=VM.objects.order_by("-snapshot_time")),
+        )
