@@ -99,15 +99,14 @@ def write_vhd(reader, *, changed: list[tuple[int, int]] | None = None,
     """Yield a dynamic VHD of `reader`: every allocated extent (changed=None), or only the
     `changed` byte ranges, which is what xapi sends for format=vhd&base=<older snapshot>.
     `timestamp` is Unix time, stored as seconds since 2000 (0 stays 0)."""
-    size = reader.size
-    if size % SECTOR:
-        raise ValueError(f"VHD needs a virtual size that is a multiple of 512, not {size}")
+    disk_size = reader.size
+    size = -(-disk_size // SECTOR) * SECTOR   # a VHD counts whole sectors: pad with zeros
     disk_uuid = uuid if uuid is not None else uuid_module.uuid4().bytes
     vhd_time = max(timestamp - _VHD_EPOCH, 0) if timestamp else 0
     footer = _footer(size, disk_uuid, vhd_time)
     entries = -(-size // BLOCK_SIZE)
     delta = changed is not None
-    blocks = _block_ranges(changed if delta else reader.allocated_extents(), size)
+    blocks = _block_ranges(changed if delta else reader.allocated_extents(), disk_size)
 
     bat_size = -(-entries * 4 // SECTOR) * SECTOR
     next_sector = (_BAT_OFFSET + bat_size) // SECTOR
@@ -120,7 +119,7 @@ def write_vhd(reader, *, changed: list[tuple[int, int]] | None = None,
     full_bitmap = b"\xff" * _BITMAP_SIZE
     for index in sorted(blocks):
         start = index * BLOCK_SIZE
-        length = min(BLOCK_SIZE, size - start)
+        length = min(BLOCK_SIZE, disk_size - start)
         if delta:
             pieces = blocks[index]
             data = bytearray(BLOCK_SIZE)
@@ -130,7 +129,8 @@ def write_vhd(reader, *, changed: list[tuple[int, int]] | None = None,
             yield _bitmap(pieces, start) + bytes(data)
         else:
             data = reader.read(start, length)
-            bitmap = full_bitmap if length == BLOCK_SIZE else _bitmap([(start, length)], start)
+            bitmap = full_bitmap if length == BLOCK_SIZE else \
+                _bitmap([(start, min(BLOCK_SIZE, size - start))], start)
             yield b"".join((bitmap, data, bytes(BLOCK_SIZE - length)))
     yield footer
 

@@ -269,3 +269,14 @@ def test_a_truncated_vhd_is_an_error(store):
     data = vhd_of(store, "a")
     with pytest.raises(VhdFormatError, match="stream ended inside block 0"):
         list(read_vhd(OneWay(data[:4096])))
+
+
+def test_a_disk_size_not_a_multiple_of_512_is_padded_to_a_sector(store):
+    size = 3 * MiB + 1000
+    store.create("a", size)
+    store.write("a", size - 10, b"0123456789")
+    data = vhd_of(store, "a")
+    assert struct.unpack(">Q", data[48:56])[0] == 3 * MiB + 1024
+    target = bytearray(3 * MiB + 1024)
+    apply(io.BytesIO(data), target)
+    assert target == store.read("a", 0, size) + bytes(24)

@@ -295,3 +295,13 @@ def test_gnu_pax_and_ustar_archives_are_read(tmp_path, tar_format):
     assert [(i.kind, i.ref, i.offset) for i in items] == [
         ("ova.xml", None, 0), ("block", long_ref, 0), ("block", long_ref, 2 * MiB)]
     assert items[1].data == chunk
+
+
+def test_a_disk_size_not_a_multiple_of_512_still_round_trips(store):
+    size = 2 * MiB + 1000
+    store.create("a", size)
+    store.write("a", size - 10, b"0123456789")
+    with store.open_reader("a") as reader:
+        xva = xva_bytes([("Ref:1", reader)])
+    _, disks = reassemble(read_xva(io.BytesIO(xva)), {"Ref:1": size})
+    assert disks["Ref:1"] == store.read("a", 0, size)
