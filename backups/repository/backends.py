@@ -163,7 +163,10 @@ class LocalBackend:
             return
         except OSError as exc:
             raise self._error(exc, key, writing=True) from exc
-        # Remove directories left empty (backups/<vm>/<ts>/), never the store root.
+        # Remove the directories of a deleted backup (backups/<vm>/<ts>/) once empty. Chunk
+        # fan-out directories stay: a writer may be creating a file in one right now.
+        if not key.startswith("backups/"):
+            return
         parent = path.parent
         while parent != self.root and self.root in parent.parents:
             try:
@@ -190,7 +193,10 @@ class LocalBackend:
             dirs, self._dirs_to_sync = self._dirs_to_sync, set()
         for directory in dirs:
             try:
-                fd = os.open(directory, os.O_RDONLY)
+                try:
+                    fd = os.open(directory, os.O_RDONLY)
+                except FileNotFoundError:
+                    continue  # emptied and removed meanwhile: nothing left to make durable
                 try:
                     os.fsync(fd)
                 finally:

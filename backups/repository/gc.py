@@ -9,19 +9,36 @@ by the parent's manifest, which prune refuses to delete while the backup runs. L
 temporary files (a crash mid-write) older than the cutoff are removed too. If any manifest
 is unreadable GC stops before deleting: it cannot know what that backup references.
 """
+import json
 import logging
 import time
 from dataclasses import dataclass, field
 
 from .backends import is_temporary
 from .errors import BackupNotFoundError, GarbageCollectionAbortedError, ManifestCorruptError
-from .errors import ObjectNotFoundError
+from .errors import ObjectNotFoundError, StoreFullError
 from .leases import DEFAULT_STALE_AFTER, list_leases
 from .manifest import list_backup_ids
 
 log = logging.getLogger(__name__)
 
 DEFAULT_GRACE_PERIOD = 3600.0
+GC_STATE_KEY = "gc.json"  # when gc last started and finished (writers re-check if they overlap)
+
+
+def gc_ran_since(backend, since: float) -> bool:
+    """True when a gc is running or finished after `since` (epoch seconds)."""
+    try:
+        state = json.loads(backend.get(GC_STATE_KEY))
+    except ObjectNotFoundError:
+        return False
+    except ValueError:
+        return True
+    return state.get("finished") is None or state["finished"] >= since
+
+
+def _record_gc_state(backend, started, finished):
+    backend.put_atomic(GC_STATE_KEY, json.dumps({"started": started, "finished": finished}).encode())
 
 
 @dataclass
@@ -39,6 +56,22 @@ class GcReport:
 def collect_garbage(repo, *, grace_period=DEFAULT_GRACE_PERIOD, stale_after=DEFAULT_STALE_AFTER,
                     now=None, dry_run=False) -> GcReport:
     backend = repo.backend
+    started = time.time()
+    if not dry_run:
+        try:
+            _record_gc_state(backend, started, None)
+        except StoreFullError:
+            # A full store is when gc is needed most; a backup cannot write there anyway.
+            log.warning("gc of %s: store full, running without recording gc state",
+                        backend.location)
+    try:
+        return _collect(repo, backend, grace_period, stale_after, now, dry_run)
+    finally:
+        if not dry_run:
+            _record_gc_state(backend, started, time.time())
+
+
+def _collect(repo, backend, grace_period, stale_after, now, dry_run):
     now = time.time() if now is None else now
     warnings = []
     leases = list_leases(backend, stale_after=stale_after, now=now, include_stale=True)

@@ -100,11 +100,12 @@ def unwrap_master_key(record: dict, passphrase: str) -> bytes:
         raise WrongKeyError(f"the wrapped key record is malformed: {exc}") from None
 
 
-def make_key_file(keys: DataKeys, store_id: str, exported_at: str, passphrase=None) -> bytes:
+def make_key_file(keys: DataKeys, store_id: str, exported_at: str, passphrase=None,
+                  scrypt_n=DEFAULT_SCRYPT_N) -> bytes:
     document = {"format": KEY_FILE_FORMAT, "version": 1, "store_id": store_id,
                 "key_id": keys.key_id, "exported_at": exported_at}
     if passphrase:
-        document["protected"] = wrap_master_key(keys.master, passphrase)
+        document["protected"] = wrap_master_key(keys.master, passphrase, scrypt_n=scrypt_n)
     else:
         document["master_key"] = b64e(keys.master)
     return (json.dumps(document, indent=2) + "\n").encode("utf-8")

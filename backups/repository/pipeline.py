@@ -22,7 +22,8 @@ from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timezone
 
 from .chunks import chunk_key, is_zero
-from .errors import BackupAbortedError, BackupExistsError
+from .errors import BackupAbortedError, BackupExistsError, ChunkCorruptError
+from .gc import gc_ran_since
 from .leases import acquire_lease, refresh_lease, release_lease
 from .manifest import DiskEntry, Manifest, encode_manifest, manifest_key, restore_point_id
 
@@ -50,6 +51,7 @@ class BackupWriter:
         self._metadata = {}
         self._attachments = {}
         self._known = set()
+        self._touched = set()  # existing chunks this backup reuses (gc race re-check)
         self._lock = threading.Lock()
         self._idle = threading.Condition(self._lock)
         self._pending = 0
@@ -106,6 +108,7 @@ class BackupWriter:
             raise ValueError(f"disks not finished: {', '.join(unfinished)}")
         self._wait_idle()
         self._raise_if_failed()
+        self._recheck_after_concurrent_gc()
         self.backend.flush()
         manifest = Manifest(
             id=self.id, vm_uuid=self.vm_uuid,
@@ -135,6 +138,20 @@ class BackupWriter:
         self._close()
 
     # -- internals -------------------------------------------------------------------------
+    def _recheck_after_concurrent_gc(self):
+        """A gc that stat-ed a reused chunk just before this backup touched it may have
+        deleted it. If a gc ran during this backup, check those chunks still exist; a missing
+        one fails the backup (no manifest) rather than committing a broken restore point."""
+        if not self._touched or not gc_ran_since(self.backend, self._lease.started):
+            return
+        touched = sorted(self._touched)
+        with ThreadPoolExecutor(max_workers=8, thread_name_prefix="gc-recheck") as executor:
+            present = list(executor.map(lambda c: self.backend.exists(chunk_key(c)), touched))
+        missing = [c for c, ok in zip(touched, present) if not ok]
+        if missing:
+            raise ChunkCorruptError(missing[0], "removed by a concurrent garbage collection; "
+                                                "run the backup again")
+
     def _close(self):
         self._executor.shutdown(wait=True)
         self._stop_refresh.set()
@@ -210,6 +227,8 @@ class BackupWriter:
                     key = chunk_key(chunk_id)
                     if self.backend.exists(key):
                         self.backend.touch(key)
+                        with self._lock:
+                            self._touched.add(chunk_id)
                     else:
                         blob = self.codec.encode(chunk_id, data)
                         new = self.backend.put_atomic(key, blob, overwrite=False)
@@ -313,9 +332,12 @@ class DiskWriter:
         w._report_progress()
 
     def finish(self):
+        """Store the rest of the disk; returns once every chunk of it is stored."""
         self.writer._check_open()
         self._flush_current()
         self._skip_to(self.count)
+        self.writer._wait_idle()
+        self.writer._raise_if_failed()
         self.finished = True
 
     def _flush_current(self):

@@ -145,7 +145,8 @@ class Repository:
         return self.config.get("key_exported_at")
 
     # -- keys ----------------------------------------------------------------------------
-    def export_key_file(self, *, force=False, passphrase=None) -> bytes:
+    def export_key_file(self, *, force=False, passphrase=None,
+                        scrypt_n=keys_module.DEFAULT_SCRYPT_N) -> bytes:
         """The key file (JSON). Allowed once; force=True is for an administrator. With
         passphrase, the file is protected by it; without, it holds the raw master key."""
         if not self.is_encrypted:
@@ -153,7 +154,8 @@ class Repository:
         if self.key_exported_at and not force:
             raise KeyAlreadyExportedError(self.key_exported_at)
         exported_at = _now_iso()
-        key_file = keys_module.make_key_file(self.keys, self.store_id, exported_at, passphrase)
+        key_file = keys_module.make_key_file(self.keys, self.store_id, exported_at, passphrase,
+                                             scrypt_n=scrypt_n)
         config = dict(self.config, key_exported_at=exported_at)
         self.backend.put_atomic(STORE_FILE, _dump(config))
         self.config = config

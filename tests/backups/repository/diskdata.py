@@ -1,5 +1,4 @@
 """Generated disk content for the repository tests: zero, text and random regions."""
-import os
 import random
 
 WORDS = ("backup restore chunk manifest virtual machine pool host storage network "
@@ -15,7 +14,8 @@ def text_block(size, seed=0):
 
 
 def mixed_disk(size, chunk_size, seed=1):
-    """A disk whose chunk-sized regions cycle zero, text and random content."""
+    """A disk whose chunk-sized regions cycle zero, text and random content (same seed,
+    same disk)."""
     rng = random.Random(seed)
     disk = bytearray(size)
     for index, start in enumerate(range(0, size, chunk_size)):
@@ -24,7 +24,7 @@ def mixed_disk(size, chunk_size, seed=1):
         if kind == 1:
             disk[start:end] = text_block(end - start, seed=rng.random())
         elif kind == 2:
-            disk[start:end] = os.urandom(end - start)
+            disk[start:end] = rng.randbytes(end - start)
     return bytes(disk)
 
 

@@ -63,7 +63,7 @@ def test_it_exports_the_key_file_once_and_opens_with_it(repo, store_dir):
 
 
 def test_a_passphrase_protected_key_file_needs_its_passphrase(repo, store_dir):
-    key_file = repo.export_key_file(passphrase="file secret")
+    key_file = repo.export_key_file(passphrase="file secret", scrypt_n=TEST_SCRYPT_N)
     assert repo.keys.master.hex() not in key_file.decode()
     with pytest.raises(WrongKeyError):
         Repository.open(LocalBackend(store_dir), key_file=key_file)

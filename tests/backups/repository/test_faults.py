@@ -1,0 +1,98 @@
+"""A data store that is full, read-only or gone: clear errors, no backup that looks complete."""
+import errno
+import os
+
+import pytest
+
+from backups.repository import (
+    LocalBackend,
+    Repository,
+    StoreFullError,
+    StoreReadOnlyError,
+    StoreUnavailableError,
+)
+from backups.repository import backends
+
+from .conftest import CHUNK, PASSPHRASE
+from .diskdata import mixed_disk, write_disk
+
+
+class FillingDisk:
+    """os.fsync replacement that fails with ENOSPC once `room` writes went through, as a
+    file system does when it fills up (the write path, temp clean-up and error mapping run
+    for real)."""
+
+    def __init__(self, room, error=errno.ENOSPC):
+        self.room = room
+        self.error = error
+        self.real_fsync = os.fsync
+
+    def __call__(self, fd):
+        if self.room <= 0:
+            raise OSError(self.error, os.strerror(self.error))
+        self.room -= 1
+        return self.real_fsync(fd)
+
+
+def temporaries(store_dir):
+    return [p for p in store_dir.rglob("*") if backends.TEMP_MARKER in p.name]
+
+
+@pytest.mark.parametrize("code", [errno.ENOSPC, errno.EDQUOT])
+def test_a_full_store_fails_the_backup_and_leaves_no_manifest(repo, clock, store_dir,
+                                                             monkeypatch, code):
+    monkeypatch.setattr(backends.os, "fsync", FillingDisk(room=4, error=code))
+    with pytest.raises(StoreFullError) as error:
+        with repo.start_backup("vm-a", clock()) as writer:
+            write_disk(writer, "xvda", mixed_disk(30 * CHUNK, CHUNK))
+            writer.commit()
+    assert str(store_dir) in str(error.value)
+    monkeypatch.undo()
+    assert repo.list_backups() == []
+    assert not list(store_dir.glob("backups/**/manifest"))
+    assert temporaries(store_dir) == []
+
+
+def test_a_store_that_fills_up_at_the_manifest_leaves_no_manifest(repo, clock, store_dir,
+                                                                  monkeypatch):
+    with repo.start_backup("vm-a", clock()) as writer:
+        write_disk(writer, "xvda", mixed_disk(3 * CHUNK, CHUNK))
+        monkeypatch.setattr(backends.os, "fsync", FillingDisk(room=0))
+        with pytest.raises(StoreFullError):
+            writer.commit()
+    monkeypatch.undo()
+    assert repo.list_backups() == []
+    assert temporaries(store_dir) == []
+
+
+def test_a_read_only_file_system_gives_store_read_only_error(repo, clock, store_dir,
+                                                             monkeypatch):
+    monkeypatch.setattr(backends.os, "fsync", FillingDisk(room=0, error=errno.EROFS))
+    with pytest.raises(StoreReadOnlyError, match=str(store_dir)):
+        repo.start_backup("vm-a", clock())
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root ignores directory permissions")
+def test_a_read_only_directory_gives_store_read_only_error(repo, clock, store_dir):
+    for path in [store_dir, *store_dir.rglob("*")]:
+        if path.is_dir():
+            path.chmod(0o555)
+    try:
+        with pytest.raises(StoreReadOnlyError):
+            repo.start_backup("vm-a", clock())
+    finally:
+        for path in [store_dir, *store_dir.rglob("*")]:
+            if path.is_dir():
+                path.chmod(0o755)
+
+
+def test_a_store_whose_directory_vanished_is_unavailable(repo, clock, store_dir, tmp_path):
+    with repo.start_backup("vm-a", clock()) as writer:
+        disk = writer.add_disk("xvda", 4 * CHUNK)
+        store_dir.rename(tmp_path / "unmounted")
+        with pytest.raises(StoreUnavailableError, match="does not exist"):
+            disk.write(0, mixed_disk(4 * CHUNK, CHUNK))
+            disk.finish()
+    (tmp_path / "unmounted").rename(store_dir)
+    reopened = Repository.open(LocalBackend(store_dir), passphrase=PASSPHRASE)
+    assert reopened.list_backups() == []
