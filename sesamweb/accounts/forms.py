@@ -57,8 +57,8 @@ class UserCreateForm(forms.Form):
 
     def clean(self):
         cleaned = super().clean()
-        if cleaned.get("password") and cleaned.get("username"):
-            probe = get_user_model()(username=cleaned["username"], email=cleaned.get("email", ""),
+        if cleaned.get("password"):
+            probe = get_user_model()(username=cleaned.get("username") or self.data.get("username", ""), email=cleaned.get("email", ""),
                                      first_name=cleaned.get("first_name", ""), last_name=cleaned.get("last_name", ""))
             try:
                 password_validation.validate_password(cleaned["password"], probe)

@@ -56,9 +56,11 @@ def navigation(request):
     path = request.path
     items = []
     for section in SECTIONS:
-        if not user_can(user, section.capability):
-            continue
-        url = section_url(section)
-        active = bool(url) and (path == url if url == "/" else path.startswith(url))
-        items.append({"key": section.key, "label": section.label, "icon": section.icon, "url": url, "active": active})
+        if user_can(user, section.capability):
+            items.append({"key": section.key, "label": section.label, "icon": section.icon,
+                          "url": section_url(section), "active": False})
+    # The most specific section wins: /pools/vms/ is "Virtual machines", not "Pools".
+    matches = [item for item in items if item["url"] and (path == item["url"] if item["url"] == "/" else path.startswith(item["url"]))]
+    if matches:
+        max(matches, key=lambda item: len(item["url"]))["active"] = True
     return {"nav_sections": items}

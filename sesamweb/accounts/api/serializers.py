@@ -1,4 +1,5 @@
 from django.contrib.auth import get_user_model, password_validation
+from django.core.exceptions import ValidationError as DjangoValidationError
 from rest_framework import serializers
 
 from ..models import ApiToken
@@ -6,8 +7,19 @@ from ..roles import Role
 from ..services import user_role_uncached
 
 
+class RoleField(serializers.ChoiceField):
+    """The user's role, read from their groups; written through accounts.services."""
+
+    def __init__(self, **kwargs):
+        super().__init__(choices=Role.choices, **kwargs)
+
+    def get_attribute(self, user):
+        role = user_role_uncached(user)
+        return role.value if role else None
+
+
 class UserSerializer(serializers.ModelSerializer):
-    role = serializers.ChoiceField(choices=Role.choices)
+    role = RoleField()
     password = serializers.CharField(write_only=True, required=False, style={"input_type": "password"},
                                      help_text="Initial password (create only); never returned.")
     must_change_password = serializers.BooleanField(write_only=True, required=False, default=True)
@@ -18,21 +30,20 @@ class UserSerializer(serializers.ModelSerializer):
                   "date_joined", "password", "must_change_password"]
         read_only_fields = ["id", "last_login", "date_joined"]
 
-    def to_representation(self, user):
-        data = super().to_representation(user)
-        role = user_role_uncached(user)
-        data["role"] = role.value if role else None
-        return data
+    def validate_password(self, password):
+        if self.instance is None:
+            data = self.initial_data
+            probe = get_user_model()(username=data.get("username", ""), email=data.get("email", ""))
+            try:
+                password_validation.validate_password(password, probe)
+            except DjangoValidationError as error:
+                raise serializers.ValidationError(list(error.messages))
+        return password
 
     def validate(self, attrs):
         if self.instance is None:
             if not attrs.get("password"):
                 raise serializers.ValidationError({"password": "An initial password is required."})
-            probe = get_user_model()(username=attrs.get("username", ""), email=attrs.get("email", ""))
-            try:
-                password_validation.validate_password(attrs["password"], probe)
-            except Exception as error:  # django ValidationError -> field error
-                raise serializers.ValidationError({"password": list(getattr(error, "messages", [str(error)]))})
         else:
             if "password" in attrs:
                 raise serializers.ValidationError({"password": "Passwords cannot be changed here."})

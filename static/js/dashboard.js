@@ -1,0 +1,38 @@
+/* Dashboard: draw the charts, and refresh the figures when a live event says something
+ * changed (debounced: a burst of VM events causes one fetch). */
+(function () {
+  "use strict";
+  const root = document.querySelector("[data-dashboard]");
+  if (!root) return;
+  const updated = document.querySelector("[data-updated]");
+
+  document.querySelectorAll("[data-chart]").forEach((el) => {
+    const data = JSON.parse(el.querySelector("script[type='application/json']").textContent);
+    Charts.bar(el, data, { label: el.dataset.chartLabel });
+  });
+
+  function apply(summary) {
+    document.querySelectorAll("[data-field]").forEach((el) => {
+      const value = summary[el.dataset.field];
+      if (value !== undefined && value !== null) el.textContent = value;
+    });
+    document.querySelectorAll("[data-show-if]").forEach((el) => {
+      el.hidden = !summary[el.dataset.showIf];
+    });
+    if (updated) updated.textContent = "Updated " + new Date().toLocaleTimeString();
+  }
+
+  let timer = null;
+  function refresh() {
+    if (timer) return;
+    timer = setTimeout(() => {
+      timer = null;
+      fetch(root.dataset.summaryUrl, { credentials: "same-origin", headers: { Accept: "application/json" } })
+        .then((response) => (response.ok ? response.json() : null))
+        .then((summary) => { if (summary) apply(summary); })
+        .catch(() => {});
+    }, 500);
+  }
+
+  if (window.Live) Live.subscribe(["dashboard", "pools", "vms"], refresh);
+})();
