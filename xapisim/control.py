@@ -270,13 +270,13 @@ class SimControl:
         self.urls = [base_url.rstrip("/")] + [u.rstrip("/") for u in fallback_urls]
         self.timeout = timeout
 
-    def call(self, name: str, **args):
+    def call(self, _action: str, **args):
         import ssl
         body = json.dumps(args).encode()
         context = ssl._create_unverified_context()  # the simulator's certificate is self-signed
         last = None
         for url in self.urls:
-            request = urllib.request.Request(url + "/_sim/" + name, data=body, method="POST",
+            request = urllib.request.Request(url + "/_sim/" + _action, data=body, method="POST",
                                              headers={"Content-Type": "application/json"})
             try:
                 with urllib.request.urlopen(request, timeout=self.timeout, context=context) as reply:

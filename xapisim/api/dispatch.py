@@ -22,6 +22,9 @@ def handle_xmlrpc(sim, host: str, body: bytes) -> bytes:
             value = xmlrpc.success(call_method(sim, host, method, params))
         except XapiError as e:
             value = xmlrpc.failure(e.details)
+        except Exception as e:  # a simulator bug: answer as xapi does for internal errors
+            traceback.print_exc()
+            value = xmlrpc.failure(["INTERNAL_ERROR", repr(e)])
         return xmlrpc.response(value)
 
 

@@ -333,11 +333,10 @@ _CREATE_SKIP = {"uuid", "VBDs", "VIFs", "snapshots", "children", "resident_on", 
 def vm_create(call, record):
     template = TEMPLATES["VM"]
     fields = {k: _coerce(template[k], v) for k, v in record.items() if k in template and k not in _CREATE_SKIP}
-    fields.setdefault("name_label", "")
-    memory = fields.get("memory_static_max", 256 << 20)
     other = fields.pop("other_config", {})
-    vm = inv.create_vm(call.sim, fields.pop("name_label"), memory=memory, os="none", other_config=other, **{
-        k: v for k, v in fields.items() if k not in ("memory_static_max",)})
+    vm = inv.create_vm(call.sim, fields.pop("name_label", ""), memory=fields.get("memory_static_max", 256 << 20),
+                       vcpus=fields.get("VCPUs_max", 1), os="none", other_config=other)
+    call.db.update("VM", vm, **fields)
     return vm
 
 
