@@ -14,7 +14,7 @@ import threading
 import xmlrpc.client
 
 import XenAPI
-from django.db import close_old_connections, connection as db_connection, transaction
+from django.db import DatabaseError, close_old_connections, connection as db_connection, transaction
 from django.utils import timezone
 
 from .broadcast import publish_pool_state, publish_vm_changes
@@ -51,6 +51,9 @@ class EventFollower:
                     self._mark_unhealthy(exc)
                 except (*TRANSPORT_ERRORS, xmlrpc.client.Fault, XenAPI.Failure) as exc:
                     self._mark_unhealthy(PoolUnreachable(f"lost the connection to pool {self.pool.name}: {exc}"))
+                except DatabaseError as exc:
+                    # e.g. "database is locked" under load: start again from a fresh dump.
+                    logger.warning("pool %s: database error, following again: %s", self.pool.name, exc)
                 if self.stop.wait(backoff):
                     break
                 backoff = min(backoff * 2, BACKOFF_MAX)

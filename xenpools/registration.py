@@ -7,21 +7,19 @@ never appears in the audit log (model_snapshot hides it).
 """
 from django.db import transaction
 
-from .connection import ProbeResult, parse_address
-from .inventory import sync_pool
+from sesamweb.audit.choices import AuditAction, AuditOutcome
+from sesamweb.audit.log import model_snapshot, record_event
+
+from .connection import PoolError, ProbeResult, parse_address
+from .inventory import SyncResult, sync_pool
 from .models import Pool
-from .connection import PoolError
 
 
 def _audit(action, pool, **kwargs):
-    from sesamweb.audit.log import record_event   # console-wide audit log (H6)
-
     return record_event(action, target=pool, **kwargs)
 
 
 def _snapshot(pool):
-    from sesamweb.audit.log import model_snapshot
-
     return model_snapshot(pool, exclude=("password", "password_encrypted"))
 
 
@@ -43,7 +41,10 @@ def register_pool(name: str, address: str, username: str, password: str, probe: 
         message = f"added pool {name} at {probe.master_address}"
         if probe.redirected_from:
             message += f" (entered {probe.redirected_from}, a member of the pool)"
-        _audit("create", pool, after=_snapshot(pool), message=message)
+        _audit(AuditAction.CREATE, pool, after=_snapshot(pool), message=message)
+        if probe.fingerprint:
+            _audit(AuditAction.TRUST_CERTIFICATE, pool,
+                   message=f"trusted the certificate of {probe.master_address}: {probe.fingerprint}")
     if sync:
         try:
             sync_pool(pool)
@@ -59,12 +60,14 @@ def update_pool(pool: Pool, *, name: str, username: str, password: str | None, p
         pool.name, pool.username = name, username
         if probe is not None:
             pool.address = pool.master_address = probe.master_address
-            if probe.fingerprint:
+            if probe.fingerprint and pool.fingerprints.get(probe.master_address) != probe.fingerprint:
                 pool.fingerprints = {**pool.fingerprints, probe.master_address: probe.fingerprint}
+                _audit(AuditAction.TRUST_CERTIFICATE, pool,
+                       message=f"trusted the certificate of {probe.master_address}: {probe.fingerprint}")
         if password:
             pool.set_password(password)
         pool.save()
-        _audit("update", pool, before=before, after=_snapshot(pool),
+        _audit(AuditAction.UPDATE, pool, before=before, after=_snapshot(pool),
                message=f"changed pool {pool.name}" + (" credentials" if password else ""))
     return pool
 
@@ -72,5 +75,16 @@ def update_pool(pool: Pool, *, name: str, username: str, password: str | None, p
 def delete_pool(pool: Pool) -> None:
     before = _snapshot(pool)
     with transaction.atomic():
-        _audit("delete", pool, before=before, message=f"removed pool {pool.name} and its inventory mirror")
+        _audit(AuditAction.DELETE, pool, before=before, message=f"removed pool {pool.name} and its inventory mirror")
         pool.delete()
+
+
+def sync_now(pool: Pool) -> SyncResult:
+    """A sync asked for by a person (UI, API): audited with its outcome."""
+    try:
+        result = sync_pool(pool)
+    except PoolError as exc:
+        _audit(AuditAction.SYNC, pool, message=f"sync of pool {pool.name} failed: {exc}", outcome=AuditOutcome.FAILURE)
+        raise
+    _audit(AuditAction.SYNC, pool, message=f"synced pool {pool.name}: {sum(result.counts.values())} objects changed")
+    return result

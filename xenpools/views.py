@@ -12,9 +12,8 @@ from .choices import PowerState
 from .connection import Address, PoolCertificateUnknown, PoolConnection, PoolError, parse_address
 from .filters import PoolFilterSet, VMFilterSet
 from .forms import PoolConnectionForm, PoolEditForm
-from .inventory import sync_pool
 from .models import VM, VIF, Pool, StorageRepository, VirtualDisk
-from .registration import delete_pool, register_pool, update_pool
+from .registration import delete_pool, register_pool, sync_now, update_pool
 
 
 def _vm_counts():
@@ -156,7 +155,7 @@ class PoolSyncView(CapabilityRequiredMixin, View):
     def post(self, request, pk):
         pool = get_object_or_404(Pool, pk=pk)
         try:
-            result = sync_pool(pool)
+            result = sync_now(pool)
         except PoolError as exc:
             messages.error(request, f"Sync of {pool.name} failed: {exc}")
         else:
@@ -186,10 +185,12 @@ class VMListView(CapabilityRequiredMixin, ListView):
 
 
 class VMDetailView(CapabilityRequiredMixin, DetailView):
-    # backups/vm_detail.html (when the backups app ships it) extends ours and fills the
-    # "vm_backups" block with Back up now and the restore points.
-    template_name = ["backups/vm_detail.html", "xenpools/vm_detail.html"]
     context_object_name = "vm"
+
+    def get_template_names(self):
+        # backups/vm_detail.html (when the backups app ships it) extends ours and fills the
+        # "vm_backups" block with Back up now and the restore points.
+        return ["backups/vm_detail.html", "xenpools/vm_detail.html"]
 
     def get_queryset(self):
         return VM.objects.select_related("pool", "host", "snapshot_of").prefetch_related(

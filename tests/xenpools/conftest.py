@@ -55,7 +55,8 @@ class _Handle:
         return f"{'https' if self.tls else 'http'}://127.0.0.{i + 1}:{self.port}"
 
     def start(self):
-        self.sim = Simulator(Config(port=self.port, data_dir=self.data_dir, tls=self.tls))
+        self.nbd_port = getattr(self, "nbd_port", None) or _free_port()
+        self.sim = Simulator(Config(port=self.port, data_dir=self.data_dir, tls=self.tls, nbd_port=self.nbd_port))
         self.sim.load_or_build(small=3)
         self.sim.start()
 
@@ -77,3 +78,11 @@ def tls_sim(tmp_path):
     handle = _Handle(tmp_path / "sim", tls=True)
     yield handle
     handle.stop()
+
+
+# TEMPORARY helper until the shared fixture's control client exists.
+def _fail_host(self, host_ref):
+    return self.sim.fail_host(host_ref)
+
+
+_Handle.fail_host = _fail_host

@@ -11,9 +11,8 @@ from sesamweb.accounts.permissions import MANAGE, OPERATE
 
 from ..connection import PoolCertificateUnknown, PoolConnection, PoolError
 from ..filters import HostFilterSet, NetworkFilterSet, PoolFilterSet, StorageRepositoryFilterSet, VMFilterSet
-from ..inventory import sync_pool
 from ..models import VIF, VM, Host, Network, Pool, StorageRepository, VirtualDisk
-from ..registration import delete_pool, register_pool, update_pool
+from ..registration import delete_pool, register_pool, sync_now, update_pool
 from . import serializers
 
 
@@ -75,7 +74,7 @@ class PoolViewSet(viewsets.ModelViewSet):
     def sync(self, request, pk=None):
         pool = self.get_object()
         try:
-            sync_pool(pool)
+            sync_now(pool)
         except PoolError as exc:
             return Response({"detail": str(exc)}, status=status.HTTP_502_BAD_GATEWAY)
         return Response(self.get_serializer(self.get_queryset().get(pk=pool.pk)).data)
