@@ -86,7 +86,7 @@ def test_the_follower_fails_over_to_the_surviving_host(sim, make_pool, follow):
     eventually(lambda: follower.records, what="the initial dump")
     with xenapi_session(sim.url) as x:
         master = x.pool.get_master(x.pool.get_all()[0])
-    sim.fail_host(master)
+    sim.control.fail_host(master)
 
     eventually(lambda: Pool.objects.get(pk=pool.pk).master_address == "127.0.0.2", what="the switch to the new master")
     with xenapi_session(sim.member_url(1)) as x:
