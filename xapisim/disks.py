@@ -381,10 +381,11 @@ class DiskStore:
         first = offset // BLOCK_SIZE
         last = (offset + len(data) - 1) // BLOCK_SIZE
         if self._capacity is not None:
-            new_blocks = sum(1 for i in range(first, last + 1)
-                             if disk.segments[i] != disk.current_segment or not disk.current_segment)
-            if new_blocks and not self._capacity(disk.id, new_blocks * BLOCK_SIZE):
-                raise DiskFullError(f"no space for {new_blocks * BLOCK_SIZE} bytes on disk {disk.id}")
+            current = disk.current_segment
+            new_bytes = BLOCK_SIZE * sum(1 for i in range(first, last + 1)
+                                         if not current or disk.segments[i] != current)
+            if new_bytes and not self._capacity(disk.id, new_bytes):
+                raise DiskFullError(f"no space for {new_bytes} more bytes on disk {disk.id}")
         # Complete partial first / last blocks with their current content (copy-on-write).
         block_start = first * BLOCK_SIZE
         block_end = min((last + 1) * BLOCK_SIZE, disk.virtual_size)

@@ -279,3 +279,30 @@ def test_a_4_gib_disk_is_filled_and_read_in_bounded_memory(tmp_path):
                             check=True)
     peak_kib = int(result.stdout.split()[-1])
     assert peak_kib < 200 * 1024, f"peak RSS {peak_kib} KiB for a 4 GiB disk"
+
+
+def test_snapshot_readers_see_stable_data_while_the_parent_is_written(store):
+    import threading
+
+    store.create("vm", 8 * MiB)
+    store.fill("vm", 4, ContentProfile(zero=0, text=0.5, random=0.5))
+    store.snapshot("vm", "snap")
+    expected = store.read("snap", 0, 8 * MiB)
+    failures = []
+
+    def read_snapshot():
+        with store.open_reader("snap") as reader:
+            for _ in range(20):
+                if reader.read(0, 8 * MiB) != expected:
+                    failures.append("snapshot content changed")
+
+    readers = [threading.Thread(target=read_snapshot) for _ in range(2)]
+    for thread in readers:
+        thread.start()
+    rng = random.Random(6)
+    for _ in range(200):
+        store.write("vm", rng.randrange(8 * MiB - 5000), rng.randbytes(5000))
+    for thread in readers:
+        thread.join()
+    assert failures == []
+    assert store.read("snap", 0, 8 * MiB) == expected
