@@ -3,6 +3,7 @@ import random
 import subprocess
 import sys
 import textwrap
+import threading
 
 import pytest
 
@@ -282,8 +283,6 @@ def test_a_4_gib_disk_is_filled_and_read_in_bounded_memory(tmp_path):
 
 
 def test_snapshot_readers_see_stable_data_while_the_parent_is_written(store):
-    import threading
-
     store.create("vm", 8 * MiB)
     store.fill("vm", 4, ContentProfile(zero=0, text=0.5, random=0.5))
     store.snapshot("vm", "snap")
