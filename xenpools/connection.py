@@ -24,6 +24,7 @@ from __future__ import annotations
 import hashlib
 import http.client
 import logging
+import select
 import socket
 import ssl
 import time
@@ -438,28 +439,33 @@ class PoolConnection:
 
     def open_transfer(self, method: str, path: str, query: dict, *, body=None, content_length=None,
                       host_address: str | None = None):
-        """Start an HTTP transfer and return the response (read it, then close it).
+        """Start an HTTP transfer (GET /export..., PUT /import...) and return the response.
 
-        The session goes in the query; a 302 to another host of the pool is followed with the
-        same method (and body: a PUT with a stream body is first probed empty, as xapi answers
-        302 before reading, so the stream is sent only once).
+        The session goes in the query. `body` (PUT) is bytes, a file-like object or an
+        iterable of bytes; send `content_length` with a stream (xapi refuses chunked encoding).
+        xapi answers a transfer before reading its body (200 with task-id, or 302 to the host
+        that sees the SR), so the headers go first and the body is sent only once the answer
+        says where: a 302 is followed with the same method and the untouched body (requests
+        would turn a redirected PUT into a GET). The caller reads, then closes, the response.
         """
         host = host_address or self.master_address
         target = f"{path}?{urlencode({'session_id': self.session._session, **query})}"
-        streaming = body is not None and not isinstance(body, (bytes, bytearray))
-        if method == "PUT" and streaming:
-            host, target = self._resolve_redirects(host, target)
+        if isinstance(body, (bytes, bytearray)):
+            content_length = len(body)
         for _hop in range(MAX_REDIRECTS + 1):
             connection = self._http_connection(host)
-            headers = {}
-            if content_length is not None:
-                headers["Content-Length"] = str(content_length)
-            elif isinstance(body, (bytes, bytearray)):
-                headers["Content-Length"] = str(len(body))
             try:
-                connection.request(method, target, body=body, headers=headers)
+                connection.putrequest(method, target, skip_accept_encoding=True)
+                if content_length is not None:
+                    connection.putheader("Content-Length", str(content_length))
+                connection.endheaders()
+                sock = connection.sock       # getresponse() hands it to the response on Connection: close
+                if body is not None and not _answered_early(sock):
+                    _send_body(sock, body)
+                    body = None
                 response = connection.getresponse()
             except PoolError:
+                connection.close()
                 raise
             except OSError as exc:
                 connection.close()
@@ -473,28 +479,15 @@ class PoolConnection:
                 detail = response.read(2000).decode("utf-8", "replace").strip()
                 connection.close()
                 raise PoolError(f"{method} {path} on {host} failed: HTTP {response.status} {response.reason} {detail}".strip())
-            response.connection_to_close = connection
+            if body is not None:
+                try:
+                    _send_body(sock, body)
+                except OSError as exc:
+                    response.close()
+                    raise PoolUnreachable(f"{host} closed the connection while receiving {path}: {exc}") from exc
+            response.transfer_host = host      # where the transfer ended up (after redirects)
             return response
         raise PoolError(f"too many redirects for {method} {path}")
-
-    def _resolve_redirects(self, host, target):
-        for _hop in range(MAX_REDIRECTS + 1):
-            connection = self._http_connection(host)
-            try:
-                # An empty PUT without task_id only asks the host where the transfer belongs.
-                connection.request("PUT", _without_task(target), body=b"", headers={"Content-Length": "0"})
-                response = connection.getresponse()
-            except OSError as exc:
-                raise PoolUnreachable(_describe_os_error(host, self.address.port, exc)) from exc
-            finally:
-                pass
-            if response.status in (301, 302, 303, 307, 308):
-                host, target = self._redirect_target(response)
-                connection.close()
-                continue
-            connection.close()
-            return host, target
-        raise PoolError("too many redirects")
 
     def _redirect_target(self, response):
         location = urlsplit(response.getheader("Location", ""))
@@ -548,10 +541,27 @@ class PoolConnection:
             self.session = None
 
 
-def _without_task(target):
-    path, _, query = target.partition("?")
-    kept = [p for p in query.split("&") if not p.startswith("task_id=")]
-    return f"{path}?{'&'.join(kept)}"
+EARLY_ANSWER_WAIT = 5.0     # seconds to wait for xapi's answer before sending a PUT body anyway
+SEND_BLOCK = 1 << 20
+
+
+def _answered_early(sock) -> bool:
+    """True when the server answered before we sent the body (xapi always does)."""
+    if isinstance(sock, ssl.SSLSocket) and sock.pending():
+        return True
+    return bool(select.select([sock], [], [], EARLY_ANSWER_WAIT)[0])
+
+
+def _send_body(sock, body):
+    if isinstance(body, (bytes, bytearray)):
+        sock.sendall(body)
+        return
+    if hasattr(body, "read"):
+        while block := body.read(SEND_BLOCK):
+            sock.sendall(block)
+        return
+    for block in body:
+        sock.sendall(block)
 
 
 def decode_task_result(result: str):
