@@ -14,7 +14,7 @@ class ChainReport:
 
     def __str__(self):
         if self.ok:
-            return f"Audit chain intact: {self.checked} events verified."
+            return f"Audit chain intact: {self.checked} event{'s' if self.checked != 1 else ''} verified."
         return f"Audit chain broken at event #{self.bad_sequence} (id {self.bad_id}): {self.problem}"
 
 

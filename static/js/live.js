@@ -48,13 +48,15 @@
     const ws = new WebSocket(url());
     socket = ws;
     ws.onopen = () => {
+      attempt = 0;
+      setState("live");
       const topics = Array.from(listeners.keys());
       if (topics.length) send({ subscribe: topics });
     };
     ws.onmessage = (message) => {
       let data;
       try { data = JSON.parse(message.data); } catch (e) { return; }
-      if (data.subscribed) { attempt = 0; setState("live"); return; }
+      if (data.subscribed) return;
       if (data.error) { console.warn("live:", data.error, data.topic || ""); return; }
       const callbacks = listeners.get(data.topic);
       if (!callbacks) return;
@@ -67,7 +69,7 @@
         setState("denied", event.code === 4401 ? "Signed out: reload the page to sign in" : "Your account has no role");
         return;
       }
-      if (stopped || !listeners.size) { setState("idle"); return; }
+      if (stopped) { setState("idle"); return; }
       attempt += 1;
       const delay = Math.min(30000, 1000 * Math.pow(2, attempt - 1)) * (0.75 + Math.random() * 0.5);
       setState("reconnecting", "Connection lost; retrying in " + Math.round(delay / 1000) + " s");
@@ -97,6 +99,11 @@
       },
     };
   }
+
+  // Connect on every page: the header shows whether live updates work before any page
+  // subscribes to something.
+  if (document.readyState === "loading") document.addEventListener("DOMContentLoaded", connect);
+  else connect();
 
   window.Live = {
     subscribe,

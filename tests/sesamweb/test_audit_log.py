@@ -114,3 +114,14 @@ def test_it_forwards_each_event_to_syslog_as_an_rfc5424_datagram(settings, djang
     assert timestamp.endswith("Z") and app == "sesamweb" and msgid == "login_failed"
     assert f'seq="{event.sequence}"' in rest and 'actor="mallory"' in rest and 'source="198.51.100.1"' in rest
     assert rest.endswith('Failed sign-in as "mallory"')
+
+
+@pytest.mark.integration
+def test_postgresql_also_refuses_a_raw_delete():
+    # (SQLite has no DELETE trigger: Django's test flush deletes rows there; the chain catches deletions.)
+    if connection.vendor != "postgresql":
+        pytest.skip("needs DATABASE_URL=postgres://... (make test-integration)")
+    event = record_event(AuditAction.CREATE, target_type="t", target_id="1")
+    with pytest.raises(DatabaseError, match="append-only"):
+        with connection.cursor() as cursor:
+            cursor.execute("DELETE FROM audit_auditevent WHERE id = %s", [event.pk])

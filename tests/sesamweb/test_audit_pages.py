@@ -27,8 +27,8 @@ def events(admin_user):
 
 
 @pytest.fixture
-def without_update_trigger():
-    """An attacker with database access drops the trigger first."""
+def without_triggers():
+    """An attacker with database access drops the append-only trigger first."""
     with connection.cursor() as cursor:
         cursor.execute("DROP TRIGGER audit_event_no_update" + (" ON audit_auditevent" if connection.vendor == "postgresql" else ""))
 
@@ -38,21 +38,21 @@ def test_verify_audit_accepts_an_intact_chain(events, capsys):
     assert "3 events verified" in capsys.readouterr().out
 
 
-def test_verify_audit_names_a_modified_row(events, without_update_trigger):
+def test_verify_audit_names_a_modified_row(events, without_triggers):
     with connection.cursor() as cursor:
         cursor.execute("UPDATE audit_auditevent SET actor_username = 'someone-else' WHERE id = %s", [events[1].pk])
     with pytest.raises(CommandError, match=r"broken at event #2 .*modified"):
         call_command("verify_audit")
 
 
-def test_verify_audit_detects_a_deleted_row(events):
+def test_verify_audit_detects_a_deleted_row(events, without_triggers):
     with connection.cursor() as cursor:
         cursor.execute("DELETE FROM audit_auditevent WHERE id = %s", [events[1].pk])
     with pytest.raises(CommandError, match=r"broken at event #3 .*missing"):
         call_command("verify_audit")
 
 
-def test_verify_audit_detects_reordered_rows(events, without_update_trigger):
+def test_verify_audit_detects_reordered_rows(events, without_triggers):
     with connection.cursor() as cursor:  # swap the sequence numbers of two rows
         cursor.execute("UPDATE audit_auditevent SET sequence = 99 WHERE id = %s", [events[0].pk])
         cursor.execute("UPDATE audit_auditevent SET sequence = 1 WHERE id = %s", [events[1].pk])
@@ -78,7 +78,7 @@ def test_the_detail_page_shows_the_diff(auditor_client, events):
     assert b"diff-old" in response.content
 
 
-def test_the_verify_button_reports_the_chain_state(auditor_client, events):
+def test_the_verify_button_reports_the_chain_state(auditor_client, events, without_triggers):
     response = auditor_client.post(reverse("audit:verify"))
     assert f"Audit chain intact: {AuditEvent.objects.count()} events verified.".encode() in response.content
     with connection.cursor() as cursor:

@@ -1,0 +1,59 @@
+"""The console in a real browser: sign in, dashboard, user management, audit log."""
+import pytest
+
+from sesamweb.accounts.roles import Role, user_role
+from sesamweb.audit.choices import AuditAction
+from sesamweb.audit.models import AuditEvent
+from tests.fixtures.users import make_user
+
+pytestmark = [pytest.mark.e2e]
+
+
+@pytest.fixture
+def admin(asgi_server):
+    return make_user("alice-admin", Role.ADMINISTRATOR, first_name="Alice", last_name="Admin")
+
+
+def test_an_administrator_signs_in_and_sees_the_dashboard(asgi_server, admin, page, screenshot):
+    page.goto(asgi_server.url + "/")
+    assert "/sign-in/" in page.url
+    screenshot(page, "sign-in")
+    asgi_server.sign_in(page, "alice-admin")
+    page.get_by_role("heading", name="Dashboard").wait_for()
+    assert page.get_by_role("navigation", name="Main").get_by_role("link", name="Users").is_visible()
+    assert page.locator(".badge-role").inner_text() == "Administrator"
+    # The live indicator connects over the websocket.
+    page.wait_for_selector('[data-live-state="live"]', timeout=15_000)
+    screenshot(page, "dashboard")
+    assert AuditEvent.objects.filter(action=AuditAction.LOGIN, actor_username="alice-admin").exists()
+
+
+def test_a_wrong_password_shows_a_clear_message(asgi_server, admin, page):
+    asgi_server.sign_in(page, "alice-admin", "not-the-password")
+    assert page.get_by_text("Please enter a correct username and password").is_visible()
+
+
+def test_an_administrator_creates_an_operator_through_the_users_page(asgi_server, admin, page, screenshot):
+    asgi_server.sign_in(page, "alice-admin")
+    page.get_by_role("navigation", name="Main").get_by_role("link", name="Users").click()
+    page.get_by_role("link", name="Add user").click()
+    page.get_by_label("Username").fill("olga")
+    page.get_by_label("First name").fill("Olga")
+    page.get_by_label("Role").select_option("operator")
+    page.get_by_label("Initial password").fill("a-long-enough-password-7")
+    screenshot(page, "user-create")
+    page.get_by_role("button", name="Create user").click()
+    page.get_by_text("User olga created as operator.").wait_for()
+    screenshot(page, "user-list")
+    from django.contrib.auth import get_user_model
+    assert user_role(get_user_model().objects.get(username="olga")) == Role.OPERATOR
+
+
+def test_an_auditor_reviews_and_verifies_the_audit_log(asgi_server, page, screenshot):
+    make_user("audrey", Role.AUDITOR)
+    asgi_server.sign_in(page, "audrey")
+    page.get_by_role("navigation", name="Main").get_by_role("link", name="Audit log").click()
+    page.get_by_role("button", name="Verify chain").click()
+    assert "Audit chain intact" in page.locator("[data-chain-report]").inner_text()
+    screenshot(page, "audit-log")
+    assert not page.get_by_role("navigation", name="Main").get_by_role("link", name="Users").count()

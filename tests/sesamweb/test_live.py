@@ -1,0 +1,141 @@
+"""The live path: websocket authorisation, and events published by other processes (here
+another thread with its own database connection) reaching a subscribed browser socket."""
+import threading
+
+import pytest
+from asgiref.sync import async_to_sync
+from channels.testing import WebsocketCommunicator
+from django.db import connection
+from django.test import Client
+
+from sesamweb.asgi import application
+from sesamweb.live.models import LiveEvent
+from sesamweb.live.publish import prune_live_events, publish
+from sesamweb.live.topics import register_topic
+from sesamweb.accounts.roles import MANAGE, VIEW
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+@pytest.fixture(autouse=True)
+def embedded_layer(settings):
+    """These tests cover the embedded path (no Redis) in both test tiers."""
+    settings.CHANNEL_LAYERS = {"default": {"BACKEND": "channels.layers.InMemoryChannelLayer"}}
+
+
+def socket_headers(user=None):
+    """Headers of a browser socket, signed in as `user` (a real session cookie)."""
+    headers = [(b"origin", b"http://localhost"), (b"host", b"localhost")]
+    if user is not None:
+        client = Client()
+        client.force_login(user)
+        headers.append((b"cookie", f"sessionid={client.cookies['sessionid'].value}".encode()))
+    return headers
+
+
+def live_socket(headers):
+    return WebsocketCommunicator(application, "/ws/live/", headers=headers)
+
+
+def publish_from_another_thread(topic, event):
+    def run():
+        try:
+            publish(topic, event)
+        finally:
+            connection.close()
+    thread = threading.Thread(target=run)
+    thread.start()
+    thread.join()
+
+
+def run(coroutine_function):
+    return async_to_sync(coroutine_function)()
+
+
+def test_an_anonymous_socket_is_closed_with_4401():
+    headers = socket_headers()
+    async def scenario():
+        ws = live_socket(headers)
+        connected, _ = await ws.connect()
+        assert connected
+        assert await ws.receive_output(timeout=5) == {"type": "websocket.close", "code": 4401}
+    run(scenario)
+
+
+def test_a_user_without_a_role_is_closed_with_4403(norole_user):
+    headers = socket_headers(norole_user)
+    async def scenario():
+        ws = live_socket(headers)
+        await ws.connect()
+        assert await ws.receive_output(timeout=5) == {"type": "websocket.close", "code": 4403}
+    run(scenario)
+
+
+def test_an_event_published_elsewhere_reaches_the_subscriber(operator_user):
+    headers = socket_headers(operator_user)
+    async def scenario():
+        ws = live_socket(headers)
+        assert (await ws.connect())[0]
+        await ws.send_json_to({"subscribe": ["vms", "pool:3"]})
+        assert await ws.receive_json_from(timeout=5) == {"subscribed": ["vms", "pool:3"]}
+        from asgiref.sync import sync_to_async
+        await sync_to_async(publish_from_another_thread, thread_sensitive=False)(
+            "pool:3", {"type": "vm.changed", "uuid": "abc", "power_state": "Running"})
+        message = await ws.receive_json_from(timeout=10)
+        assert message == {"topic": "pool:3", "event": {"type": "vm.changed", "uuid": "abc", "power_state": "Running"}}
+        await ws.disconnect()
+    run(scenario)
+    assert LiveEvent.objects.filter(topic="pool:3").count() == 1
+
+
+def test_a_socket_receives_only_its_topics(operator_user):
+    headers = socket_headers(operator_user)
+    async def scenario():
+        ws = live_socket(headers)
+        await ws.connect()
+        await ws.send_json_to({"subscribe": ["run:1"]})
+        await ws.receive_json_from(timeout=5)
+        from asgiref.sync import sync_to_async
+        await sync_to_async(publish_from_another_thread, thread_sensitive=False)("run:2", {"type": "progress"})
+        await sync_to_async(publish_from_another_thread, thread_sensitive=False)("run:1", {"type": "progress", "n": 1})
+        assert (await ws.receive_json_from(timeout=10))["topic"] == "run:1"
+        assert await ws.receive_nothing(timeout=0.5)
+        await ws.disconnect()
+    run(scenario)
+
+
+def test_topics_needing_a_capability_are_refused_to_other_roles(auditor_user):
+    register_topic("secrets-test", MANAGE)
+    try:
+        headers = socket_headers(auditor_user)
+        async def scenario():
+            ws = live_socket(headers)
+            await ws.connect()
+            await ws.send_json_to({"subscribe": ["secrets-test", "Not a topic!", "dashboard"]})
+            replies = [await ws.receive_json_from(timeout=5) for _ in range(3)]
+            assert {"error": "You are not allowed to follow this topic.", "topic": "secrets-test"} in replies
+            assert {"error": "Unknown topic.", "topic": "Not a topic!"} in replies
+            assert {"subscribed": ["dashboard"]} in replies
+            await ws.disconnect()
+        run(scenario)
+    finally:
+        register_topic("secrets-test", VIEW)
+
+
+def test_publish_rejects_bad_topics_and_events():
+    with pytest.raises(ValueError):
+        publish("pool 3", {"type": "x"})
+    with pytest.raises(ValueError):
+        publish("vms", {"no": "type"})
+
+
+def test_old_live_events_are_pruned():
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    publish("vms", {"type": "old"})
+    publish("vms", {"type": "new"})
+    LiveEvent.objects.filter(payload__type="old").update(created=timezone.now() - timedelta(hours=1))
+    assert prune_live_events() == 1
+    assert list(LiveEvent.objects.values_list("payload__type", flat=True)) == ["new"]
