@@ -17,6 +17,7 @@ from .content import ContentProfile
 from .errors import XapiError
 
 ACTIONS = {}
+DEFERRING = {"fail_host"}  # actions that take work to run after the reply is sent
 
 
 def action(name):
@@ -28,12 +29,15 @@ def action(name):
 
 def handle_control(handler, name: str) -> None:
     sim = handler.sim
+    deferred: list = []
     length = int(handler.headers.get("Content-Length") or 0)
     try:
         args = json.loads(handler.rfile.read(length) or b"{}") if handler.command == "POST" else {}
         fn = ACTIONS.get(name)
         if fn is None:
             raise XapiError("UNKNOWN_CONTROL_ACTION", name)
+        if name in DEFERRING:
+            args["deferred"] = deferred
         result = fn(sim, **args)
         code, body = 200, {"ok": True, "result": result}
     except XapiError as e:
@@ -41,6 +45,8 @@ def handle_control(handler, name: str) -> None:
     except (TypeError, ValueError, KeyError, LookupError) as e:
         code, body = 400, {"ok": False, "error": ["BAD_CONTROL_REQUEST", repr(e)]}
     handler.send_plain(code, json.dumps(body), "application/json")
+    for step in deferred:  # e.g. stopping the server that carried this very request
+        step()
 
 
 # -- lookups ----------------------------------------------------------------------------
@@ -177,8 +183,8 @@ def set_power_state(sim, vm: str, power_state: str, host=None):
 
 # -- pool events ------------------------------------------------------------------------------
 @action("fail_host")
-def fail_host(sim, host):
-    return sim.fail_host(_host(sim, host))
+def fail_host(sim, host, deferred=None):
+    return sim.fail_host(_host(sim, host), deferred)
 
 
 @action("recover_host")

@@ -25,6 +25,14 @@ class HostServer:
                                        name="xapisim-http-%s" % self.httpd.server_address[0], daemon=True)
         self.thread.start()
 
+    def refuse_new_connections(self) -> None:
+        """Take the listener out of the listening state now: new clients get ECONNREFUSED
+        (the full stop may run a moment later, after a control reply has gone out)."""
+        try:
+            self.httpd.socket.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass
+
     def stop(self) -> None:
         """Close the listener and every open connection, so the address refuses clients."""
         self.httpd.shutdown()

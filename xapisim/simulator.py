@@ -164,7 +164,7 @@ class Simulator:
             self.db.update("pool", self.pool_ref(), master=host)
             drop_all_sessions(self)
 
-    def fail_host(self, host: str) -> dict:
+    def fail_host(self, host: str, deferred: list | None = None) -> dict:
         """The host dies: its listener closes (connections refused), its VMs stop; with HA
         the protected ones restart elsewhere; if it was the master another host takes over."""
         db = self.db
@@ -188,11 +188,15 @@ class Simulator:
                 else:
                     stopped.append(vm)
         server = self.servers.pop(host, None)
-        if server:
-            server.stop()
         nbd = self.nbd_servers.pop(host, None)
-        if nbd:
-            nbd.stop()
+        stops = [s.stop for s in (server, nbd) if s]
+        if server:
+            server.refuse_new_connections()
+        if deferred is not None:
+            deferred.extend(stops)  # the caller may be a request served by this very host
+        else:
+            for stop in stops:
+                stop()
         return {"restarted": restarted, "stopped": stopped, "master": self.master()}
 
     def _restart_target(self, vm: str, survivors: list[str]) -> str | None:
