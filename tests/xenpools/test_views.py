@@ -129,7 +129,7 @@ def test_pool_pages_show_hosts_storage_and_health(sim, make_pool, auditor_client
     assert b"lab" in listing.content and b"Healthy" in listing.content
     for host in Host.objects.filter(pool=pool):
         assert host.name.encode() in detail.content
-    assert b"usage-bar" in detail.content and b"Master" in detail.content
+    assert b"usage-fill" in detail.content and b"Master" in detail.content
     assert b"Sync now" not in detail.content          # auditors cannot sync
 
 

@@ -1,0 +1,77 @@
+"""Pools in a real browser: add the simulator pool through the wizard, see its VMs, and watch a
+VM's power state change live (follower -> live path -> websocket -> page, no reload)."""
+import threading
+
+import pytest
+
+from sesamweb.accounts.roles import Role
+from tests.fixtures.users import make_user
+from xenpools.connection import PoolConnection
+from xenpools.follower import EventFollower
+from xenpools.models import VM, Pool
+from xenpools.registration import register_pool
+
+from ..xenpools.xenapi_helpers import vm_by_power_state, xenapi_session
+
+pytestmark = [pytest.mark.e2e, pytest.mark.slow]
+
+
+@pytest.fixture
+def admin(asgi_server):
+    return make_user("alice-admin", Role.ADMINISTRATOR, first_name="Alice", last_name="Admin")
+
+
+def test_an_administrator_adds_the_simulator_pool_and_sees_its_vms(asgi_server, admin, sim, page, screenshot):
+    asgi_server.sign_in(page, "alice-admin")
+    page.get_by_role("navigation", name="Main").get_by_role("link", name="Pools").click()
+    page.get_by_role("link", name="Add pool").first.click()
+    page.get_by_label("Name", exact=True).fill("Lab pool")
+    page.get_by_label("Master address").fill(sim.member_url(1))
+    page.get_by_label("Username").fill("root")
+    page.get_by_label("Password", exact=True).fill(sim.password)
+    page.get_by_role("button", name="Test connection").click()
+    page.get_by_text("Connection test passed").wait_for()
+    assert "the pool master is 127.0.0.1" in page.locator("[data-test-result=ok]").inner_text()
+    screenshot(page, "pool-add-tested")
+    page.get_by_role("button", name="Add pool").click()
+
+    page.get_by_role("heading", name="Hosts").wait_for()
+    pool = Pool.objects.get(name="Lab pool")
+    assert pool.master_address == "127.0.0.1"
+    assert page.get_by_text("Healthy").first.is_visible()
+    screenshot(page, "pool-detail")
+
+    page.get_by_role("navigation", name="Main").get_by_role("link", name="Virtual machines").click()
+    page.locator("[data-vm-table]").wait_for()
+    for vm in VM.objects.filter(pool=pool, is_snapshot=False):
+        assert page.get_by_role("link", name=vm.name, exact=True).is_visible()
+    screenshot(page, "vm-list")
+
+
+def test_the_vm_list_shows_a_power_state_change_live(asgi_server, admin, sim, page, screenshot):
+    probe = PoolConnection.probe(sim.url, "root", sim.password, fingerprint=None)
+    pool = register_pool("lab", sim.url, "root", sim.password, probe)
+    follower = EventFollower(pool, event_timeout=0.5)
+    thread = threading.Thread(target=follower.run, daemon=True)
+    thread.start()
+    try:
+        with xenapi_session(sim.url) as x:
+            ref, record = vm_by_power_state(x, "Halted")
+            vm = VM.objects.get(pool=pool, uuid=record["uuid"])
+            asgi_server.sign_in(page, "alice-admin")
+            page.goto(asgi_server.url + "/pools/vms/")
+            page.wait_for_selector('[data-live-state="live"]')
+            badge = page.locator(f'tr[data-vm-id="{vm.pk}"] [data-field="power_state"]')
+            assert badge.inner_text() == "Halted"
+            page.evaluate("window.__notReloaded = true")
+
+            x.VM.start(ref, False, False)
+
+            page.wait_for_function(
+                f"document.querySelector('tr[data-vm-id=\"{vm.pk}\"] [data-field=\"power_state\"]').textContent === 'Running'",
+                timeout=20_000)
+            assert page.evaluate("window.__notReloaded") is True
+            screenshot(page, "vm-list-live-update")
+    finally:
+        follower.stop.set()
+        thread.join(timeout=20)
