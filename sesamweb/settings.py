@@ -59,6 +59,7 @@ INSTALLED_APPS = [
     "rest_framework",
     "django_filters",
     "drf_spectacular",
+    "drf_spectacular_sidecar",  # Swagger UI shipped with the project, no CDN
     "django_q",
     "channels",
     "sesamweb.accounts",
@@ -188,6 +189,9 @@ SPECTACULAR_SETTINGS = {
     "DESCRIPTION": "Agent-less backup and restore of XenServer / XCP-ng virtual machines.",
     "VERSION": "1.0.0",
     "SERVE_INCLUDE_SCHEMA": False,
+    "SWAGGER_UI_DIST": "SIDECAR",
+    "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
+    "REDOC_DIST": "SIDECAR",
 }
 
 # --- static, i18n -----------------------------------------------------------------------

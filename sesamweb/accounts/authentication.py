@@ -1,6 +1,8 @@
 """API authentication: `Authorization: Token <key>` with our hashed, named tokens.
 
 Failed token attempts count towards the same per-address lockout as sign-in failures."""
+from drf_spectacular.extensions import OpenApiAuthenticationExtension
+from drf_spectacular.plumbing import build_bearer_security_scheme_object
 from rest_framework import authentication, exceptions
 
 from sesamweb.audit.choices import AuditAction, AuditOutcome
@@ -38,3 +40,13 @@ class ApiTokenAuthentication(authentication.BaseAuthentication):
 
     def authenticate_header(self, request):
         return self.keyword
+
+
+class ApiTokenScheme(OpenApiAuthenticationExtension):
+    """Describes the token scheme in the OpenAPI schema (found by drf-spectacular on import)."""
+
+    target_class = ApiTokenAuthentication
+    name = "tokenAuth"
+
+    def get_security_definition(self, auto_schema):
+        return build_bearer_security_scheme_object(header_name="Authorization", token_prefix=ApiTokenAuthentication.keyword)

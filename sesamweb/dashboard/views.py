@@ -1,5 +1,6 @@
 from django.http import JsonResponse
 from django.shortcuts import render
+from django.template.loader import render_to_string
 from django.views import View
 
 from sesamweb.accounts.permissions import CapabilityRequiredMixin
@@ -21,4 +22,6 @@ class DashboardSummaryView(CapabilityRequiredMixin, View):
     capability = VIEW
 
     def get(self, request):
-        return JsonResponse(dashboard_summary().as_json())
+        summary = dashboard_summary()
+        alerts_html = render_to_string("dashboard/alerts.html", {"summary": summary}, request=request)
+        return JsonResponse({**summary.as_json(), "alerts_html": alerts_html})

@@ -19,8 +19,15 @@
     document.querySelectorAll("[data-show-if]").forEach((el) => {
       el.hidden = !summary[el.dataset.showIf];
     });
-    if (updated) updated.textContent = "Updated " + new Date().toLocaleTimeString();
+    const alerts = document.querySelector("[data-alerts]");
+    if (alerts && summary.alerts_html !== undefined) alerts.innerHTML = summary.alerts_html;
+    stamp();
   }
+
+  function stamp() {
+    if (updated) updated.textContent = "Updated " + new Date().toLocaleTimeString([], { hour: "2-digit", minute: "2-digit", second: "2-digit" });
+  }
+  stamp();
 
   let timer = null;
   function refresh() {

@@ -57,3 +57,28 @@ def test_an_auditor_reviews_and_verifies_the_audit_log(asgi_server, page, screen
     assert "Audit chain intact" in page.locator("[data-chain-report]").inner_text()
     screenshot(page, "audit-log")
     assert not page.get_by_role("navigation", name="Main").get_by_role("link", name="Users").count()
+
+
+def test_the_dashboard_updates_live_when_another_process_publishes(asgi_server, admin, page, screenshot):
+    """The test process (not the web server) changes data and publishes, as a worker would:
+    the event crosses processes through the embedded path and the figures refresh."""
+    import time
+
+    from django.apps import apps
+
+    from sesamweb.live.publish import publish
+
+    asgi_server.sign_in(page, "alice-admin")
+    page.wait_for_selector('[data-live-state="live"]')
+    figure = page.locator('[data-field="pools_total"]')
+    assert figure.inner_text() == "0"
+    apps.get_model("xenpools", "Pool").objects.create(name="lab", address="127.0.0.9", health="unreachable")
+    deadline = time.monotonic() + 20
+    while figure.inner_text() != "1":
+        # Until the page's subscription is registered an event may pass unseen: publish again.
+        assert time.monotonic() < deadline, "the dashboard did not refresh"
+        publish("dashboard", {"type": "pools.changed"})
+        page.wait_for_timeout(700)
+    assert page.locator('[data-field="pools_unhealthy"]').inner_text() == "1"
+    assert "Pool lab" in page.locator("[data-alerts]").inner_text()
+    screenshot(page, "dashboard-live")

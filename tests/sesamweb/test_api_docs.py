@@ -1,0 +1,21 @@
+import re
+
+import pytest
+
+pytestmark = pytest.mark.django_db
+
+
+def test_the_api_docs_load_their_assets_from_this_server(admin_client):
+    response = admin_client.get("/api/docs/")
+    assert response.status_code == 200
+    sources = re.findall(rb'(?:src|href)="([^"]+)"', response.content)
+    assert sources and all(source.startswith(b"/") for source in sources), sources
+
+
+def test_the_schema_documents_the_foundation_endpoints(admin_client):
+    response = admin_client.get("/api/schema/", HTTP_ACCEPT="application/json")
+    assert response.status_code == 200
+    paths = response.json()["paths"]
+    for path in ("/api/users/", "/api/tokens/", "/api/audit-events/", "/api/audit-events/{id}/"):
+        assert path in paths
+    assert response.json()["components"]["securitySchemes"]["tokenAuth"]["name"] == "Authorization"
