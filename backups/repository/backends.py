@@ -219,7 +219,8 @@ class S3Backend:
     """An S3-compatible bucket (AWS, MinIO, Ceph RGW, moto in tests) accessed with boto3."""
 
     FULL_CODES = {"QuotaExceeded", "XMinioStorageFull", "StorageFull", "InsufficientStorage"}
-    DENIED_CODES = {"AccessDenied", "AllAccessDisabled", "InvalidAccessKeyId", "SignatureDoesNotMatch"}
+    DENIED_CODES = {"AccessDenied", "AllAccessDisabled", "InvalidAccessKeyId",
+                    "SignatureDoesNotMatch"}
     MISSING_CODES = {"NoSuchKey", "404", "NotFound"}
 
     def __init__(self, endpoint_url, bucket, prefix="", access_key=None, secret_key=None,
@@ -307,7 +308,8 @@ class S3Backend:
 
     def stat(self, key):
         response = self._call(key, False, self.client.head_object, Key=self.prefix + key)
-        return ObjectStat(size=response["ContentLength"], mtime=response["LastModified"].timestamp())
+        return ObjectStat(size=response["ContentLength"],
+                          mtime=response["LastModified"].timestamp())
 
     def touch(self, key):
         # Copying an object onto itself with new metadata refreshes LastModified.

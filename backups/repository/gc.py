@@ -38,7 +38,8 @@ def gc_ran_since(backend, since: float) -> bool:
 
 
 def _record_gc_state(backend, started, finished):
-    backend.put_atomic(GC_STATE_KEY, json.dumps({"started": started, "finished": finished}).encode())
+    state = {"started": started, "finished": finished}
+    backend.put_atomic(GC_STATE_KEY, json.dumps(state).encode())
 
 
 @dataclass

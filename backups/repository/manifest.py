@@ -120,7 +120,8 @@ class Manifest:
             finished_at=body["finished_at"], method=body.get("method"), parent=body.get("parent"),
             disks=[DiskEntry.from_json(d) for d in body["disks"]],
             metadata=body.get("metadata") or {},
-            attachments={n: base64.b64decode(v) for n, v in (body.get("attachments") or {}).items()},
+            attachments={n: base64.b64decode(v)
+                         for n, v in (body.get("attachments") or {}).items()},
             totals=body.get("totals") or {},
         )
 

@@ -10,10 +10,8 @@ import json
 import uuid
 from datetime import datetime, timezone
 
-from . import gc as gc_module
 from . import keys as keys_module
-from . import prune as prune_module
-from . import verify as verify_module
+from .gc import collect_garbage
 from .chunks import ChunkCodec, chunk_key
 from .errors import (
     BackupNotFoundError,
@@ -27,6 +25,7 @@ from .errors import (
     WrongKeyError,
 )
 from .leases import list_leases
+from .prune import prune
 from .manifest import (
     damaged_key,
     decode_manifest,
@@ -37,6 +36,7 @@ from .manifest import (
     BackupSummary,
     split_restore_point_id,
 )
+from .verify import verify
 
 STORE_FILE = "store.json"
 STORE_FORMAT = "sesamweb-store"
@@ -233,20 +233,21 @@ class Repository:
 
     # -- maintenance -----------------------------------------------------------------------
     def verify(self, rp_ids=None, **kwargs):
-        return verify_module.verify(self, rp_ids, **kwargs)
+        return verify(self, rp_ids, **kwargs)
 
     def collect_garbage(self, **kwargs):
-        return gc_module.collect_garbage(self, **kwargs)
+        return collect_garbage(self, **kwargs)
 
     def prune(self, policy, **kwargs):
-        return prune_module.prune(self, policy, **kwargs)
+        return prune(self, policy, **kwargs)
 
 
 def read_store_config(backend) -> dict:
     try:
         config = json.loads(backend.get(STORE_FILE))
     except ObjectNotFoundError:
-        raise StoreNotFoundError(backend.location, "no store.json: not a sesamweb data store") from None
+        raise StoreNotFoundError(backend.location,
+                                 "no store.json: not a sesamweb data store") from None
     except ValueError as exc:
         raise StoreNotFoundError(backend.location, f"store.json is unreadable: {exc}") from None
     if not isinstance(config, dict) or config.get("format") != STORE_FORMAT:

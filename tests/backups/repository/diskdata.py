@@ -39,3 +39,23 @@ def write_disk(writer, key, data, *, piece=300_000, parent_chunks=None):
 
 def read_disk(repo, rp_id, key):
     return b"".join(data for _, data in repo.open_disk(rp_id, key).stream())
+
+
+def stream_mixed_disk(size, block=1 << 20):
+    """Yield (offset, block) of a generated disk without holding it: 40 % zeros, 30 % text,
+    30 % random, each text block unique (so dedup does not hide the work)."""
+    import os
+
+    pool = text_block(4 * block + 4096, seed=7)
+    zeros = bytes(block)
+    for index, offset in enumerate(range(0, size, block)):
+        n = min(block, size - offset)
+        kind = index % 10
+        if kind < 4:
+            data = zeros[:n]
+        elif kind < 7:
+            start = (index * 4099) % (3 * block)
+            data = (b"%016d" % index + pool[start:start + n])[:n]
+        else:
+            data = os.urandom(n)
+        yield offset, data

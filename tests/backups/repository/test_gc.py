@@ -124,3 +124,14 @@ def test_a_backup_fails_rather_than_commit_a_chunk_a_concurrent_gc_removed(repo,
             repo.collect_garbage()
             writer.commit()
     assert repo.list_backups() == []
+
+
+def test_a_running_backup_refreshes_its_lease(repo, clock):
+    with repo.start_backup("vm-a", clock(), lease_refresh=0.05) as writer:
+        [lease] = repo.running_backups()
+        deadline = time.time() + 5
+        while repo.running_backups()[0].refreshed == lease.refreshed and time.time() < deadline:
+            time.sleep(0.05)
+        assert repo.running_backups()[0].refreshed > lease.refreshed
+        assert lease.restore_point_id == writer.id
+    assert repo.running_backups() == []

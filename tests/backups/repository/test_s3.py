@@ -76,6 +76,11 @@ def test_s3_round_trip_verify_and_gc(s3_endpoint, bucket):
             raise RuntimeError("cancelled")
     report = reopened.collect_garbage(grace_period=0, now=time.time() + 5)
     assert report.deleted_chunks == 2
+    # Another VM with the same disk: every chunk found on the server and touched, none sent.
+    with reopened.start_backup("vm-c", datetime.now(timezone.utc)) as writer:
+        write_disk(writer, "xvda", data)
+        copy = writer.commit()
+    assert copy.totals["bytes_new"] == 0 and copy.totals["chunks_reused"] == 6
     assert reopened.verify().ok
     assert read_disk(reopened, manifest.id, "xvda") == data
 
