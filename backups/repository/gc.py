@@ -3,6 +3,9 @@ chunks whose modification time is older than the cutoff
 
     cutoff = min(now, start of the oldest live running-backup lease) - grace period
 
+All times are the store's clock (modification times of chunks, leases and gc.json), so clock
+differences between workers and the store do not matter.
+
 A running backup stores new chunks after its start and touches existing chunks it reuses,
 so nothing it depends on is older than the cutoff; the chunks of its parent are referenced
 by the parent's manifest, which prune refuses to delete while the backup runs. Left-over
@@ -27,14 +30,15 @@ GC_STATE_KEY = "gc.json"  # when gc last started and finished (writers re-check 
 
 
 def gc_ran_since(backend, since: float) -> bool:
-    """True when a gc is running or finished after `since` (epoch seconds)."""
+    """True when a gc is running or finished after `since` (store-clock epoch seconds)."""
     try:
         state = json.loads(backend.get(GC_STATE_KEY))
+        finished_at = backend.stat(GC_STATE_KEY).mtime  # written last when gc finished
     except ObjectNotFoundError:
         return False
     except ValueError:
         return True
-    return state.get("finished") is None or state["finished"] >= since
+    return state.get("finished") is None or finished_at >= since
 
 
 def _record_gc_state(backend, started, finished):
@@ -58,22 +62,24 @@ def collect_garbage(repo, *, grace_period=DEFAULT_GRACE_PERIOD, stale_after=DEFA
                     now=None, dry_run=False) -> GcReport:
     backend = repo.backend
     started = time.time()
+    store_now = started
     if not dry_run:
         try:
             _record_gc_state(backend, started, None)
+            store_now = backend.stat(GC_STATE_KEY).mtime  # the clock that stamps chunks
         except StoreFullError:
             # A full store is when gc is needed most; a backup cannot write there anyway.
             log.warning("gc of %s: store full, running without recording gc state",
                         backend.location)
     try:
-        return _collect(repo, backend, grace_period, stale_after, now, dry_run)
+        return _collect(repo, backend, grace_period, stale_after,
+                        store_now if now is None else now, dry_run)
     finally:
         if not dry_run:
             _record_gc_state(backend, started, time.time())
 
 
 def _collect(repo, backend, grace_period, stale_after, now, dry_run):
-    now = time.time() if now is None else now
     warnings = []
     leases = list_leases(backend, stale_after=stale_after, now=now, include_stale=True)
     live = []

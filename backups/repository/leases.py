@@ -1,7 +1,10 @@
 """Running-backup leases: locks/<lease-id>.json, written when a backup starts and refreshed
 while it runs. gc never sweeps chunks newer than the oldest live lease's start (minus a
 grace period), and prune/delete refuse to remove the parent of a running backup. A lease not
-refreshed for `stale_after` seconds belongs to a dead writer and is ignored with a warning."""
+refreshed for `stale_after` seconds belongs to a dead writer and is ignored with a warning.
+
+Times are the store's clock (the lease object's modification time), the same clock that
+stamps chunks, so a worker whose clock is off cannot move gc's cutoff."""
 import json
 import logging
 import secrets
@@ -21,8 +24,8 @@ class Lease:
     lease_id: str
     restore_point_id: str
     parent: str | None
-    started: float  # epoch seconds, wall clock of the writer's host
-    refreshed: float
+    started: float  # epoch seconds, store clock
+    refreshed: float  # store clock: the lease object's modification time
     stale: bool = False
 
     def to_json(self):
@@ -35,15 +38,19 @@ def lease_key(lease_id):
 
 
 def acquire_lease(backend, restore_point_id, parent) -> Lease:
-    now = time.time()
-    lease = Lease(secrets.token_hex(8), restore_point_id, parent, now, now)
-    backend.put_atomic(lease_key(lease.lease_id), json.dumps(lease.to_json()).encode())
+    lease = Lease(secrets.token_hex(8), restore_point_id, parent, time.time(), time.time())
+    key = lease_key(lease.lease_id)
+    backend.put_atomic(key, json.dumps(lease.to_json()).encode())
+    # Record the start on the store's clock (S3 rounds down to the second: the safe side).
+    lease.started = lease.refreshed = backend.stat(key).mtime
+    backend.put_atomic(key, json.dumps(lease.to_json()).encode())
     return lease
 
 
 def refresh_lease(backend, lease: Lease):
-    lease.refreshed = time.time()
-    backend.put_atomic(lease_key(lease.lease_id), json.dumps(lease.to_json()).encode())
+    key = lease_key(lease.lease_id)
+    backend.put_atomic(key, json.dumps(lease.to_json()).encode())
+    lease.refreshed = backend.stat(key).mtime
 
 
 def release_lease(backend, lease: Lease):
@@ -51,6 +58,7 @@ def release_lease(backend, lease: Lease):
 
 
 def list_leases(backend, *, stale_after=DEFAULT_STALE_AFTER, now=None, include_stale=False):
+    """Leases of running backups; `now` should be store-clock time (default: this host's)."""
     now = time.time() if now is None else now
     leases = []
     for key in backend.list(LOCKS_PREFIX):
@@ -59,7 +67,7 @@ def list_leases(backend, *, stale_after=DEFAULT_STALE_AFTER, now=None, include_s
         try:
             d = json.loads(backend.get(key))
             lease = Lease(key[len(LOCKS_PREFIX):-5], d["restore_point_id"], d.get("parent"),
-                          float(d["started"]), float(d["refreshed"]))
+                          float(d["started"]), backend.stat(key).mtime)
         except ObjectNotFoundError:
             continue  # released meanwhile
         except (ValueError, KeyError, TypeError):

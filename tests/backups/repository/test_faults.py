@@ -96,3 +96,19 @@ def test_a_store_whose_directory_vanished_is_unavailable(repo, clock, store_dir,
     (tmp_path / "unmounted").rename(store_dir)
     reopened = Repository.open(LocalBackend(store_dir), passphrase=PASSPHRASE)
     assert reopened.list_backups() == []
+
+
+def test_an_s3_quota_error_is_a_full_store(monkeypatch):
+    from botocore.exceptions import ClientError
+
+    from backups.repository import S3Backend
+
+    backend = S3Backend("http://127.0.0.1:9", "bucket", "site", "key", "secret")
+
+    def refuse(**kwargs):
+        raise ClientError({"Error": {"Code": "XMinioStorageFull", "Message": "disk full"}},
+                          "PutObject")
+
+    monkeypatch.setattr(backend.client, "put_object", refuse)
+    with pytest.raises(StoreFullError, match="s3://bucket/site/"):
+        backend.put_atomic("chunks/aa/bb/aabb", b"data")
