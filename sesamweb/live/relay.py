@@ -4,6 +4,11 @@ One relay per event loop (daphne runs one loop per process), started when the fi
 websocket connects and stopped a little after the last one leaves. It starts from the
 newest row present, so browsers get what happens from then on (events are "something
 changed, refresh", not history).
+
+Row ids are not always committed in order: on PostgreSQL a publisher may take id 10, and
+commit after another publisher's id 11 is already visible. When the relay sees a jump in
+ids it remembers the missing ones and keeps asking for them for GAP_WAIT_SECONDS, so a late
+commit is still delivered (SQLite serialises writers, so it never has gaps of this kind).
 """
 import asyncio
 import logging
@@ -21,6 +26,8 @@ logger = logging.getLogger(__name__)
 POLL_SECONDS = 0.2
 IDLE_STOP_SECONDS = 10
 PRUNE_EVERY_SECONDS = 60
+GAP_WAIT_SECONDS = 10
+MAX_GAPS = 1000
 BATCH = 500
 
 _relays: "weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, Relay]" = weakref.WeakKeyDictionary()
@@ -32,8 +39,33 @@ def _newest_id():
 
 
 @database_sync_to_async
-def _rows_after(last_id):
-    return list(LiveEvent.objects.filter(id__gt=last_id).order_by("id").values_list("id", "topic", "payload")[:BATCH])
+def _rows_after(last_id, gaps):
+    rows = LiveEvent.objects.filter(id__gt=last_id).order_by("id").values_list("id", "topic", "payload")[:BATCH]
+    late = LiveEvent.objects.filter(id__in=list(gaps)).values_list("id", "topic", "payload") if gaps else []
+    return list(late) + list(rows)
+
+
+class IdTracker:
+    """The newest id delivered, plus the ids skipped below it that may still be committed."""
+
+    def __init__(self, last_id):
+        self.last_id = last_id
+        self.gaps = {}  # id -> loop time after which we stop waiting for it
+
+    def accept(self, row_id, now) -> bool:
+        """Record a fetched row; False if it was already delivered."""
+        if row_id in self.gaps:
+            del self.gaps[row_id]
+            return True
+        if row_id <= self.last_id:
+            return False
+        for missing in range(self.last_id + 1, min(row_id, self.last_id + 1 + MAX_GAPS)):
+            self.gaps[missing] = now + GAP_WAIT_SECONDS
+        self.last_id = row_id
+        return True
+
+    def expire(self, now):
+        self.gaps = {row_id: until for row_id, until in self.gaps.items() if until > now}
 
 
 @database_sync_to_async
@@ -59,19 +91,22 @@ class Relay:
 
     async def _run(self):
         try:
-            last_id = await _newest_id()
+            ids = IdTracker(await _newest_id())
         finally:
             self.ready.set()
+        loop = asyncio.get_running_loop()
         layer = get_channel_layer()
         idle = 0.0
         since_prune = 0.0
         while True:
             delivered = 0
             try:
-                rows = await _rows_after(last_id)
+                rows = await _rows_after(ids.last_id, ids.gaps)
+                now = loop.time()
                 for row_id, topic, payload in rows:
-                    await layer.group_send(group_name(topic), layer_message(topic, payload))
-                    last_id = row_id
+                    if ids.accept(row_id, now):
+                        await layer.group_send(group_name(topic), layer_message(topic, payload))
+                ids.expire(now)
                 delivered = len(rows)
                 if since_prune >= PRUNE_EVERY_SECONDS:
                     since_prune = 0.0

@@ -139,3 +139,57 @@ def test_old_live_events_are_pruned():
     LiveEvent.objects.filter(payload__type="old").update(created=timezone.now() - timedelta(hours=1))
     assert prune_live_events() == 1
     assert list(LiveEvent.objects.values_list("payload__type", flat=True)) == ["new"]
+
+
+def test_the_relay_waits_for_ids_committed_out_of_order():
+    from sesamweb.live.relay import GAP_WAIT_SECONDS, IdTracker
+
+    ids = IdTracker(10)
+    assert ids.accept(12, now=0.0) and ids.last_id == 12 and set(ids.gaps) == {11}
+    assert ids.accept(11, now=1.0)          # committed late: still delivered
+    assert not ids.accept(11, now=1.0)      # but only once
+    assert not ids.accept(12, now=1.0)
+    ids.accept(15, now=2.0)
+    ids.expire(now=2.0 + GAP_WAIT_SECONDS + 1)
+    assert ids.gaps == {}                   # rolled back or pruned: stop asking
+
+
+@pytest.mark.integration
+def test_an_event_committed_after_a_newer_one_still_arrives(operator_user):
+    if connection.vendor != "postgresql":
+        pytest.skip("needs DATABASE_URL=postgres://... (SQLite serialises writers)")
+    import queue
+
+    from django.db import transaction
+
+    headers = socket_headers(operator_user)
+    release = threading.Event()
+    holding = queue.Queue()
+
+    def slow_publisher():
+        try:
+            with transaction.atomic():
+                publish("runs", {"type": "slow"})  # takes the lower id, commits last
+                holding.put(True)
+                release.wait(10)
+        finally:
+            connection.close()
+
+    async def scenario():
+        from asgiref.sync import sync_to_async
+
+        ws = live_socket(headers)
+        await ws.connect()
+        await ws.send_json_to({"subscribe": ["runs"]})
+        await ws.receive_json_from(timeout=5)
+        slow = threading.Thread(target=slow_publisher)
+        slow.start()
+        await sync_to_async(holding.get, thread_sensitive=False)(timeout=10)
+        await sync_to_async(publish_from_another_thread, thread_sensitive=False)("runs", {"type": "fast"})
+        assert (await ws.receive_json_from(timeout=10))["event"] == {"type": "fast"}
+        release.set()
+        await sync_to_async(slow.join, thread_sensitive=False)()
+        assert (await ws.receive_json_from(timeout=10))["event"] == {"type": "slow"}
+        await ws.disconnect()
+
+    run(scenario)
