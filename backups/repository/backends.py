@@ -22,6 +22,7 @@ from .errors import (
 
 # Temporary files of an unfinished atomic write carry this marker; gc removes old ones.
 TEMP_MARKER = ".tmp-"
+NO_HARD_LINKS = {errno.EPERM, errno.ENOTSUP, errno.EOPNOTSUPP, errno.EMLINK, errno.ENOSYS}
 
 
 @dataclass(frozen=True)
@@ -120,8 +121,17 @@ class LocalBackend:
                     os.link(tmp, path)  # fails instead of replacing: chunks are never rewritten
                 except FileExistsError:
                     return False
+                except OSError as exc:
+                    if exc.errno not in NO_HARD_LINKS:
+                        raise
+                    # A file system without hard links (some FUSE/SMB mounts): check, then
+                    # rename. Two writers of one chunk id write the same content anyway.
+                    if path.exists():
+                        return False
+                    os.replace(tmp, path)
                 finally:
-                    os.unlink(tmp)
+                    if tmp.exists():
+                        os.unlink(tmp)
         except OSError as exc:
             try:
                 tmp.unlink()

@@ -112,3 +112,17 @@ def test_an_s3_quota_error_is_a_full_store(monkeypatch):
     monkeypatch.setattr(backend.client, "put_object", refuse)
     with pytest.raises(StoreFullError, match="s3://bucket/site/"):
         backend.put_atomic("chunks/aa/bb/aabb", b"data")
+
+
+def test_a_file_system_without_hard_links_still_never_overwrites(repo, clock, monkeypatch):
+    def no_links(src, dst):
+        raise OSError(errno.EPERM, "Operation not permitted")
+
+    monkeypatch.setattr(backends.os, "link", no_links)
+    data = mixed_disk(3 * CHUNK, CHUNK)
+    with repo.start_backup("vm-a", clock()) as writer:
+        write_disk(writer, "xvda", data)
+        manifest = writer.commit()
+    assert repo.backend.put_atomic("backups/" + manifest.id + "/manifest", b"x",
+                                   overwrite=False) is False
+    assert repo.verify().ok
