@@ -239,6 +239,7 @@ class S3Backend:
         from botocore.config import Config
 
         self.bucket = bucket
+        self._conditional_puts = True
         self.prefix = prefix.strip("/") + "/" if prefix.strip("/") else ""
         self.location = f"s3://{bucket}/{self.prefix} at {endpoint_url}"
         self.client = boto3.client(
@@ -290,10 +291,32 @@ class S3Backend:
 
     def put_atomic(self, key, data, *, overwrite=True):
         # A single PUT is atomic on S3: readers see the old object, or all of the new one.
-        if not overwrite and self.exists(key):
-            return False
-        self._call(key, True, self.client.put_object, Key=self.prefix + key, Body=data)
-        return True
+        # Without overwrite, a conditional PUT (If-None-Match: *) lets the server refuse an
+        # existing key; servers without conditional writes get a check-then-put.
+        from botocore.exceptions import ClientError
+
+        if overwrite or not self._conditional_puts:
+            if not overwrite and self.exists(key):
+                return False
+            self._call(key, True, self.client.put_object, Key=self.prefix + key, Body=data)
+            return True
+        try:
+            self.client.put_object(Bucket=self.bucket, Key=self.prefix + key, Body=data,
+                                   IfNoneMatch="*")
+            return True
+        except ClientError as exc:
+            code = str(exc.response.get("Error", {}).get("Code", ""))
+            if code in ("PreconditionFailed", "412", "ConditionalRequestConflict", "409"):
+                return False
+            if code in ("NotImplemented", "501"):
+                self._conditional_puts = False
+                return self.put_atomic(key, data, overwrite=False)
+            raise self._error(exc, key, True) from exc
+        except Exception as exc:
+            mapped = self._error(exc, key, True)
+            if mapped is exc:
+                raise
+            raise mapped from exc
 
     def exists(self, key):
         try:
