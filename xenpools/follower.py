@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 import xmlrpc.client
 
 import XenAPI
@@ -26,6 +27,7 @@ logger = logging.getLogger(__name__)
 
 CLASS_BY_WIRE_NAME = {cls.lower(): cls for cls in CLASSES}
 BACKOFF_START, BACKOFF_MAX = 1.0, 60.0
+QUICK_RETRY_INTERVAL = 30.0     # at most one immediate reconnect per interval, then backoff
 
 
 class EventFollower:
@@ -39,6 +41,7 @@ class EventFollower:
     def run(self):
         """Follow until `stop` is set. Never raises for pool trouble: it retries."""
         backoff = BACKOFF_START
+        last_quick_retry = float("-inf")
         try:
             while not self.stop.is_set():
                 close_old_connections()
@@ -50,6 +53,12 @@ class EventFollower:
                 except PoolError as exc:
                     self._mark_unhealthy(exc)
                 except (*TRANSPORT_ERRORS, xmlrpc.client.Fault, XenAPI.Failure) as exc:
+                    # A working connection broke (often: the master died or changed). Reconnect at
+                    # once, which fails over to the survivors; only if that fails is the pool unhealthy.
+                    logger.info("pool %s: connection lost (%s); reconnecting", self.pool.name, exc)
+                    if time.monotonic() - last_quick_retry > QUICK_RETRY_INTERVAL:
+                        last_quick_retry = time.monotonic()
+                        continue
                     self._mark_unhealthy(PoolUnreachable(f"lost the connection to pool {self.pool.name}: {exc}"))
                 except DatabaseError as exc:
                     # e.g. "database is locked" under load: start again from a fresh dump.

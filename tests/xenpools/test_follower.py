@@ -85,6 +85,8 @@ def test_the_follower_fails_over_to_the_surviving_host(sim, make_pool, follow):
     sim.control.fail_host(master)
 
     eventually(lambda: Pool.objects.get(pk=pool.pk).master_address == "127.0.0.2", what="the switch to the new master")
+    health_seen = set(LiveEvent.objects.filter(topic=f"pool:{pool.pk}").values_list("payload__health", flat=True))
+    assert health_seen == {PoolHealth.HEALTHY}      # the survivor took over without an outage
     with xenapi_session(sim.member_url(1)) as x:
         ref, record = vm_by_power_state(x, "Halted")
         x.VM.start(ref, False, False)

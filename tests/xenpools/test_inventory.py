@@ -110,3 +110,42 @@ def test_the_password_is_encrypted_in_the_database(sim, make_pool):
         row = cursor.fetchone()
     assert not any(sim.password in str(value) for value in row)
     assert Pool.objects.get(pk=pool.pk).get_password() == sim.password
+
+
+def test_a_sync_fails_over_to_the_surviving_host_when_the_master_dies(sim, make_pool):
+    pool = make_pool(sim)
+    with xenapi_session(sim.url) as x:
+        master = x.pool.get_master(x.pool.get_all()[0])
+    sim.control.fail_host(master)
+
+    sync_pool(pool)
+
+    pool.refresh_from_db()
+    assert pool.master_address == "127.0.0.2" and pool.health == PoolHealth.HEALTHY
+    assert Host.objects.get(pool=pool, is_master=True).address == "127.0.0.2"
+    assert Host.objects.get(pool=pool, address="127.0.0.1").live is False
+
+
+def test_a_planned_master_change_is_followed(sim, make_pool):
+    pool = make_pool(sim)
+    with xenapi_session(sim.url) as x:
+        new_master = next(ref for ref, h in x.host.get_all_records().items() if h["address"] == "127.0.0.2")
+    sim.control.move_master(new_master)
+
+    sync_pool(pool)
+
+    pool.refresh_from_db()
+    assert pool.master_address == "127.0.0.2"
+
+
+@pytest.mark.slow
+def test_a_sync_of_1000_vms_uses_a_bounded_number_of_queries(sim_factory, make_pool, django_assert_max_num_queries):
+    sim = sim_factory("--test-vms", "4", "--vms", "1000")
+    pool = make_pool(sim, sync=False)
+
+    with django_assert_max_num_queries(120):      # measured: 78 on the first sync
+        sync_pool(pool)
+    with django_assert_max_num_queries(40):       # measured: 23 when nothing changed
+        sync_pool(pool)
+
+    assert VM.objects.filter(pool=pool, removed_at=None).count() == 1004
