@@ -2,7 +2,13 @@ import os
 
 import pytest
 
-from backups.repository import BackupAbortedError, BackupExistsError, LocalBackend, Repository
+from backups.repository import (
+    BackupAbortedError,
+    BackupExistsError,
+    ChunkCorruptError,
+    LocalBackend,
+    Repository,
+)
 
 from .conftest import CHUNK, PASSPHRASE
 from .diskdata import mixed_disk, read_disk, text_block, write_disk
@@ -159,3 +165,23 @@ def test_a_damaged_manifest_is_listed_not_hidden(repo, clock, store_dir):
     [summary] = repo.list_backups()
     assert summary.status == "unreadable"
     assert "tag" in summary.error
+
+
+def test_restore_writes_a_sparse_file_and_refuses_a_damaged_chunk(repo, clock, store_dir,
+                                                                  tmp_path):
+    data = mixed_disk(7 * CHUNK + 5, CHUNK, seed=21)
+    with repo.start_backup("vm-a", clock()) as writer:
+        write_disk(writer, "xvda", data)
+        manifest = writer.commit()
+    target = tmp_path / "xvda.raw"
+    with open(target, "wb") as f:
+        repo.open_disk(manifest.id, "xvda").write_to(f, sparse=True)
+    assert target.read_bytes() == data
+
+    victim = manifest.disk("xvda").chunks[4]
+    path = store_dir / "chunks" / victim[:2] / victim[2:4] / victim
+    blob = bytearray(path.read_bytes())
+    blob[-1] ^= 0xFF
+    path.write_bytes(bytes(blob))
+    with pytest.raises(ChunkCorruptError, match=victim):
+        read_disk(repo, manifest.id, "xvda")
