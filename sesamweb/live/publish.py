@@ -19,10 +19,14 @@ Two transports, one API:
   separate processes and reach the browser this way. Rows older than LIVE_EVENT_RETENTION
   are pruned.
 
-publish() is for synchronous code (views, services, tasks, commands); it never raises
-because a live update could not be delivered: the change itself has already happened.
+publish() is for synchronous code (views, services, tasks, commands). Called from a thread
+that runs an event loop, it hands the work to a short-lived helper thread (the ORM and
+async_to_sync both refuse to run there). It never raises because a live update could not
+be delivered: the change itself has already happened.
 """
+import asyncio
 import logging
+import threading
 from datetime import timedelta
 
 from asgiref.sync import async_to_sync
@@ -53,6 +57,15 @@ def publish(topic: str, event: dict) -> None:
         raise ValueError(f"Invalid live topic {topic!r}")
     if not isinstance(event, dict) or "type" not in event:
         raise ValueError("A live event is a dict with a 'type' key")
+    if _event_loop_running_here():
+        helper = threading.Thread(target=_deliver_from_helper_thread, args=(topic, event), name="live-publish")
+        helper.start()
+        helper.join()
+    else:
+        _deliver(topic, event)
+
+
+def _deliver(topic, event):
     try:
         layer = get_channel_layer()
         if uses_shared_layer(layer):
@@ -62,6 +75,23 @@ def publish(topic: str, event: dict) -> None:
             _prune_now_and_then()
     except Exception:  # the change is done; a lost notification must not undo it
         logger.exception("Could not publish live event on %s", topic)
+
+
+def _deliver_from_helper_thread(topic, event):
+    from django.db import connection
+
+    try:
+        _deliver(topic, event)
+    finally:
+        connection.close()
+
+
+def _event_loop_running_here() -> bool:
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return False
+    return True
 
 
 def prune_live_events(now=None) -> int:

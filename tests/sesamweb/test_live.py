@@ -193,3 +193,10 @@ def test_an_event_committed_after_a_newer_one_still_arrives(operator_user):
         await ws.disconnect()
 
     run(scenario)
+
+
+def test_publish_works_from_a_thread_running_an_event_loop():
+    async def inside_a_loop():
+        publish("dashboard", {"type": "from-async"})  # e.g. called by sync code under a running loop
+    run(inside_a_loop)
+    assert LiveEvent.objects.filter(payload__type="from-async").exists()
