@@ -141,15 +141,17 @@ DEMO_VMS = [
 ]
 
 
+# Mostly empty disks, as real ones are: ~2 GiB of data for the ~13 GiB of demo disks.
+DEMO_CONTENT = ContentProfile(zero=0.85, text=0.08, random=0.07)
+
+
 def add_demo_vms(sim) -> None:
     hosts = sim.hosts()
     seed = sim.config.seed
     for n, (name, os, power, sizes, local) in enumerate(DEMO_VMS):
         sr = local_sr(sim, hosts[local]) if local is not None else None
         host = hosts[local] if local is not None else hosts[n % len(hosts)]
-        # Big disks are mostly empty, as real ones are; this keeps the demo to ~1.5 GiB of data.
-        profile = ContentProfile(zero=0.85, text=0.08, random=0.07) if max(sizes) > GiB else ContentProfile()
-        make_vm(sim, name, sizes, os=os, power_state=power, sr=sr, host=host, content=profile,
+        make_vm(sim, name, sizes, os=os, power_state=power, sr=sr, host=host, content=DEMO_CONTENT,
                 seed=seed * 1000 + n * 10, ha_restart_priority="restart" if n % 3 == 0 else "")
         if name == "db-01":
             sim.db.update("VM", sim.db.find("VM", name_label=name)[0], tags=["production", "database"])

@@ -238,6 +238,13 @@ class Simulator:
         from .nbd_export import start_nbd_servers
         start_nbd_servers(self)
 
+    def restart_nbd(self) -> None:
+        """Network purposes changed: serve NBD in the mode they now ask for (or not at all)."""
+        for nbd in list(self.nbd_servers.values()):
+            nbd.stop()
+        self.nbd_servers.clear()
+        self.start_nbd()
+
     def nbd_info(self, session: str, vdi: str) -> list[dict]:
         from .nbd_export import nbd_info
         return nbd_info(self, session, vdi)

@@ -35,6 +35,8 @@ def _create(cert_path: str, key_path: str) -> None:
     cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
             .serial_number(x509.random_serial_number()).not_valid_before(now - datetime.timedelta(days=1))
             .not_valid_after(now + datetime.timedelta(days=3650)).add_extension(alt, critical=False)
+            # Self-signed: clients (libnbd, requests) trust it by using it as their CA.
+            .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
             .sign(key, hashes.SHA256()))
     tmp = key_path + ".tmp"
     with open(tmp, "wb") as f:

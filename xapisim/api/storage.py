@@ -249,3 +249,20 @@ def network_destroy(call, network):
         raise XapiError("NETWORK_CONTAINS_VIF", rec["VIFs"])
     call.db.delete("network", network)
     return ""
+
+
+@api("network.add_purpose")
+def network_add_purpose(call, network, purpose):
+    if purpose not in ("nbd", "insecure_nbd"):
+        raise XapiError("INVALID_VALUE", "purpose", purpose)
+    call.db.add_to("network", network, "purpose", purpose)
+    call.sim.restart_nbd()
+    return ""
+
+
+@api("network.remove_purpose")
+def network_remove_purpose(call, network, purpose):
+    call.db.get("network", network)
+    call.db.remove_from("network", network, "purpose", purpose)
+    call.sim.restart_nbd()
+    return ""
