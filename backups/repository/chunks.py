@@ -10,6 +10,7 @@ Chunk id: HMAC-SHA256(chunk-id key, plaintext) on an encrypted store (keyed: the
 no content hashes), SHA-256(plaintext) otherwise. HMAC-SHA256 was measured at 1.2 GB/s per
 core here (SHA extensions) against 0.7 GB/s for keyed BLAKE2b; both release the GIL.
 """
+import functools
 import hashlib
 import hmac
 import os
@@ -34,9 +35,14 @@ def chunk_key(chunk_id: str) -> str:
     return f"chunks/{chunk_id[:2]}/{chunk_id[2:4]}/{chunk_id}"
 
 
+@functools.lru_cache(maxsize=8)
+def _zeros(length) -> bytes:
+    return bytes(length)
+
+
 def is_zero(data) -> bool:
     # Comparing against a zero buffer is a memcmp, far faster than any() or count().
-    return data == bytes(len(data))
+    return data == _zeros(len(data))
 
 
 class ChunkCodec:

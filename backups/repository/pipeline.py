@@ -313,7 +313,8 @@ class DiskWriter:
                 self._flush_current()
                 self._skip_to(index)
                 if within == 0 and n == length:  # a whole chunk in one piece: no assembly
-                    w._dispatch(self, index, bytes(view[:n]))
+                    whole = data if n == len(data) and isinstance(data, bytes) else bytes(view[:n])
+                    w._dispatch(self, index, whole)
                     self._next_index = index + 1
                     offset += n
                     view = view[n:]

@@ -14,10 +14,11 @@ from .conftest import CHUNK, PASSPHRASE
 from .diskdata import mixed_disk, read_disk, text_block, write_disk
 
 
-def test_it_round_trips_a_disk_with_zero_text_and_random_regions(repo, clock, store_dir):
+@pytest.mark.parametrize("piece", [CHUNK, 300_000, 3 * CHUNK + 1, 12289])
+def test_it_round_trips_a_disk_with_zero_text_and_random_regions(repo, clock, store_dir, piece):
     data = mixed_disk(20 * CHUNK + 777, CHUNK)  # a short tail chunk too
     with repo.start_backup("vm-a", clock(), method="normal") as writer:
-        write_disk(writer, "xvda", data)
+        write_disk(writer, "xvda", data, piece=piece)
         writer.attach("ova.xml", b"<value>vm-a</value>")
         writer.set_metadata({"vm": {"name_label": "web01"}})
         manifest = writer.commit()
