@@ -222,6 +222,8 @@ class LocalBackend:
 
 
 def _raise(exc):
+    if isinstance(exc, FileNotFoundError):
+        return  # a directory removed while listing (a pruned backup): nothing to list there
     raise exc
 
 
