@@ -4,18 +4,24 @@ Everything else (inventory sync, the event follower, the backup engine) goes thr
 PoolConnection. It handles:
 
 - addresses: "host", "host:port", "http://h:p", "https://h:p" (default https, port 443);
-- TLS: certificates are pinned by SHA-256 fingerprint per host address. The master's
-  certificate is trusted on first use only when an administrator confirms the fingerprint
-  (the add-pool wizard, or `add_pool --trust-fingerprint`). Member certificates are learnt
-  over the verified master session (`host.get_server_certificate`) during an inventory sync
-  and pinned then. A certificate is NEVER trusted because a redirect (HOST_IS_SLAVE or an HTTP
-  302) pointed at its host: an unknown certificate there is refused (PoolCertificateUnknown);
+- TLS: certificates are pinned by SHA-256 fingerprint per host address. The rule:
+  1. the master's certificate is trusted on first use only when an administrator confirms
+     its fingerprint (the add-pool wizard, or `add_pool --trust-fingerprint`);
+  2. member certificates are learnt over the verified master session
+     (`host.get_server_certificate`) during an inventory sync and pinned per address;
+  3. a host with no pin of its own is accepted only if it presents a certificate whose
+     fingerprint is already pinned for this pool (the very key the admin trusted, e.g. a
+     pool-wide certificate);
+  4. anything else is refused before the password is sent: PoolCertificateUnknown (no pin)
+     or PoolCertificateChanged (a pin that no longer matches). A certificate is NEVER
+     trusted because a redirect (HOST_IS_SLAVE, HTTP 302) or a failover pointed at its host;
 - HOST_IS_SLAVE [master]: followed, and the new master is stored on the pool;
 - master failover: on a transport error (never on a XenAPI error) the other hosts known from
   the last sync are tried in turn, accepting their HOST_IS_SLAVE redirection; a new session
   is opened on whichever host is master now (old sessions die with the old master);
-- HTTP transfers with http.client: session_id in the query, 302 followed by hand (a PUT is
-  re-issued with its body; requests would turn it into a GET), same TLS pinning.
+- HTTP transfers with http.client: session_id in the query, headers sent before the body so
+  a 302 is followed with the same method and the untouched body (requests would turn a
+  redirected PUT into a GET), same TLS pinning; wait_task for the task that drives them.
 
 A PoolConnection is thread-confined: open one per thread.
 """
@@ -254,6 +260,9 @@ class ProbeResult:
 class PoolConnection:
     """A logged-in XenAPI session on a pool's master, plus HTTP transfers to its hosts."""
 
+    # (confirmed fingerprint, accept any) during PoolConnection.probe only: trust on first use.
+    _allow_first_use = None
+
     def __init__(self, address: Address, username: str, password: str, fingerprints: dict | None = None,
                  candidates: list | None = None, *, pool=None):
         self.address = address
@@ -292,8 +301,6 @@ class PoolConnection:
         with connection:
             connection.login()
             return connection.describe()
-
-    _allow_first_use = None
 
     def __enter__(self):
         return self
@@ -429,7 +436,7 @@ class PoolConnection:
                 pem = self.xenapi.host.get_server_certificate(ref)
                 pins[host["address"]] = fingerprint_of_pem(pem)
             except (XenAPI.Failure, ValueError) as exc:
-                logger.warning("cannot read the certificate of host %s: %s", host.get("address"), exc)
+                logger.info("cannot read the certificate of host %s: %s", host.get("address"), exc)
         return {k: v for k, v in pins.items() if v}
 
     # HTTP transfers -----------------------------------------------------------------------

@@ -2,7 +2,6 @@
 import pytest
 
 from xenpools.connection import PoolConnection
-from xenpools.models import Pool
 from xenpools.registration import register_pool
 
 

@@ -1,15 +1,14 @@
 """Full inventory sync against the simulator."""
+import pytest
 from django.db import connection as db
 
 from xenpools import inventory
 from xenpools.choices import PoolHealth
-from xenpools.connection import PoolUnreachable
+from xenpools.connection import PoolCertificateUnknown, PoolUnreachable, fetch_fingerprint, parse_address
 from xenpools.inventory import sync_pool
 from xenpools.models import VDI, VIF, VM, Host, Network, Pool, StorageRepository, VirtualDisk
 
 from .xenapi_helpers import guest_vms, vm_by_power_state, xenapi_session
-
-import pytest
 
 
 def test_a_sync_mirrors_hosts_storage_networks_vms_disks_and_interfaces(sim, make_pool):
@@ -149,3 +148,24 @@ def test_a_sync_of_1000_vms_uses_a_bounded_number_of_queries(sim_factory, make_p
         sync_pool(pool)
 
     assert VM.objects.filter(pool=pool, removed_at=None).count() == 1004
+
+
+def test_over_tls_a_surviving_member_is_trusted_only_with_a_pinned_certificate(tls_sim, make_pool):
+    fingerprint = fetch_fingerprint(parse_address(tls_sim.url))
+    pool = make_pool(tls_sim, fingerprint=fingerprint)
+    with xenapi_session(tls_sim.url) as x:
+        master = x.pool.get_master(x.pool.get_all()[0])
+    tls_sim.control.fail_host(master)
+
+    # The member presents the certificate the admin confirmed (the simulator's hosts share one).
+    sync_pool(pool)
+    pool.refresh_from_db()
+    assert pool.master_address == "127.0.0.2"
+
+    # With nothing pinned for the pool, the same member is refused instead of trusted.
+    pool.fingerprints = {}
+    pool.save()
+    with pytest.raises(PoolCertificateUnknown):
+        sync_pool(pool)
+    pool.refresh_from_db()
+    assert pool.health == PoolHealth.CERTIFICATE

@@ -1,5 +1,4 @@
 """Pool and VM pages: the add-pool wizard, permissions, lists and details."""
-import pytest
 from django.urls import reverse
 
 from sesamweb.audit.models import AuditEvent

@@ -2,7 +2,7 @@ from dataclasses import asdict
 
 from django.db.models import Count, Prefetch, Q
 from drf_spectacular.utils import extend_schema
-from rest_framework import mixins, status, viewsets
+from rest_framework import status, viewsets
 from rest_framework.decorators import action
 from rest_framework.exceptions import ValidationError
 from rest_framework.response import Response
