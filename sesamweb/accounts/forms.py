@@ -101,3 +101,17 @@ class ApiTokenForm(forms.Form):
         if ApiToken.objects.filter(user=self.user, name=name).exists():
             raise forms.ValidationError("You already have a token with this name.")
         return name
+
+
+class PasswordResetByAdminForm(forms.Form):
+    new_password = forms.CharField(label="New password", widget=forms.PasswordInput(attrs={"autocomplete": "new-password"}),
+                                   help_text="The user must choose their own password at the next sign-in.")
+
+    def __init__(self, *args, user, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.user = user
+
+    def clean_new_password(self):
+        password = self.cleaned_data["new_password"]
+        password_validation.validate_password(password, self.user)
+        return password

@@ -11,4 +11,5 @@ urlpatterns = [
     path("users/", views.UserListView.as_view(), name="user_list"),
     path("users/new/", views.UserCreateView.as_view(), name="user_create"),
     path("users/<int:pk>/", views.UserUpdateView.as_view(), name="user_update"),
+    path("users/<int:pk>/password/", views.UserPasswordResetView.as_view(), name="user_password"),
 ]

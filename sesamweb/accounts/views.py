@@ -7,7 +7,7 @@ from django.core.paginator import Paginator
 from django.shortcuts import get_object_or_404, redirect, render
 from django.views import View
 
-from .forms import ApiTokenForm, SignInForm, UserCreateForm, UserUpdateForm
+from .forms import ApiTokenForm, PasswordResetByAdminForm, SignInForm, UserCreateForm, UserUpdateForm
 from .models import ApiToken
 from .permissions import CapabilityRequiredMixin
 from .roles import MANAGE, VIEW, Role
@@ -113,13 +113,15 @@ class UserUpdateView(CapabilityRequiredMixin, View):
     def _user(self, pk):
         return get_object_or_404(get_user_model(), pk=pk)
 
-    def get(self, request, pk, form=None):
+    def get(self, request, pk, form=None, password_form=None):
         user = self._user(pk)
         role = user_role_uncached(user)
         initial = {"first_name": user.first_name, "last_name": user.last_name, "email": user.email,
                    "role": role.value if role else "", "is_active": user.is_active}
         form = form or UserUpdateForm(initial=initial, editing_self=user == request.user)
-        return render(request, "accounts/user_form.html", {"form": form, "edited_user": user, "creating": False})
+        password_form = password_form or PasswordResetByAdminForm(user=user)
+        return render(request, "accounts/user_form.html", {"form": form, "password_form": password_form,
+                                                            "edited_user": user, "creating": False})
 
     def post(self, request, pk):
         user = self._user(pk)
@@ -131,3 +133,16 @@ class UserUpdateView(CapabilityRequiredMixin, View):
                     first_name=data["first_name"], last_name=data["last_name"])
         messages.success(request, f"User {user.username} updated.")
         return redirect("accounts:user_list")
+
+
+class UserPasswordResetView(UserUpdateView):
+    """An administrator sets a new password (e.g. a forgotten one); the user must change it."""
+
+    def post(self, request, pk):
+        user = self._user(pk)
+        form = PasswordResetByAdminForm(request.POST, user=user)
+        if not form.is_valid():
+            return self.get(request, pk, password_form=form)
+        set_password(user, form.cleaned_data["new_password"], by_admin=user != request.user)
+        messages.success(request, f"New password set for {user.username}.")
+        return redirect("accounts:user_update", pk=user.pk)

@@ -45,6 +45,9 @@ def test_an_administrator_creates_an_operator_through_the_users_page(asgi_server
     page.get_by_role("button", name="Create user").click()
     page.get_by_text("User olga created as operator.").wait_for()
     screenshot(page, "user-list")
+    page.get_by_role("link", name="olga").click()
+    page.get_by_role("heading", name="Set a new password").wait_for()
+    screenshot(page, "user-edit")
     from django.contrib.auth import get_user_model
     assert user_role(get_user_model().objects.get(username="olga")) == Role.OPERATOR
 
@@ -82,3 +85,16 @@ def test_the_dashboard_updates_live_when_another_process_publishes(asgi_server, 
     assert page.locator('[data-field="pools_unhealthy"]').inner_text() == "1"
     assert "Pool lab" in page.locator("[data-alerts]").inner_text()
     screenshot(page, "dashboard-live")
+
+
+def test_on_a_phone_the_navigation_opens_from_the_menu_button(asgi_server, admin, page, screenshot):
+    page.set_viewport_size({"width": 390, "height": 800})
+    asgi_server.sign_in(page, "alice-admin")
+    navigation = page.get_by_role("navigation", name="Main")
+    audit_link = navigation.get_by_role("link", name="Audit log")
+    assert not audit_link.is_visible() or audit_link.bounding_box()["x"] < 0
+    page.get_by_role("button", name="Menu").click()
+    page.wait_for_function("document.body.classList.contains('nav-open')")
+    page.wait_for_timeout(300)  # the slide-in transition
+    assert audit_link.bounding_box()["x"] >= 0
+    screenshot(page, "dashboard-phone-menu")

@@ -101,3 +101,18 @@ def test_create_admin_prints_a_one_time_password(db, capsys):
     from django.core.management.base import CommandError
     with pytest.raises(CommandError, match="already exists"):
         call_command("create_admin", "root")
+
+
+def test_an_administrator_sets_a_new_password_that_must_be_changed(admin_client, operator_user):
+    url = reverse("accounts:user_password", args=[operator_user.pk])
+    assert b"This password is too short" in admin_client.post(url, {"new_password": "short"}).content
+    assert admin_client.post(url, {"new_password": "fresh-temporary-pass-3"}).status_code == 302
+    operator_user.refresh_from_db()
+    assert operator_user.check_password("fresh-temporary-pass-3") and must_change_password(operator_user)
+    event = AuditEvent.objects.get(action=AuditAction.PASSWORD_CHANGE)
+    assert event.actor_username == "alice-admin" and "reset by an administrator" in event.message
+
+
+def test_an_operator_cannot_set_passwords(operator_client, admin_user):
+    url = reverse("accounts:user_password", args=[admin_user.pk])
+    assert operator_client.post(url, {"new_password": "fresh-temporary-pass-3"}).status_code == 403
