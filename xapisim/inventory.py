@@ -14,13 +14,14 @@ from .xmlrpc import EPOCH, Timestamp
 # -- storage ------------------------------------------------------------------------
 def sr_usage(sim, sr: str) -> tuple[int, int]:
     """(physical utilisation, virtual allocation) of an SR, including injected fill."""
+    # Sums the VDI records' physical_utilisation, which refresh_vdi keeps in step with the
+    # disk store after every write (asking the store for each VDI made builds quadratic).
     db = sim.db
     used = alloc = 0
     for vdi in db.get("SR", sr)["VDIs"]:
         rec = db.get("VDI", vdi)
         alloc += rec["virtual_size"]
-        if sim.disks.exists(rec["uuid"]):
-            used += sim.disks.physical_utilisation(rec["uuid"])
+        used += rec["physical_utilisation"]
     return used + sim.faults.sr_fill.get(sr, 0), alloc
 
 
@@ -92,6 +93,9 @@ def destroy_vdi(sim, vdi: str) -> None:
         sim.disks.destroy(rec["uuid"])
     db.remove_from("SR", rec["SR"], "VDIs", vdi)
     db.delete("VDI", vdi)
+    # Blocks the destroyed disk shared may now count for a snapshot or clone of it.
+    for other in db.get("SR", rec["SR"])["VDIs"]:
+        refresh_vdi(sim, other)
     refresh_sr(sim, rec["SR"])
 
 

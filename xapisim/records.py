@@ -5,8 +5,6 @@ client parsing a real record parses ours. Ints are Python ints (sent as strings 
 wire), datetimes are ``Timestamp``. ``new_record(cls, **fields)`` fills in the rest.
 """
 
-import copy
-
 from .xmlrpc import EPOCH, Timestamp
 
 NULL = "OpaqueRef:NULL"
@@ -155,7 +153,8 @@ DATETIME_FIELDS = {
 
 
 def new_record(cls: str, **fields) -> dict:
-    record = copy.deepcopy(TEMPLATES[cls])
+    # Template values are flat (scalars, or dicts/lists of scalars): one level of copying.
+    record = {k: v.copy() if type(v) in (dict, list) else v for k, v in TEMPLATES[cls].items()}
     unknown = set(fields) - set(record) - {"uuid"}
     if unknown:
         raise KeyError("%s has no field(s) %s" % (cls, ", ".join(sorted(unknown))))

@@ -531,3 +531,22 @@ def test_nbd_purpose_serves_tls_with_the_host_certificate(client, tmp_path):
     subprocess.run(["nbdcopy", "nbds://%s?tls-certificates=%s" % (base, tmp_path / "ca"), str(tmp_path / "tls.raw")],
                    check=True, capture_output=True, timeout=60)
     assert (tmp_path / "tls.raw").read_bytes() == client.raw(x.VDI.get_uuid(vdi))
+
+
+def test_cancelling_the_task_stops_a_transfer(sim, client):
+    x = client.x
+    vdi = x.VDI.get_uuid(disk_vdis(x, vm_named(x, "test-vm-2"))[0])
+    sim.control.rate_limit(4 * MiB)
+    task = x.task.create("export", "to be cancelled")
+    reply = client.request("GET", "/export_raw_vdi", {"vdi": vdi, "task_id": task})
+    received = reply.read(MiB)
+    x.task.cancel(task)
+    try:
+        while chunk := reply.read(65536):
+            received += chunk
+    except (ConnectionError, http.client.IncompleteRead):
+        pass
+    sim.control.rate_limit(0)
+    assert len(received) < 16 * MiB
+    rec = x.task.get_record(task)
+    assert rec["status"] == "cancelled" and rec["error_info"] == ["TASK_CANCELLED", task]
