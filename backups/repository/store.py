@@ -76,6 +76,8 @@ class Repository:
             raise ValueError("zstd level must be between 1 and 22")
         if encryption and not passphrase:
             raise ValueError("an encrypted data store needs a passphrase")
+        if passphrase and not encryption:
+            raise ValueError("a passphrase was given for a store without encryption")
         if backend.exists(STORE_FILE):
             raise StoreExistsError(backend.location, "a data store already exists here")
         config = {
