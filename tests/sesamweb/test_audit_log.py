@@ -125,3 +125,15 @@ def test_postgresql_also_refuses_a_raw_delete():
     with pytest.raises(DatabaseError, match="append-only"):
         with connection.cursor() as cursor:
             cursor.execute("DELETE FROM audit_auditevent WHERE id = %s", [event.pk])
+
+
+def test_migrate_puts_back_a_missing_trigger():
+    from django.core.management import call_command
+
+    with connection.cursor() as cursor:
+        cursor.execute("DROP TRIGGER audit_event_no_update" + (" ON audit_auditevent" if connection.vendor == "postgresql" else ""))
+    call_command("migrate", verbosity=0)
+    event = record_event(AuditAction.CREATE, target_type="t", target_id="1")
+    with pytest.raises(DatabaseError, match="append-only"):
+        with connection.cursor() as cursor:
+            cursor.execute("UPDATE audit_auditevent SET message = 'x' WHERE id = %s", [event.pk])
