@@ -136,10 +136,10 @@ class Database:
                 if gen <= since or (only_ref is not None and ref not in only_ref):
                     continue
                 op = "add" if self.created_at.get(ref, 0) > since else "mod"
-                events.append(_event(gen, cls, op, ref, rec))
+                events.append(event_record(gen, cls, op, ref, rec))
         for gen, cls, ref, rec in self.deletions:
             if gen > since and (classes is None or cls in classes) and (only_ref is None or ref in only_ref):
-                events.append(_event(gen, cls, "del", ref, rec))
+                events.append(event_record(gen, cls, "del", ref, rec))
         events.sort(key=lambda e: int(e["id"]))
         return events
 
@@ -177,7 +177,7 @@ class Database:
             self.dirty = False
 
 
-def _event(gen: int, cls: str, op: str, ref: str, rec: dict) -> dict:
+def event_record(gen: int, cls: str, op: str, ref: str, rec: dict) -> dict:
     return {
         "id": str(gen),
         "timestamp": Timestamp.now(),

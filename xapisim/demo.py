@@ -4,7 +4,6 @@ Everything is deterministic from the seed."""
 
 from . import inventory as inv
 from .content import ContentProfile
-from .records import NULL
 from .xmlrpc import Timestamp
 
 GiB = 1 << 30
@@ -173,5 +172,3 @@ def add_small_vms(sim, count: int, prefix: str = "scale-vm") -> list[str]:
                                 memory=128 * MiB, vcpus=1))
     return made
 
-
-__all__ = ["build_pool", "add_demo_vms", "add_small_vms", "make_vm", "NULL"]

@@ -215,7 +215,11 @@ def set_power_state(sim, vm: str, state: str, host: str = NULL) -> None:
     db.update("VM", vm, power_state=state, resident_on=new_host,
               domid=sim.next_domid() if running else -1)
     for vbd in rec["VBDs"]:
-        db.update("VBD", vbd, currently_attached=running, device=("xvd" + "abcdefghijklmnop"[int(db.get("VBD", vbd)["userdevice"] or 0) % 16]) if running else db.get("VBD", vbd)["device"])
+        vbd_rec = db.get("VBD", vbd)
+        device = vbd_rec["device"]
+        if running and not device:
+            device = "xvd" + "abcdefghijklmnop"[int(vbd_rec["userdevice"] or 0) % 16]  # set when plugged
+        db.update("VBD", vbd, currently_attached=running, device=device)
     for vif in rec["VIFs"]:
         db.update("VIF", vif, currently_attached=running)
     if rec["metrics"] != NULL and db.exists("VM_metrics", rec["metrics"]):

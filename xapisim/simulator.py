@@ -15,7 +15,6 @@ from .db import Database
 from .disks import DiskStore
 from .faults import Faults
 from .product import Product
-from .records import NULL
 
 STATE_FILE = "state.json"
 SAVE_INTERVAL = 2.0

@@ -9,18 +9,17 @@ by ``Meter``.
 import base64
 import io
 import time
+import traceback
 import uuid as uuidlib
 import zlib
 
 import zstandard
 
 from . import inventory as inv
-from . import xmlrpc
 from .api.dispatch import finish_task, new_task
 from .api.sessions import check_session, drop_session, open_session
 from .errors import XapiError
 from .ova import Export, Import
-from .records import NULL
 from .vhd import read_vhd, write_vhd
 from .xva import open_decompressed, read_xva, write_xva
 
@@ -219,6 +218,10 @@ def _run_stream(handler, task: str, meter: Meter, chunks, on_done=None) -> None:
     except XapiError as e:
         sender.drop()
         finish_task(sim, task, error=e.details)
+    except Exception as e:  # a simulator bug: the client sees a short read, the task says why
+        traceback.print_exc()
+        sender.drop()
+        finish_task(sim, task, error=["INTERNAL_ERROR", repr(e)])
     finally:
         if on_done:
             on_done()
@@ -574,5 +577,3 @@ def _write_raw(sim, uuid: str, size: int, body) -> None:
             sim.disks.write(uuid, pos, data)
         pos += len(data)
 
-
-__all__ = ["export_vm", "export_raw_vdi", "export_metadata", "import_vm", "import_raw_vdi", "NULL", "xmlrpc"]

@@ -6,7 +6,6 @@ import traceback
 
 from .. import xmlrpc
 from ..errors import XapiError
-from ..records import NULL
 from ..xmlrpc import Timestamp
 from .registry import Call, lookup
 from .sessions import check_session
@@ -64,8 +63,7 @@ def _system(method: str):
 
 def new_task(sim, session: str | None, label: str, description: str = "") -> str:
     return sim.db.create("task", name_label=label, name_description=description, created=Timestamp.now(),
-                         resident_on=sim.master(), other_config={},
-                         **({"subtask_of": NULL} if session else {}))
+                         resident_on=sim.master(), other_config={})
 
 
 def finish_task(sim, task: str, result=None, error: list | None = None) -> None:

@@ -2,9 +2,10 @@
 
 import time
 
+from ..db import event_record
 from ..errors import XapiError
 from ..records import CLASS_BY_LOWER
-from .dispatch import finish_task, new_task
+from .dispatch import new_task
 from .registry import api
 
 
@@ -129,14 +130,13 @@ def event_from(call, classes, token, timeout):
 
 
 def _initial_dump(db, names, refs) -> list[dict]:
-    from ..db import _event
     events = []
     for cls, objs in db.objects.items():
         if names is not None and cls not in names:
             continue
         for ref, rec in objs.items():
             if refs is None or ref in refs:
-                events.append(_event(db.modified_at.get(ref, 0), cls, "add", ref, rec))
+                events.append(event_record(db.modified_at.get(ref, 0), cls, "add", ref, rec))
     return events
 
 

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from typing import Callable
 
 from ..errors import XapiError
-from ..records import CLASSES, TEMPLATES
+from ..records import TEMPLATES
 
 
 @dataclass
@@ -154,5 +154,3 @@ def list_methods() -> list[str]:
                 names.update(("%s.add_to_%s" % (cls, field), "%s.remove_from_%s" % (cls, field)))
     return sorted(names)
 
-
-__all__ = ["api", "Call", "Method", "lookup", "list_methods", "CLASSES"]

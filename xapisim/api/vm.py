@@ -3,8 +3,8 @@
 from .. import inventory as inv
 from ..errors import XapiError, bad_power_state
 from ..records import NULL, TEMPLATES
-from ..xmlrpc import Timestamp
-from .registry import SETTABLE, _coerce, api
+from ..xmlrpc import EPOCH, Timestamp
+from .registry import _coerce, api
 
 # Space a snapshot needs per VDI beyond the data it may diverge from (VHD metadata).
 SNAPSHOT_OVERHEAD = 1 << 20
@@ -164,9 +164,9 @@ def vm_start_on(call, vm, host, start_paused=False, force=False):
     return ""
 
 
-def _shutdown(call, vm, op):
+def _shutdown(call, vm, op, *states):
     assert_not_template(call, vm)
-    assert_power_state(call, vm, "Running", "Paused") if op == "hard_shutdown" else assert_power_state(call, vm, "Running")
+    assert_power_state(call, vm, *states)
     assert_idle(call, vm, op)
     inv.set_power_state(call.sim, vm, "Halted")
     return ""
@@ -174,7 +174,7 @@ def _shutdown(call, vm, op):
 
 @api("VM.clean_shutdown")
 def vm_clean_shutdown(call, vm):
-    return _shutdown(call, vm, "clean_shutdown")
+    return _shutdown(call, vm, "clean_shutdown", "Running")
 
 
 @api("VM.hard_shutdown")
@@ -184,12 +184,12 @@ def vm_hard_shutdown(call, vm):
         _drop_suspend_image(call, vm)
         call.db.update("VM", vm, power_state="Halted")
         return ""
-    return _shutdown(call, vm, "hard_shutdown")
+    return _shutdown(call, vm, "hard_shutdown", "Running", "Paused")
 
 
 @api("VM.shutdown")
 def vm_shutdown(call, vm):
-    return _shutdown(call, vm, "clean_shutdown")
+    return _shutdown(call, vm, "clean_shutdown", "Running")
 
 
 @api("VM.clean_reboot")
@@ -262,7 +262,9 @@ def vm_destroy(call, vm):
     rec = _vm(call, vm)
     if rec["is_control_domain"]:
         raise XapiError("OPERATION_NOT_ALLOWED", "cannot destroy the control domain")
-    if rec["power_state"] not in ("Halted", "Suspended") or (rec["power_state"] == "Suspended" and not rec["is_a_snapshot"]):
+    # A checkpoint is a Suspended snapshot and may be destroyed; a live VM must be halted.
+    destroyable = rec["power_state"] == "Halted" or (rec["is_a_snapshot"] and rec["power_state"] == "Suspended")
+    if not destroyable:
         raise bad_power_state(vm, "halted", rec["power_state"])
     assert_idle(call, vm, "destroy")
     inv.destroy_vm(call.sim, vm)
@@ -272,7 +274,7 @@ def vm_destroy(call, vm):
 def _copy_vm(call, vm, new_name, sr=None, *, fresh_macs=True) -> str:
     sim, db = call.sim, call.db
     src = _vm(call, vm)
-    new = inv.copy_vm_record(sim, vm, new_name, is_a_snapshot=False, snapshot_of=NULL, snapshot_time=Timestamp("19700101T00:00:00Z"),
+    new = inv.copy_vm_record(sim, vm, new_name, is_a_snapshot=False, snapshot_of=NULL, snapshot_time=EPOCH,
                              snapshot_info={}, parent=NULL, is_a_template=src["is_a_template"] and not src["is_a_snapshot"],
                              other_config={**src["other_config"], "mac_seed": str(sim.uuid4())})
     for vbd, vdi in inv.vm_disks(sim, vm):
@@ -288,15 +290,23 @@ def _copy_vm(call, vm, new_name, sr=None, *, fresh_macs=True) -> str:
     return new
 
 
+def _assert_copyable(call, vm) -> None:
+    """Clone and copy need a halted VM; snapshots (checkpoints are Suspended) always qualify."""
+    if _vm(call, vm)["is_a_snapshot"]:
+        assert_power_state(call, vm, "Halted", "Suspended")
+    else:
+        assert_power_state(call, vm, "Halted")
+
+
 @api("VM.clone")
 def vm_clone(call, vm, new_name):
-    assert_power_state(call, vm, "Halted", "Suspended") if _vm(call, vm)["is_a_snapshot"] else assert_power_state(call, vm, "Halted")
+    _assert_copyable(call, vm)
     return _copy_vm(call, vm, new_name)
 
 
 @api("VM.copy")
 def vm_copy(call, vm, new_name, sr):
-    assert_power_state(call, vm, "Halted", "Suspended") if _vm(call, vm)["is_a_snapshot"] else assert_power_state(call, vm, "Halted")
+    _assert_copyable(call, vm)
     if sr != NULL:
         call.db.get("SR", sr)
     return _copy_vm(call, vm, new_name, sr)
@@ -375,5 +385,3 @@ def vm_set_ha_restart_priority(call, vm, value):
     call.db.update("VM", vm, ha_restart_priority=value)
     return ""
 
-
-assert "ha_restart_priority" in SETTABLE
