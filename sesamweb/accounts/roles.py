@@ -33,14 +33,17 @@ def user_role(user):
     cached = getattr(user, "_sesam_role", False)
     if cached is not False:
         return cached
-    role = None
-    if user.is_superuser:
-        role = Role.ADMINISTRATOR
-    else:
-        names = set(user.groups.values_list("name", flat=True))
-        role = next((r for r in (Role.ADMINISTRATOR, Role.OPERATOR, Role.AUDITOR) if r.value in names), None)
+    role = role_from_groups(user)
     user._sesam_role = role  # one query per request, not per check
     return role
+
+
+def role_from_groups(user):
+    """The role as stored now (no cache; also for inactive users, e.g. in user management)."""
+    if user.is_superuser:
+        return Role.ADMINISTRATOR
+    names = set(user.groups.values_list("name", flat=True))
+    return next((r for r in (Role.ADMINISTRATOR, Role.OPERATOR, Role.AUDITOR) if r.value in names), None)
 
 
 def user_can(user, capability):

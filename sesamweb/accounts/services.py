@@ -7,7 +7,7 @@ from sesamweb.audit.choices import AuditAction
 from sesamweb.audit.log import record_event
 
 from .models import AccountSettings, ApiToken
-from .roles import Role, user_role
+from .roles import Role, role_from_groups
 
 
 def role_group(role: Role) -> Group:
@@ -15,7 +15,7 @@ def role_group(role: Role) -> Group:
 
 
 def user_snapshot(user) -> dict:
-    role = user_role_uncached(user)
+    role = role_from_groups(user)
     return {
         "username": user.get_username(),
         "first_name": user.first_name,
@@ -24,13 +24,6 @@ def user_snapshot(user) -> dict:
         "is_active": user.is_active,
         "role": role.value if role else None,
     }
-
-
-def user_role_uncached(user):
-    if user.is_superuser:
-        return Role.ADMINISTRATOR
-    names = set(user.groups.values_list("name", flat=True))
-    return next((r for r in Role if r.value in names), None)
 
 
 def _assign_role(user, role):
@@ -100,7 +93,3 @@ def revoke_token(token):
     record_event(AuditAction.TOKEN_REVOKE, target=token, target_repr=f"{token.user.get_username()}: {token}",
                  before={"name": token.name, "hint": token.hint}, message=f"API token {token.name!r} revoked")
     token.delete()
-
-
-__all__ = ["create_user", "update_user", "set_password", "issue_token", "revoke_token", "user_role",
-           "role_group", "user_snapshot", "must_change_password"]

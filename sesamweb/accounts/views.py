@@ -10,8 +10,8 @@ from django.views import View
 from .forms import ApiTokenForm, PasswordResetByAdminForm, SignInForm, UserCreateForm, UserUpdateForm
 from .models import ApiToken
 from .permissions import CapabilityRequiredMixin
-from .roles import MANAGE, VIEW, Role
-from .services import create_user, issue_token, must_change_password, revoke_token, set_password, update_user, user_role_uncached
+from .roles import MANAGE, VIEW, Role, role_from_groups
+from .services import create_user, issue_token, must_change_password, revoke_token, set_password, update_user
 
 
 class SignInView(LoginView):
@@ -85,7 +85,7 @@ class UserListView(CapabilityRequiredMixin, View):
     def get(self, request):
         users = get_user_model().objects.order_by("username").prefetch_related("groups")
         page = Paginator(users, 50).get_page(request.GET.get("page"))
-        rows = [(user, user_role_uncached(user)) for user in page]
+        rows = [(user, role_from_groups(user)) for user in page]
         return render(request, "accounts/user_list.html", {"page_obj": page, "rows": rows})
 
 
@@ -115,7 +115,7 @@ class UserUpdateView(CapabilityRequiredMixin, View):
 
     def get(self, request, pk, form=None, password_form=None):
         user = self._user(pk)
-        role = user_role_uncached(user)
+        role = role_from_groups(user)
         initial = {"first_name": user.first_name, "last_name": user.last_name, "email": user.email,
                    "role": role.value if role else "", "is_active": user.is_active}
         form = form or UserUpdateForm(initial=initial, editing_self=user == request.user)

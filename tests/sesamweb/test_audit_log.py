@@ -2,7 +2,6 @@ import json
 import socket
 
 import pytest
-from django.contrib.auth import get_user_model
 from django.db import DatabaseError, connection
 from django.test import RequestFactory
 

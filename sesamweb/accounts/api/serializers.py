@@ -3,8 +3,7 @@ from django.core.exceptions import ValidationError as DjangoValidationError
 from rest_framework import serializers
 
 from ..models import ApiToken
-from ..roles import Role
-from ..services import user_role_uncached
+from ..roles import Role, role_from_groups
 
 
 class RoleField(serializers.ChoiceField):
@@ -14,7 +13,7 @@ class RoleField(serializers.ChoiceField):
         super().__init__(choices=Role.choices, **kwargs)
 
     def get_attribute(self, user):
-        role = user_role_uncached(user)
+        role = role_from_groups(user)
         return role.value if role else None
 
 
