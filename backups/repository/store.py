@@ -12,6 +12,7 @@ from datetime import datetime, timezone
 
 from . import keys as keys_module
 from .gc import collect_garbage
+from .backends import is_temporary
 from .chunks import ChunkCodec, chunk_key
 from .errors import (
     BackupNotFoundError,
@@ -232,6 +233,16 @@ class Repository:
                 raise LastGoodBackupError(f"{rp_id} is the parent of a running backup")
         self.backend.delete(manifest_key(rp_id))
         self.backend.delete(damaged_key(rp_id))
+
+    def usage(self) -> dict:
+        """Stored chunk count and bytes (one listing and a stat per chunk: a maintenance
+        call, not for every page view), plus free space when the backend knows it."""
+        chunks = stored = 0
+        for key in self.backend.list("chunks/"):
+            if not is_temporary(key):
+                chunks += 1
+                stored += self.backend.stat(key).size
+        return {"chunks": chunks, "chunk_bytes": stored, "free_bytes": self.backend.free_space()}
 
     # -- maintenance -----------------------------------------------------------------------
     def verify(self, rp_ids=None, **kwargs):

@@ -186,3 +186,14 @@ def test_restore_writes_a_sparse_file_and_refuses_a_damaged_chunk(repo, clock, s
     path.write_bytes(bytes(blob))
     with pytest.raises(ChunkCorruptError, match=victim):
         read_disk(repo, manifest.id, "xvda")
+
+
+def test_usage_counts_stored_chunks(repo, clock, store_dir):
+    assert repo.usage()["chunks"] == 0
+    with repo.start_backup("vm-a", clock()) as writer:
+        write_disk(writer, "xvda", mixed_disk(6 * CHUNK, CHUNK))
+        manifest = writer.commit()
+    usage = repo.usage()
+    assert usage["chunks"] == 4
+    assert usage["chunk_bytes"] == manifest.totals["bytes_stored"]
+    assert usage["free_bytes"] > 0
