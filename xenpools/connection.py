@@ -215,9 +215,9 @@ class PinnedHTTPSConnection(http.client.HTTPSConnection):
 class _PinnedTransport(xmlrpc.client.Transport):
     """xmlrpc transport for XenAPI.Session over pinned HTTPS (keeps the connection alive)."""
 
-    def __init__(self, pinned, also_trusted):
+    def __init__(self, pinned, also_trusted, timeout):
         super().__init__()
-        self.pinned, self.also_trusted = pinned, also_trusted
+        self.pinned, self.also_trusted, self.timeout = pinned, also_trusted, timeout
 
     def make_connection(self, host):
         if self._connection and host == self._connection[0]:
@@ -225,14 +225,18 @@ class _PinnedTransport(xmlrpc.client.Transport):
         chost, self._extra_headers, _x509 = self.get_host_info(host)
         hostname, _, port = chost.rpartition(":")
         self._connection = host, PinnedHTTPSConnection(hostname.strip("[]"), int(port), pinned=self.pinned,
-                                                             also_trusted=self.also_trusted)
+                                                             also_trusted=self.also_trusted, timeout=self.timeout)
         return self._connection[1]
 
 
 class _TimeoutTransport(xmlrpc.client.Transport):
+    def __init__(self, timeout):
+        super().__init__()
+        self.timeout = timeout
+
     def make_connection(self, host):
         connection = super().make_connection(host)
-        connection.timeout = RPC_TIMEOUT
+        connection.timeout = self.timeout
         return connection
 
 
@@ -264,8 +268,9 @@ class PoolConnection:
     _allow_first_use = None
 
     def __init__(self, address: Address, username: str, password: str, fingerprints: dict | None = None,
-                 candidates: list | None = None, *, pool=None):
+                 candidates: list | None = None, *, pool=None, rpc_timeout: float = RPC_TIMEOUT):
         self.address = address
+        self.rpc_timeout = rpc_timeout
         self.username = username
         self._password = password
         self.fingerprints = dict(fingerprints or {})
@@ -277,12 +282,15 @@ class PoolConnection:
 
     # construction -------------------------------------------------------------------------
     @classmethod
-    def open(cls, pool) -> "PoolConnection":
+    def open(cls, pool, *, rpc_timeout: float = RPC_TIMEOUT) -> "PoolConnection":
         """Log in to the pool's master (following HOST_IS_SLAVE, failing over to the hosts known
-        from the last sync) and store the master's address on the pool if it changed."""
+        from the last sync) and store the master's address on the pool if it changed.
+
+        rpc_timeout: seconds one XML-RPC call may take; a host that dies without closing its
+        connections is noticed only then, so keep it just above the longest expected call."""
         address = Address(pool.scheme, pool.address, pool.port)
         connection = cls(address, pool.username, pool.get_password(), pool.fingerprints,
-                         pool.candidate_addresses, pool=pool)
+                         pool.candidate_addresses, pool=pool, rpc_timeout=rpc_timeout)
         connection.login()
         return connection
 
@@ -365,8 +373,8 @@ class PoolConnection:
 
     def _transport_for(self, host):
         if self.address.scheme == "http":
-            return _TimeoutTransport()
-        return _PinnedTransport(*self._trust_for(host))
+            return _TimeoutTransport(self.rpc_timeout)
+        return _PinnedTransport(*self._trust_for(host), self.rpc_timeout)
 
     def _trust_for(self, host):
         """(fingerprint pinned for `host`, other fingerprints accepted for an unpinned host).

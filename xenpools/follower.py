@@ -27,6 +27,7 @@ logger = logging.getLogger(__name__)
 
 CLASS_BY_WIRE_NAME = {cls.lower(): cls for cls in CLASSES}
 BACKOFF_START, BACKOFF_MAX = 1.0, 60.0
+EVENT_GRACE = 10.0              # seconds an event.from call may exceed its own timeout
 QUICK_RETRY_INTERVAL = 30.0     # at most one immediate reconnect per interval, then backoff
 
 
@@ -47,7 +48,10 @@ class EventFollower:
                 close_old_connections()
                 try:
                     self.pool.refresh_from_db()
-                    with PoolConnection.open(self.pool) as connection:
+                    # A master that dies silently leaves event.from waiting: give up on a call
+                    # a little after the event timeout, then fail over.
+                    rpc_timeout = self.event_timeout + EVENT_GRACE
+                    with PoolConnection.open(self.pool, rpc_timeout=rpc_timeout) as connection:
                         backoff = BACKOFF_START
                         self.follow(connection)
                 except PoolError as exc:

@@ -32,7 +32,7 @@ def follow():
         thread.join(timeout=20)
 
 
-def eventually(check, timeout=20.0, what="the condition"):
+def eventually(check, timeout=30.0, what="the condition"):
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         value = check()
