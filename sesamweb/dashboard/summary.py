@@ -8,6 +8,7 @@ from dataclasses import asdict, dataclass, field
 from datetime import timedelta
 
 from django.apps import apps
+from django.core.exceptions import FieldDoesNotExist
 from django.db.models import Count, Q
 from django.utils import timezone
 
@@ -52,6 +53,24 @@ class Summary:
     @property
     def runs_24h_total(self):
         return sum(self.runs_24h.values())
+
+    @property
+    def runs_24h_items(self):
+        """[(label, count, badge tone)] in a stable order, for display."""
+        labels = dict(_run_status_choices())
+        tones = {"success": "ok", "warning": "warn", "failed": "danger", "running": "info", "queued": "info"}
+        return [(labels.get(status, status), count, tones.get(status, "muted"))
+                for status, count in sorted(self.runs_24h.items())]
+
+
+def _run_status_choices():
+    Run = _model("backups.BackupRun")
+    if Run is None:
+        return []
+    try:
+        return Run._meta.get_field("status").choices or []
+    except FieldDoesNotExist:
+        return []
 
 
 def _pool_figures(summary):
