@@ -98,3 +98,35 @@ def test_on_a_phone_the_navigation_opens_from_the_menu_button(asgi_server, admin
     page.wait_for_timeout(300)  # the slide-in transition
     assert audit_link.bounding_box()["x"] >= 0
     screenshot(page, "dashboard-phone-menu")
+
+
+def test_the_chart_helper_draws_bars_and_an_accessible_table(asgi_server, admin, page):
+    asgi_server.sign_in(page, "alice-admin")
+    result = page.evaluate("""() => {
+        const box = document.createElement("div");
+        document.querySelector("main").appendChild(box);
+        Charts.bar(box, [{label: "10:00", value: 3}, {label: "11:00", value: 0}, {label: "12:00", value: 7}], {label: "Runs"});
+        const heights = Array.from(box.querySelectorAll("rect.chart-bar")).map((r) => Number(r.getAttribute("height")));
+        Charts.line(box, [{label: "a", value: 1}, {label: "b", value: 2}], {label: "Speed", unit: "MB/s"});
+        return {heights, svgLabel: box.querySelector("svg").getAttribute("aria-label"),
+                rows: box.querySelectorAll("table.chart-table tr").length, dots: box.querySelectorAll("circle.chart-dot").length};
+    }""")
+    assert len(result["heights"]) == 3 and result["heights"][2] > result["heights"][0] > result["heights"][1] == 0
+    assert result["svgLabel"] == "Speed" and result["rows"] == 2 and result["dots"] == 2
+
+
+def test_a_user_creates_an_api_token_and_copies_it_once(asgi_server, admin, page, screenshot):
+    asgi_server.sign_in(page, "alice-admin")
+    page.locator("details.user-menu summary").click()
+    page.get_by_role("link", name="My account").click()
+    page.get_by_label("Name").fill("nightly report")
+    page.get_by_role("button", name="Create token").click()
+    key = page.get_by_label("Your new token (shown only once):").input_value()
+    assert key.startswith("sesam_")
+    screenshot(page, "my-account-token")
+    import urllib.request
+    request = urllib.request.Request(asgi_server.url + "/api/audit-events/?action=token_create",
+                                     headers={"Authorization": f"Token {key}", "Accept": "application/json"})
+    import json
+    body = json.loads(urllib.request.urlopen(request, timeout=10).read())
+    assert body["results"][0]["message"] == "API token 'nightly report' created"

@@ -200,3 +200,12 @@ def test_publish_works_from_a_thread_running_an_event_loop():
         publish("dashboard", {"type": "from-async"})  # e.g. called by sync code under a running loop
     run(inside_a_loop)
     assert LiveEvent.objects.filter(payload__type="from-async").exists()
+
+
+def test_a_socket_from_another_site_is_refused(operator_user):
+    headers = [(name, b"https://evil.example" if name == b"origin" else value) for name, value in socket_headers(operator_user)]
+
+    async def scenario():
+        connected, _ = await live_socket(headers).connect()
+        assert not connected
+    run(scenario)
