@@ -37,7 +37,8 @@ def format_rfc5424(event) -> bytes:
         "hash": event.hash,
     }
     data = "[audit@%d %s]" % (_ENTERPRISE_ID, " ".join(f'{k}="{_sd_escape(v)}"' for k, v in params.items()))
-    text = event.message or event.target_repr or event.action
+    # One event, one line: collectors split on newlines.
+    text = " ".join((event.message or event.target_repr or event.action).split())
     header = "<%d>1 %s %s sesamweb %d %s" % (
         priority,
         event.created.isoformat(timespec="microseconds").replace("+00:00", "Z"),

@@ -111,3 +111,9 @@ def test_the_api_lists_events_read_only(api_client, events):
     assert event["diff"] == [{"field": "name", "before": "lab pool", "after": "=lab"}]
     assert auditor.delete(f"/api/audit-events/{event['id']}/").status_code in (403, 405)
     assert api_client("administrator").delete(f"/api/audit-events/{event['id']}/").status_code == 405
+
+
+def test_a_bad_filter_value_is_explained_not_a_crash(auditor_client, events):
+    response = auditor_client.get(reverse("audit:event_list"), {"since": "yesterday-ish"})
+    assert response.status_code == 200
+    assert b"Enter a valid date." in response.content
