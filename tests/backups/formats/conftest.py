@@ -45,4 +45,4 @@ def disk_24m() -> bytes:
 @pytest.fixture(scope="session")
 def disk_odd() -> bytes:
     """A size that is not a whole number of 1 MiB chunks: the last chunk is short."""
-    return sample_disk(9 * MiB + 3 * 512, seed=11)
+    return sample_disk(13 * MiB + 3 * 512, seed=11)
