@@ -43,9 +43,20 @@ def test_an_administrator_adds_the_simulator_pool_and_sees_its_vms(asgi_server, 
 
     page.get_by_role("navigation", name="Main").get_by_role("link", name="Virtual machines").click()
     page.locator("[data-vm-table]").wait_for()
-    for vm in VM.objects.filter(pool=pool, is_snapshot=False):
+    vms = VM.objects.filter(pool=pool, is_snapshot=False)
+    for vm in vms:
         assert page.get_by_role("link", name=vm.name, exact=True).is_visible()
     screenshot(page, "vm-list")
+
+    vm = vms.exclude(vifs=None).first()
+    page.get_by_role("link", name=vm.name, exact=True).click()
+    page.get_by_role("heading", name="Disks").wait_for()
+    assert page.get_by_text(vm.vifs.first().mac).is_visible()
+    screenshot(page, "vm-detail")
+
+    page.get_by_role("navigation", name="Main").get_by_role("link", name="Pools").click()
+    assert page.locator(f'tr[data-pool-id="{pool.pk}"] [data-field="vm_count"]').inner_text() == str(vms.count())
+    screenshot(page, "pool-list")
 
 
 def test_the_vm_list_shows_a_power_state_change_live(asgi_server, admin, sim, page, screenshot):

@@ -5,6 +5,7 @@ import signal
 import subprocess
 import sys
 import time
+from urllib.parse import urlsplit, urlunsplit
 
 import pytest
 from django.db import connection
@@ -29,10 +30,12 @@ def test_the_sync_task_syncs_the_pool(sim, make_pool):
 @pytest.mark.slow
 @pytest.mark.django_db(transaction=True)
 def test_follow_events_runs_as_a_process_and_stops_on_sigterm(sim, make_pool):
-    if connection.vendor != "sqlite":
-        pytest.skip("the subprocess is pointed at the SQLite test database file")
     pool = make_pool(sim, sync=False)
-    env = {**os.environ, "SESAM_SQLITE_PATH": connection.settings_dict["NAME"], "PYTHONUNBUFFERED": "1"}
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    if connection.vendor == "sqlite":
+        env["SESAM_SQLITE_PATH"] = connection.settings_dict["NAME"]
+    else:      # point the process at the test database
+        env["DATABASE_URL"] = urlunsplit(urlsplit(os.environ["DATABASE_URL"])._replace(path="/" + connection.settings_dict["NAME"]))
     process = subprocess.Popen([sys.executable, "manage.py", "follow_events", "--pool", "lab", "--event-timeout", "0.5"],
                                cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     try:
