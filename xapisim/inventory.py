@@ -11,6 +11,40 @@ from .records import NULL
 from .xmlrpc import EPOCH, Timestamp
 
 
+# -- allowed operations -------------------------------------------------------------
+# What xapi lists in VM.allowed_operations per power state (xapi_vm_lifecycle.ml), trimmed to
+# the operations the simulator serves. Clients check these before calling.
+_VM_OPERATIONS = {
+    "Halted": ["start", "start_on", "clone", "copy", "snapshot", "export", "destroy", "make_into_template",
+               "changing_memory_limits", "changing_VCPUs", "changing_static_range", "provision",
+               "metadata_export"],
+    "Running": ["clean_shutdown", "hard_shutdown", "clean_reboot", "hard_reboot", "suspend", "pause", "snapshot",
+                "checkpoint", "changing_dynamic_range", "changing_VCPUs_live", "metadata_export"],
+    "Suspended": ["resume", "resume_on", "hard_shutdown", "snapshot", "export", "metadata_export"],
+    "Paused": ["unpause", "hard_shutdown", "hard_reboot", "snapshot", "metadata_export"],
+}
+_SNAPSHOT_OPERATIONS = ["clone", "copy", "export", "destroy", "revert", "metadata_export"]
+_TEMPLATE_OPERATIONS = ["clone", "copy", "export", "destroy", "provision", "metadata_export"]
+VDI_OPERATIONS = ["snapshot", "clone", "copy", "destroy", "resize", "update", "forget", "generate_config",
+                  "enable_cbt", "disable_cbt", "data_destroy", "list_changed_blocks", "set_on_boot", "mirror"]
+
+
+def refresh_allowed_operations(sim, vm: str) -> None:
+    rec = sim.db.get("VM", vm)
+    if rec["is_control_domain"]:
+        ops = []
+    elif rec["is_a_snapshot"]:
+        ops = _SNAPSHOT_OPERATIONS
+    elif rec["is_a_template"]:
+        ops = _TEMPLATE_OPERATIONS
+    else:
+        ops = list(_VM_OPERATIONS.get(rec["power_state"], []))
+        if rec["power_state"] == "Running" and sim.product.has_snapshot_with_quiesce:
+            ops.append("snapshot_with_quiesce")
+    if rec["allowed_operations"] != ops:
+        sim.db.update("VM", vm, allowed_operations=list(ops))
+
+
 # -- storage ------------------------------------------------------------------------
 def sr_usage(sim, sr: str) -> tuple[int, int]:
     """(physical utilisation, virtual allocation) of an SR, including injected fill."""
@@ -49,6 +83,7 @@ def create_vdi(sim, sr: str, virtual_size: int, name_label: str, **fields) -> st
     if sim.db.get("SR", sr)["content_type"] == "iso":
         raise XapiError("SR_OPERATION_NOT_SUPPORTED", sr)
     fields.setdefault("sm_config", {})
+    fields.setdefault("allowed_operations", list(VDI_OPERATIONS))
     ref = sim.db.create("VDI", SR=sr, virtual_size=int(virtual_size), name_label=name_label, **fields)
     rec = sim.db.get("VDI", ref)
     rec["location"] = rec["uuid"]
@@ -67,6 +102,7 @@ def snapshot_vdi(sim, vdi: str, sr: str | None = None, **fields) -> str:
                                   "cbt_enabled", "on_boot")}
     copied["other_config"] = dict(src["other_config"])
     copied["sm_config"] = {}
+    copied["allowed_operations"] = list(VDI_OPERATIONS)
     copied.update(fields)
     ref = db.create("VDI", SR=sr, virtual_size=src["virtual_size"], **copied)
     rec = db.get("VDI", ref)
@@ -185,6 +221,7 @@ def create_vm(sim, name_label: str, *, memory: int = 256 << 20, vcpus: int = 1, 
                     memory_overhead=memory // 128, VCPUs_max=vcpus, VCPUs_at_startup=vcpus,
                     metrics=metrics, guest_metrics=guest, other_config=other_config, platform=platform,
                     **fields)
+    refresh_allowed_operations(sim, ref)
     return ref
 
 
@@ -222,6 +259,7 @@ def set_power_state(sim, vm: str, state: str, host: str = NULL) -> None:
         db.update("VBD", vbd, currently_attached=running, device=device)
     for vif in rec["VIFs"]:
         db.update("VIF", vif, currently_attached=running)
+    refresh_allowed_operations(sim, vm)
     if rec["metrics"] != NULL and db.exists("VM_metrics", rec["metrics"]):
         db.update("VM_metrics", rec["metrics"], start_time=Timestamp.now() if running else EPOCH,
                   state=["running"] if running else [])
@@ -264,7 +302,9 @@ def copy_vm_record(sim, vm: str, name_label: str, **overrides) -> str:
         guest = db.create("VM_guest_metrics", **{k: _copy_value(v) for k, v in g.items() if k != "uuid"})
     fields.update(metrics=metrics, guest_metrics=guest)
     fields.update(overrides)
-    return db.create("VM", **fields)
+    ref = db.create("VM", **fields)
+    refresh_allowed_operations(sim, ref)
+    return ref
 
 
 def _copy_value(v):

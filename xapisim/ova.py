@@ -213,6 +213,7 @@ class Import:
         if uuid:
             record["uuid"] = uuid
         ref = self._track("VM", db.add("VM", record))
+        inv.refresh_allowed_operations(sim, ref)
         self.refs[obj["id"]] = ref
         self.vms.append(ref)
 

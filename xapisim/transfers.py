@@ -112,7 +112,8 @@ def _redirect_if_elsewhere(handler, srs: set[str]) -> bool:
     return True
 
 
-def _fail_early(handler, task: str | None, error: list, code: int = 404) -> None:
+def _fail_early(handler, task: str | None, error: list) -> None:
+    code = 404 if error[0] in ("HANDLE_INVALID", "UUID_INVALID", "FORMAT_NOT_SUPPORTED") else 500
     if task:
         finish_task(handler.sim, task, error=error)
     handler.send_plain(code, " ".join(error), headers={"task-id": task} if task else None)
@@ -261,6 +262,10 @@ def export_vm(handler, query: dict) -> None:
     try:
         with sim.db.lock:
             vm = _lookup(sim, "VM", query.get("ref") or query.get("uuid"))
+            rec = sim.db.get("VM", vm)
+            if not rec["is_a_snapshot"] and rec["power_state"] not in ("Halted", "Suspended"):
+                # xapi exports a VM only when halted or suspended; backups export a snapshot.
+                raise XapiError("VM_BAD_POWER_STATE", vm, "halted;suspended", rec["power_state"].lower())
             srs = inv.vm_disk_srs(sim, vm)
     except XapiError as e:
         _end(sim, auth)

@@ -40,6 +40,8 @@ def test_a_snapshot_is_a_cow_copy_of_the_disks(x, sim):
     snap = x.VM.snapshot(vm, "before backup")
     rec = x.VM.get_record(snap)
     assert rec["is_a_snapshot"] and rec["snapshot_of"] == vm
+    assert "revert" in rec["allowed_operations"] and "start" not in rec["allowed_operations"]
+    assert "checkpoint" in x.VM.get_allowed_operations(vm)
     assert rec["snapshot_info"]["power-state-at-snapshot"] == "Running"
     assert snap in x.VM.get_snapshots(vm)
     (vdi,), (snap_vdi,) = disks_of(x, vm), disks_of(x, snap)
@@ -99,8 +101,10 @@ def test_power_operations_follow_the_state_machine(x):
     with pytest.raises(XenAPI.Failure) as err:
         x.VM.clean_shutdown(vm)
     assert err.value.details == ["VM_BAD_POWER_STATE", vm, "running", "halted"]
+    assert "start" in x.VM.get_allowed_operations(vm)
     x.VM.start(vm, False, False)
     assert x.VM.get_power_state(vm) == "Running"
+    assert "clean_shutdown" in x.VM.get_allowed_operations(vm)
     assert x.VM.get_resident_on(vm) != "OpaqueRef:NULL"
     assert all(x.VBD.get_currently_attached(v) for v in x.VM.get_VBDs(vm))
     with pytest.raises(XenAPI.Failure) as err:

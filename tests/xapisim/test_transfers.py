@@ -103,8 +103,8 @@ def objects(ova, cls):
 @pytest.mark.parametrize("compression", ["false", "true", "zstd"])
 def test_export_streams_an_xva_equal_to_the_raw_disks(sim, client, compression):
     x = client.x
-    vm = vm_named(x, "test-vm-3")
-    sim.control.guest_write(20, vm="test-vm-3")
+    vm = vm_named(x, "test-vm-4")
+    sim.control.guest_write(20, vm="test-vm-4")
     reply = client.request("GET", "/export", {"uuid": x.VM.get_uuid(vm), "use_compression": compression})
     assert reply.status == 200 and reply.version == 10
     assert reply.getheader("Content-Length") is None
@@ -122,6 +122,15 @@ def test_export_streams_an_xva_equal_to_the_raw_disks(sim, client, compression):
         assert disks[uuid] == client.raw(uuid)
     assert x.task.get_status(task) == "success"
     assert x.VM.get_current_operations(vm) == {}
+
+
+def test_a_running_vm_is_exported_through_a_snapshot_only(client):
+    x = client.x
+    vm = vm_named(x, "test-vm-1")
+    reply, _ = client.get("/export", {"ref": vm})
+    assert reply.status == 500
+    rec = x.task.get_record(reply.getheader("task-id"))
+    assert rec["error_info"] == ["VM_BAD_POWER_STATE", vm, "halted;suspended", "running"]
 
 
 def test_export_of_a_running_vm_snapshot_is_a_halted_plain_vm(client):
@@ -481,7 +490,7 @@ def test_nbdcopy_reads_the_same_bytes_as_the_raw_export(sim, client, tmp_path):
 
 def test_gzip_and_zstd_exports_import_back(client):
     x = client.x
-    vm = vm_named(x, "test-vm-3")
+    vm = vm_named(x, "test-vm-2")
     for compression, check in (("true", gzip.decompress), ("zstd", None)):
         _, body = client.get("/export", {"ref": vm, "use_compression": compression})
         if check:

@@ -182,7 +182,7 @@ def vm_hard_shutdown(call, vm):
     rec = _vm(call, vm)
     if rec["power_state"] == "Suspended":
         _drop_suspend_image(call, vm)
-        call.db.update("VM", vm, power_state="Halted")
+        inv.set_power_state(call.sim, vm, "Halted")
         return ""
     return _shutdown(call, vm, "hard_shutdown", "Running", "Paused")
 
@@ -207,14 +207,14 @@ def vm_hard_reboot(call, vm):
 @api("VM.pause")
 def vm_pause(call, vm):
     assert_power_state(call, vm, "Running")
-    call.db.update("VM", vm, power_state="Paused")
+    inv.set_power_state(call.sim, vm, "Paused", _vm(call, vm)["resident_on"])
     return ""
 
 
 @api("VM.unpause")
 def vm_unpause(call, vm):
     assert_power_state(call, vm, "Paused")
-    call.db.update("VM", vm, power_state="Running")
+    inv.set_power_state(call.sim, vm, "Running", _vm(call, vm)["resident_on"])
     return ""
 
 
@@ -347,6 +347,7 @@ def vm_create(call, record):
     vm = inv.create_vm(call.sim, fields.pop("name_label", ""), memory=fields.get("memory_static_max", 256 << 20),
                        vcpus=fields.get("VCPUs_max", 1), os="none", other_config=other)
     call.db.update("VM", vm, **fields)
+    inv.refresh_allowed_operations(call.sim, vm)
     return vm
 
 
