@@ -559,3 +559,20 @@ def test_cancelling_the_task_stops_a_transfer(sim, client):
     assert len(received) < 16 * MiB
     rec = x.task.get_record(task)
     assert rec["status"] == "cancelled" and rec["error_info"] == ["TASK_CANCELLED", task]
+
+
+def test_restoring_a_deleted_vm_keeps_its_identity_and_gives_fresh_vdi_uuids(sim, client):
+    x = client.x
+    vm = vm_named(x, "test-vm-4")
+    old = x.VM.get_record(vm)
+    old_vdi_uuid = x.VDI.get_uuid(disk_vdis(x, vm)[0])
+    old_mac = x.VIF.get_MAC(old["VIFs"][0])
+    old_vif_uuid = x.VIF.get_uuid(old["VIFs"][0])
+    _, body = client.get("/export", {"ref": vm, "use_compression": "zstd"})
+    sim.control.delete_vm(vm=old["uuid"])
+    (new,) = import_xva(client, body, restore="true")
+    rec = x.VM.get_record(new)
+    assert rec["uuid"] == old["uuid"]
+    assert x.VIF.get_MAC(rec["VIFs"][0]) == old_mac
+    assert x.VIF.get_uuid(rec["VIFs"][0]) == old_vif_uuid
+    assert x.VDI.get_uuid(disk_vdis(x, new)[0]) != old_vdi_uuid
