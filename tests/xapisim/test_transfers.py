@@ -142,6 +142,10 @@ def test_export_of_a_running_vm_snapshot_is_a_halted_plain_vm(client):
     assert vm["is_a_snapshot"] is False and vm["snapshot_of"] == "OpaqueRef:NULL"
     assert vm["power_state"] == "Halted"
     assert vm["snapshot_time"].value == "19700101T00:00:00Z"
+    (new,) = import_xva(client, body)
+    assert x.VM.get_is_a_template(new) is True  # xapi keeps is_a_template; clients reset it
+    x.VM.set_is_a_template(new, False)
+    x.VM.start(new, False, False)
 
 
 def test_8_x_exports_carry_xxhash_members(client):

@@ -386,3 +386,14 @@ def vm_set_ha_restart_priority(call, vm, value):
     call.db.update("VM", vm, ha_restart_priority=value)
     return ""
 
+
+
+@api("VM.set_is_a_template")
+def vm_set_is_a_template(call, vm, value):
+    # An imported snapshot export arrives as a template (as in xapi); clients turn it back.
+    rec = _vm(call, vm)
+    if rec["is_a_snapshot"] and not value:
+        raise XapiError("OPERATION_NOT_ALLOWED", "a snapshot stays a template")
+    call.db.update("VM", vm, is_a_template=bool(value))
+    inv.refresh_allowed_operations(call.sim, vm)
+    return ""
