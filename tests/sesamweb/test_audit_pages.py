@@ -117,3 +117,11 @@ def test_a_bad_filter_value_is_explained_not_a_crash(auditor_client, events):
     response = auditor_client.get(reverse("audit:event_list"), {"since": "yesterday-ish"})
     assert response.status_code == 200
     assert b"Enter a valid date." in response.content
+
+
+def test_the_audit_page_needs_few_queries_however_long_the_log(auditor_client, django_assert_max_num_queries):
+    for i in range(300):
+        record_event(AuditAction.UPDATE, target_type="xenpools.vm", target_id=str(i), before={"n": i}, after={"n": i + 1})
+    with django_assert_max_num_queries(10):
+        response = auditor_client.get(reverse("audit:event_list"), {"page": 3})
+    assert len(response.context["page_obj"]) == 50
