@@ -169,13 +169,14 @@ def fetch_fingerprint(address: Address, host: str | None = None) -> str:
         with socket.create_connection((host, address.port), timeout=CONNECT_TIMEOUT) as raw:
             with _unverified_context().wrap_socket(raw, server_hostname=host) as tls:
                 return fingerprint_of(tls.getpeercert(binary_form=True))
-    except ssl.SSLError as exc:
-        raise PoolUnreachable(f"TLS handshake with {host}:{address.port} failed: {exc.reason or exc}") from exc
     except OSError as exc:
         raise PoolUnreachable(_describe_os_error(host, address.port, exc)) from exc
 
 
 def _describe_os_error(host, port, exc):
+    if isinstance(exc, ssl.SSLError):
+        hint = " (the host answers plain HTTP: use http://)" if exc.reason == "WRONG_VERSION_NUMBER" else ""
+        return f"TLS handshake with {host}:{port} failed: {exc.reason or exc}{hint}"
     if isinstance(exc, ConnectionRefusedError):
         reason = "connection refused"
     elif isinstance(exc, (socket.timeout, TimeoutError)):

@@ -104,3 +104,8 @@ def test_it_understands_the_address_forms(text, expected):
 def test_it_rejects_addresses_it_cannot_use(text):
     with pytest.raises(ValueError):
         parse_address(text)
+
+
+def test_https_to_a_plain_http_pool_says_so(sim):
+    with pytest.raises(PoolUnreachable, match="TLS handshake with 127.0.0.1:.* use http://"):
+        PoolConnection.probe(f"https://127.0.0.1:{sim.port}", "root", sim.password, fingerprint=None)

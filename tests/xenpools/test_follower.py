@@ -7,7 +7,7 @@ import pytest
 from sesamweb.live.models import LiveEvent
 from xenpools.choices import PoolHealth
 from xenpools.follower import EventFollower
-from xenpools.models import VM, Pool
+from xenpools.models import VM, Host, Pool
 
 from .xenapi_helpers import vm_by_power_state, xenapi_session
 
@@ -85,8 +85,14 @@ def test_the_follower_fails_over_to_the_surviving_host(sim, make_pool, follow):
     sim.control.fail_host(master)
 
     eventually(lambda: Pool.objects.get(pk=pool.pk).master_address == "127.0.0.2", what="the switch to the new master")
-    health_seen = set(LiveEvent.objects.filter(topic=f"pool:{pool.pk}").values_list("payload__health", flat=True))
-    assert health_seen == {PoolHealth.HEALTHY}      # the survivor took over without an outage
+    dead = Host.objects.get(pool=pool, address="127.0.0.1").pk
+
+    def pool_events():
+        return [e.payload for e in LiveEvent.objects.filter(topic=f"pool:{pool.pk}")]
+
+    eventually(lambda: any(h["id"] == dead and not h["live"] for e in pool_events() for h in e["hosts"]),
+               what="the dead host published as down")
+    assert {e["health"] for e in pool_events()} == {PoolHealth.HEALTHY}      # the survivor took over without an outage
     with xenapi_session(sim.member_url(1)) as x:
         ref, record = vm_by_power_state(x, "Halted")
         x.VM.start(ref, False, False)
