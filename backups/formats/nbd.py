@@ -118,8 +118,6 @@ class NbdClient:
             return
         try:
             self._send_request(CMD_DISC, 0, 0)
-            if isinstance(self._sock, ssl.SSLSocket):
-                self._sock.unwrap()
         except (OSError, ValueError, NbdError):
             pass  # the server may already have gone; nothing to recover
         finally:

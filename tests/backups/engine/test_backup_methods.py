@@ -1,0 +1,104 @@
+"""Each backup method against the simulator: the stored disks equal the VM's disks, the VM
+is left in its power state, and no snapshot is left behind."""
+import pytest
+
+from backups.choices import BackupMethod, QuiesceFallback, RunStatus, Trigger
+from backups.services import request_backup, run_in_this_process
+from backups.stores import open_repository
+
+pytestmark = pytest.mark.slow
+
+
+def back_up(vm, store, method, **options):
+    run = request_backup(vm=vm, store=store, method=method, trigger=Trigger.CLI, **options)
+    run = run_in_this_process(run)
+    return run.vm_backups.get()
+
+
+def stored_disk(store, point_id, key):
+    repo = open_repository(store)
+    return b"".join(data for _, data in repo.open_disk(point_id, key).stream())
+
+
+@pytest.mark.parametrize("vm_name,power", [("test-vm-1", "Running"), ("test-vm-2", "Halted")])
+def test_a_normal_backup_stores_the_disks_byte_exact(vm_named, store, pool_reader, vm_name, power):
+    vm = vm_named(vm_name)
+    expected = {dev: pool_reader.raw(uuid) for dev, uuid in pool_reader.disks(vm.uuid).items()}
+
+    vm_backup = back_up(vm, store, BackupMethod.NORMAL)
+
+    assert vm_backup.status == RunStatus.SUCCESS, vm_backup.error
+    assert vm_backup.kind == "full"
+    point = vm_backup.restore_point
+    for dev, data in expected.items():
+        assert stored_disk(store, point.point_id, f"vbd{dev}") == data
+    assert pool_reader.xenapi.VM.get_power_state(pool_reader.vm(vm.uuid)) == power
+    assert pool_reader.snapshots() == []
+    assert vm_backup.bytes_processed == sum(len(d) for d in expected.values())
+
+
+def test_an_offline_backup_restarts_the_vm_and_reports_the_downtime(vm_named, store, pool_reader):
+    vm = vm_named("test-vm-3")
+    expected = {dev: pool_reader.raw(uuid) for dev, uuid in pool_reader.disks(vm.uuid).items()}
+
+    vm_backup = back_up(vm, store, BackupMethod.OFFLINE)
+
+    assert vm_backup.status == RunStatus.SUCCESS, vm_backup.error
+    assert vm_backup.downtime_seconds is not None and vm_backup.downtime_seconds >= 0
+    assert pool_reader.xenapi.VM.get_power_state(pool_reader.vm(vm.uuid)) == "Running"
+    for dev, data in expected.items():
+        assert stored_disk(store, vm_backup.restore_point.point_id, f"vbd{dev}") == data
+    assert pool_reader.snapshots() == []
+
+
+def test_an_offline_backup_without_snapshot_exports_the_halted_vm_then_starts_it(vm_named, store, pool_reader):
+    vm = vm_named("test-vm-1")
+
+    vm_backup = back_up(vm, store, BackupMethod.OFFLINE, restart_after_snapshot=False)
+
+    assert vm_backup.status == RunStatus.SUCCESS, vm_backup.error
+    assert pool_reader.xenapi.VM.get_power_state(pool_reader.vm(vm.uuid)) == "Running"
+    assert vm_backup.downtime_seconds > 0
+    assert pool_reader.snapshots() == []
+
+
+def test_a_live_memory_backup_keeps_the_memory_image(vm_named, store, pool_reader):
+    vm = vm_named("test-vm-1")
+
+    vm_backup = back_up(vm, store, BackupMethod.MEMORY)
+
+    assert vm_backup.status == RunStatus.SUCCESS, vm_backup.error
+    point = vm_backup.restore_point
+    assert point.has_memory
+    manifest = open_repository(store).load_manifest(point.point_id)
+    assert "suspend" in [disk.key for disk in manifest.disks]
+    assert pool_reader.xenapi.VM.get_power_state(pool_reader.vm(vm.uuid)) == "Running"
+    assert pool_reader.snapshots() == []
+
+
+def test_a_quiesced_backup_of_a_linux_guest_fails_by_default(vm_named, store, pool_reader):
+    vm_backup = back_up(vm_named("test-vm-1"), store, BackupMethod.QUIESCED)
+
+    assert vm_backup.status == RunStatus.FAILED
+    assert "quiesced snapshot not possible" in vm_backup.error
+    assert pool_reader.snapshots() == []
+
+
+def test_a_quiesced_backup_falls_back_to_a_normal_snapshot_when_the_job_allows_it(vm_named, store, pool_reader):
+    vm_backup = back_up(vm_named("test-vm-1"), store, BackupMethod.QUIESCED,
+                        quiesce_fallback=QuiesceFallback.NORMAL)
+
+    assert vm_backup.status == RunStatus.WARNING, vm_backup.error
+    assert any("normal snapshot instead" in w for w in vm_backup.warnings)
+    assert vm_backup.restore_point is not None
+
+
+def test_a_quiesced_backup_of_a_windows_guest_uses_vss_on_an_old_pool(sim, vm_named, store, pool_reader):
+    sim.control.set_product_version("8.0.0")
+    vm = vm_named("test-vm-2")
+    sim.control.set_power_state(vm.uuid, "Running")
+
+    vm_backup = back_up(vm, store, BackupMethod.QUIESCED)
+
+    assert vm_backup.status == RunStatus.SUCCESS, vm_backup.error
+    assert pool_reader.snapshots() == []
