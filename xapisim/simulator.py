@@ -5,6 +5,7 @@ import ipaddress
 import os
 import random
 import threading
+import time
 import uuid as uuidlib
 from dataclasses import dataclass, field
 
@@ -30,6 +31,7 @@ class Config:
     product_version: str = "8.3.0"
     seed: int = 1
     session_timeout: float = 24 * 3600.0
+    task_ttl: float = 3600.0
     nbd_port: int = 10809
     hosts: int = 2
     extra: dict = field(default_factory=dict)
@@ -51,6 +53,7 @@ class Simulator:
         self.rng = random.Random(config.seed)
         self.session_seen: dict[str, float] = {}
         self.cancelled_tasks: set[str] = set()
+        self.finished_tasks: dict[str, float] = {}  # task ref -> monotonic completion time
         self.servers: dict[str, object] = {}      # host ref -> HostServer
         self.nbd_servers: dict[str, object] = {}  # host ref -> NbdServer
         self._domid = 0
@@ -85,11 +88,22 @@ class Simulator:
 
     def _save_loop(self) -> None:
         while not self._stop.wait(SAVE_INTERVAL):
+            self.forget_old_tasks()
             if self.db.dirty:
                 try:
                     self.save()
                 except OSError as e:
                     print("xapisim: cannot save state: %s" % e, flush=True)
+
+    def forget_old_tasks(self) -> None:
+        """xapi garbage-collects completed tasks; keep them for ``task_ttl`` seconds."""
+        horizon = time.monotonic() - self.config.task_ttl
+        with self.db.lock:
+            for task, finished in list(self.finished_tasks.items()):
+                if finished < horizon:
+                    del self.finished_tasks[task]
+                    if self.db.exists("task", task):
+                        self.db.delete("task", task)
 
     # -- lifecycle --------------------------------------------------------------------
     def start(self) -> None:

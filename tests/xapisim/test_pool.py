@@ -91,6 +91,11 @@ def test_tls_serves_https_with_a_certificate_kept_across_restarts(sim_factory):
     assert sim.url.startswith("https://")
     x = sim.session().xenapi
     assert x.pool.get_all()
+    session = sim.session()
+    vdi = session.xenapi.VDI.get_all()[0]
+    url = "%s/export_raw_vdi?session_id=%s&vdi=%s" % (sim.url, session.handle, vdi)
+    with urllib.request.urlopen(url, context=ssl._create_unverified_context()) as reply:
+        assert len(reply.read()) == int(session.xenapi.VDI.get_virtual_size(vdi))
     first = ssl.get_server_certificate(("127.0.0.1", sim.port))
     sim.stop()
     sim.start()

@@ -2,6 +2,7 @@
 parameter count, session check, Async tasks, injected failures, the Status envelope."""
 
 import threading
+import time
 import traceback
 
 from .. import xmlrpc
@@ -75,6 +76,7 @@ def finish_task(sim, task: str, result=None, error: list | None = None) -> None:
         rec = db.get("task", task)
         if rec["status"] not in ("pending", "cancelling"):
             return
+        sim.finished_tasks[task] = time.monotonic()
         if error is not None:
             status = "cancelled" if error[0] == "TASK_CANCELLED" else "failure"
             db.update("task", task, status=status, error_info=[str(e) for e in error],

@@ -5,6 +5,7 @@ import time
 from ..db import event_record
 from ..errors import XapiError
 from ..records import CLASS_BY_LOWER
+from ..xmlrpc import Timestamp
 from .dispatch import new_task
 from .registry import api
 
@@ -24,6 +25,18 @@ def pool_designate_new_master(call, host):
 @api("host.get_address")
 def host_get_address(call, host):
     return call.db.get("host", host)["address"]
+
+
+@api("host.get_servertime")
+def host_get_servertime(call, host):
+    call.db.get("host", host)
+    return Timestamp.now()
+
+
+@api("host.get_server_localtime")
+def host_get_server_localtime(call, host):
+    call.db.get("host", host)
+    return Timestamp.now()
 
 
 @api("task.create")
