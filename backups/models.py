@@ -116,6 +116,10 @@ class VmBackup(models.Model):
     )
     allow_hard_shutdown = models.BooleanField(default=False)
     shutdown_timeout = models.PositiveIntegerField(default=600)
+    transfer_compression = models.CharField(
+        max_length=5, choices=[("none", "None"), ("zstd", "zstd"), ("gzip", "gzip")], default="none",
+        help_text="Compression by the host during a full export (spares the network, costs host CPU)",
+    )
 
     kind = models.CharField(max_length=12, choices=BackupKind.choices, blank=True)
     status = models.CharField(max_length=10, choices=RunStatus.choices, default=RunStatus.QUEUED, db_index=True)
@@ -129,6 +133,8 @@ class VmBackup(models.Model):
     warnings = models.JSONField(default=list, blank=True)
     error = models.TextField(blank=True)
     restore_point = models.ForeignKey("RestorePoint", null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    cancel_requested = models.BooleanField(default=False)
+    attempts = models.PositiveSmallIntegerField(default=0, help_text="Transfers started (retries after a broken connection)")
 
     # Lease: a re-delivered task must never run a second copy of the same backup.
     lease_owner = models.CharField(max_length=100, blank=True)

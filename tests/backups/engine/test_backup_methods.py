@@ -96,9 +96,10 @@ def test_a_quiesced_backup_falls_back_to_a_normal_snapshot_when_the_job_allows_i
 def test_a_quiesced_backup_of_a_windows_guest_uses_vss_on_an_old_pool(sim, vm_named, store, pool_reader):
     sim.control.set_product_version("8.0.0")
     vm = vm_named("test-vm-2")
-    sim.control.set_power_state(vm.uuid, "Running")
+    pool_reader.xenapi.VM.start(pool_reader.vm(vm.uuid), False, False)
 
     vm_backup = back_up(vm, store, BackupMethod.QUIESCED)
 
     assert vm_backup.status == RunStatus.SUCCESS, vm_backup.error
+    assert vm_backup.warnings == []
     assert pool_reader.snapshots() == []

@@ -1,0 +1,385 @@
+"""One VM's backup from start to finish: lease, connect, prepare, stream, commit, clean up.
+
+The manifest is written last (by the repository), the restore point row after it; whatever
+fails, the snapshots this backup made are deleted and the VM gets its power state back. A
+transfer broken by a dropped connection (a master that died, a network blip) is retried a
+bounded number of times on a fresh connection; chunks already stored are not sent again.
+"""
+import http.client
+import logging
+import os
+import socket
+import time
+from datetime import datetime, timezone as dt_timezone
+
+import XenAPI
+from django.db import transaction
+from django.utils import timezone
+
+from sesamweb.audit.choices import AuditAction
+from sesamweb.audit.log import acting_as, record_event
+from xenpools.connection import PoolConnection, PoolError, PoolTaskFailed, PoolUnreachable
+
+from ..choices import BackupKind, BackupMethod, BackupPhase, RunStatus
+from ..formats.nbd import NbdError
+from ..formats.vhd import VhdError
+from ..formats.xva import XvaError
+from ..models import RestorePoint, VmBackup
+from ..repository import RepositoryError, StoreError, WrongKeyError
+from ..stores import open_repository
+from .prepare import BackupFailed, describe_failure, failure_code, prepare_vm, release
+from .progress import BackupCancelled, ProgressReporter
+from .snapshots import CHAIN_KEY, destroy_snapshot, find_tagged_snapshots, snapshot_disks
+from .sources import ChainBroken, check_chain, export_metadata, nbd_mode, stream_changed_blocks, stream_full_export
+
+log = logging.getLogger(__name__)
+
+MAX_TRANSFER_ATTEMPTS = 3
+LEASE_STALE_AFTER = 120          # seconds without a heartbeat before a running backup is presumed dead
+TRANSFER_ERRORS = (PoolUnreachable, XvaError, NbdError, VhdError, http.client.HTTPException,
+                   ConnectionError, socket.timeout)
+
+
+def worker_identity():
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
+# -- leases ----------------------------------------------------------------------------------
+def acquire_lease(vm_backup_id, owner) -> bool:
+    """Claim a queued backup. A re-delivered task finds it claimed and does nothing."""
+    now = timezone.now()
+    claimed = VmBackup.objects.filter(pk=vm_backup_id, status=RunStatus.QUEUED).update(
+        status=RunStatus.RUNNING, lease_owner=owner, lease_heartbeat=now, started_at=now,
+        phase=BackupPhase.CONNECTING,
+    )
+    return claimed == 1
+
+
+def fail_abandoned_backups(now=None):
+    """Backups whose worker stopped heart-beating (killed, host lost) are marked failed.
+
+    Their snapshots are removed by the next backup of the same pool (cleanup_leftovers)."""
+    cutoff = (now or timezone.now()) - timezone.timedelta(seconds=LEASE_STALE_AFTER)
+    stale = VmBackup.objects.filter(status=RunStatus.RUNNING, lease_heartbeat__lt=cutoff)
+    failed = []
+    for vm_backup in stale:
+        updated = VmBackup.objects.filter(pk=vm_backup.pk, status=RunStatus.RUNNING,
+                                          lease_heartbeat__lt=cutoff).update(
+            status=RunStatus.FAILED, finished_at=timezone.now(), phase=BackupPhase.DONE,
+            error=f"the worker {vm_backup.lease_owner} stopped during the backup (killed or lost); "
+                  "no restore point was written",
+        )
+        if updated:
+            failed.append(vm_backup.pk)
+            finish_run_if_done(vm_backup.run_id)
+    return failed
+
+
+# -- cleanup of what earlier, interrupted backups left on the pool ---------------------------
+def cleanup_leftovers(conn, reporter=None):
+    """Delete snapshots tagged by backups that are no longer running, and chain disks no
+    restore point refers to. Returns the number of objects removed."""
+    xenapi = conn.xenapi
+    running = set(str(pk) for pk in VmBackup.objects.filter(status=RunStatus.RUNNING).values_list("pk", flat=True))
+    removed = 0
+    for snapshot_ref, tag in find_tagged_snapshots(xenapi):
+        if tag in running:
+            continue
+        destroy_snapshot(xenapi, snapshot_ref)
+        removed += 1
+    chain_uuids = {
+        link["vdi_uuid"]
+        for chain in RestorePoint.objects.exclude(chain={}).values_list("chain", flat=True)
+        for link in chain.values()
+    }
+    for vdi_ref, record in xenapi.VDI.get_all_records().items():
+        owner = record["other_config"].get(CHAIN_KEY)
+        if owner is not None and owner not in running and record["uuid"] not in chain_uuids:
+            try:
+                xenapi.VDI.destroy(vdi_ref)
+                removed += 1
+            except XenAPI.Failure as exc:
+                log.warning("could not remove stale chain disk %s: %s", record["uuid"], describe_failure(exc))
+    if removed and reporter:
+        reporter.warn(f"removed {removed} snapshot(s) left on the pool by interrupted backups")
+    return removed
+
+
+# -- the backup ------------------------------------------------------------------------------
+def run_vm_backup(vm_backup_id, *, owner=None):
+    """Run one queued VM backup to its end. Returns the VmBackup, or None if another worker has it."""
+    fail_abandoned_backups()
+    owner = owner or worker_identity()
+    if not acquire_lease(vm_backup_id, owner):
+        return None
+    vm_backup = VmBackup.objects.select_related("store", "pool", "run").get(pk=vm_backup_id)
+    BackupRunState.started(vm_backup.run)
+    reporter = ProgressReporter(vm_backup)
+    reporter.start_heartbeat()
+    outcome = RunStatus.FAILED
+    try:
+        with acting_as(vm_backup.run.requested_by, source=f"worker:{owner}"):
+            _run(vm_backup, reporter)
+        outcome = RunStatus.WARNING if vm_backup.warnings else RunStatus.SUCCESS
+    except BackupCancelled as exc:
+        outcome, vm_backup.error = RunStatus.CANCELLED, str(exc)
+    except BackupFailed as exc:
+        vm_backup.error = str(exc)
+    except WrongKeyError as exc:
+        vm_backup.error = f"cannot open data store {vm_backup.store}: {exc}"
+    except StoreError as exc:
+        vm_backup.error = f"data store {vm_backup.store}: {exc}"
+    except RepositoryError as exc:
+        vm_backup.error = f"data store {vm_backup.store}: {exc}"
+    except PoolError as exc:
+        vm_backup.error = f"pool {vm_backup.pool}: {exc}"
+    except XenAPI.Failure as exc:
+        vm_backup.error = f"the pool refused: {describe_failure(exc)}"
+    except Exception as exc:  # noqa: BLE001 - recorded on the run; the worker stays up
+        log.exception("backup %s failed unexpectedly", vm_backup.pk)
+        vm_backup.error = f"unexpected error: {exc.__class__.__name__}: {exc}"
+    finally:
+        reporter.stop_heartbeat()
+    vm_backup.status = outcome
+    vm_backup.phase = BackupPhase.DONE
+    vm_backup.finished_at = timezone.now()
+    VmBackup.objects.filter(pk=vm_backup.pk).update(
+        status=outcome, phase=BackupPhase.DONE, finished_at=vm_backup.finished_at, error=vm_backup.error,
+        warnings=vm_backup.warnings, downtime_seconds=vm_backup.downtime_seconds, kind=vm_backup.kind,
+        restore_point=vm_backup.restore_point, bytes_read=vm_backup.bytes_read,
+        bytes_processed=vm_backup.bytes_processed, bytes_new=vm_backup.bytes_new,
+        bytes_stored=vm_backup.bytes_stored, total_bytes=vm_backup.total_bytes,
+    )
+    reporter.flush(force=True)
+    reporter._publish({"type": "vm_backup.finished", "status": outcome, "error": vm_backup.error}, force=True)
+    with acting_as(vm_backup.run.requested_by, source=f"worker:{owner}"):
+        record_event(AuditAction.BACKUP, target=vm_backup, outcome="success" if outcome in (RunStatus.SUCCESS, RunStatus.WARNING) else "failure",
+                     message=f"{vm_backup.get_method_display()} backup of {vm_backup.vm_name} to {vm_backup.store}: "
+                             f"{RunStatus(outcome).label}" + (f": {vm_backup.error}" if vm_backup.error else ""))
+    finish_run_if_done(vm_backup.run_id)
+    return vm_backup
+
+
+def _run(vm_backup, reporter):
+    repo = open_repository(vm_backup.store)          # a wrong key fails before the VM is touched
+    reporter.phase(BackupPhase.CONNECTING)
+    with PoolConnection.open(vm_backup.pool) as conn:
+        cleanup_leftovers(conn, reporter)
+        vm_ref = _find_vm(conn, vm_backup.vm_uuid)
+        parent = _chain_parent(vm_backup) if vm_backup.incremental else None
+        if vm_backup.incremental:
+            _enable_cbt(conn, vm_ref)
+        reporter.phase(BackupPhase.PREPARING)
+        name = f"sesamweb backup {vm_backup.pk} of {vm_backup.vm_name}"
+        prepared = prepare_vm(conn, vm_ref, vm_backup, snapshot_name=name)
+        for text in prepared.warnings:
+            reporter.warn(text)
+        vm_backup.downtime_seconds = prepared.downtime_seconds
+        keep = {}
+        try:
+            manifest, keep = _stream_with_retries(conn, vm_backup, reporter, repo, prepared, parent)
+        finally:
+            reporter.phase(BackupPhase.CLEANING_UP)
+            problems = _clean_up(conn, vm_backup, prepared, keep)
+            if prepared.downtime_seconds is not None:
+                vm_backup.downtime_seconds = prepared.downtime_seconds
+            for text in problems:
+                reporter.warn(text)
+        point = _index_restore_point(vm_backup, repo, manifest, keep, conn)
+        vm_backup.restore_point = point
+        if parent is not None and keep:
+            _drop_chain(conn, parent)
+
+
+def _find_vm(conn, vm_uuid):
+    try:
+        return conn.xenapi.VM.get_by_uuid(vm_uuid)
+    except XenAPI.Failure as exc:
+        if failure_code(exc) == "UUID_INVALID":
+            raise BackupFailed("the VM no longer exists in the pool") from exc
+        raise
+
+
+def _enable_cbt(conn, vm_ref):
+    xenapi = conn.xenapi
+    for key, vdi_ref in snapshot_disks(xenapi, vm_ref).items():
+        if key != "suspend" and not xenapi.VDI.get_cbt_enabled(vdi_ref):
+            xenapi.VDI.enable_cbt(vdi_ref)
+
+
+def _chain_parent(vm_backup):
+    return (RestorePoint.objects.filter(store=vm_backup.store, vm_uuid=vm_backup.vm_uuid)
+            .exclude(chain={}).exclude(verify_state="damaged").order_by("-taken_at").first())
+
+
+def _stream_with_retries(conn, vm_backup, reporter, repo, prepared, parent):
+    """Stream into the store; returns (manifest, chain to keep {key: vdi uuid})."""
+    last_error = None
+    for attempt in range(1, MAX_TRANSFER_ATTEMPTS + 1):
+        VmBackup.objects.filter(pk=vm_backup.pk).update(attempts=attempt)
+        reporter.start_attempt()
+        try:
+            return _stream_once(conn, vm_backup, reporter, repo, prepared, parent)
+        except TRANSFER_ERRORS as exc:
+            last_error = exc
+        except PoolTaskFailed as exc:
+            if not _vm_exists(conn, vm_backup.vm_uuid, prepared):
+                raise BackupFailed("the VM was deleted from the pool during the backup") from exc
+            last_error = exc
+        if not _vm_exists(conn, vm_backup.vm_uuid, prepared):
+            raise BackupFailed("the VM was deleted from the pool during the backup") from last_error
+        if attempt < MAX_TRANSFER_ATTEMPTS:
+            reporter.warn(f"transfer interrupted ({last_error}); retrying ({attempt + 1}/{MAX_TRANSFER_ATTEMPTS})")
+            time.sleep(min(2 ** attempt, 10))
+    raise BackupFailed(f"the transfer failed {MAX_TRANSFER_ATTEMPTS} times; last error: {last_error}")
+
+
+def _vm_exists(conn, vm_uuid, prepared):
+    """After a broken transfer: reconnect (the master may have moved) and look for the VM."""
+    try:
+        conn.reconnect()
+        conn.xenapi.VM.get_by_uuid(vm_uuid)
+        if prepared.snapshot_uuid:
+            prepared.export_ref = conn.xenapi.VM.get_by_uuid(prepared.snapshot_uuid)
+        return True
+    except XenAPI.Failure as exc:
+        if failure_code(exc) == "UUID_INVALID":
+            return False
+        raise
+    except PoolUnreachable:
+        return True     # cannot tell yet; the next attempt reports the pool's state
+
+
+def _stream_once(conn, vm_backup, reporter, repo, prepared, parent):
+    xenapi = conn.xenapi
+    started_at = datetime.now(dt_timezone.utc).replace(microsecond=0)
+    parent_manifest = repo.load_manifest(parent.point_id) if parent is not None else None
+    chain_wanted = vm_backup.incremental and vm_backup.method != BackupMethod.MEMORY and prepared.snapshot_uuid
+    if vm_backup.incremental and vm_backup.method == BackupMethod.MEMORY:
+        _warn_once(reporter, "live memory backups are always full: the memory image changes completely")
+    disks = snapshot_disks(xenapi, prepared.export_ref) if chain_wanted else {}
+    bases = None
+    if parent_manifest is not None and chain_wanted:
+        try:
+            if set(disks) != set(parent.chain):
+                raise ChainBroken("the VM's disks changed since the last backup")
+            bases = {key: check_chain(xenapi, key, ref, parent.chain[key], parent_manifest.disk(key))
+                     for key, ref in disks.items()}
+        except (ChainBroken, KeyError) as exc:
+            _warn_once(reporter, f"full backup instead of incremental: {exc}")
+    metadata = {"pool_uuid": vm_backup.pool.uuid if vm_backup.pool else "", "method": vm_backup.method,
+                "vm_name": vm_backup.vm_name}
+    reporter.phase(BackupPhase.STREAMING)
+    with repo.start_backup(vm_backup.vm_uuid, started_at, parent=parent.point_id if bases else None,
+                           method=vm_backup.method, on_progress=reporter.on_repository_progress) as writer:
+        if bases:
+            vm_backup.kind = BackupKind.INCREMENTAL
+            details = stream_changed_blocks(conn, disks, bases, parent_manifest, writer, reporter)
+            ova_xml = export_metadata(conn, prepared.export_ref)
+            metadata.update(details)
+        else:
+            vm_backup.kind = BackupKind.FULL
+            ova_xml, _meta = stream_full_export(conn, prepared.export_ref, writer, reporter,
+                                                compression=vm_backup.transfer_compression,
+                                                preserve_power_state=prepared.preserve_power_state)
+        keep = {}
+        if chain_wanted:
+            for key, ref in disks.items():
+                record = xenapi.VDI.get_record(ref)
+                keep[key] = {"vdi_uuid": record["uuid"], "virtual_size": int(record["virtual_size"])}
+        metadata.update({"kind": vm_backup.kind, "chain": keep, "has_memory": prepared.preserve_power_state,
+                         "warnings": list(vm_backup.warnings)})
+        writer.attach("ova.xml", ova_xml)
+        writer.set_metadata(metadata)
+        reporter.phase(BackupPhase.COMMITTING)
+        manifest = writer.commit()
+    return manifest, keep
+
+
+def _warn_once(reporter, text):
+    if text not in reporter.vm_backup.warnings:
+        reporter.warn(text)
+
+
+def _clean_up(conn, vm_backup, prepared, keep):
+    """Delete our snapshot, keeping the chain disks (emptied where NBD can read the next
+    increments) for the next incremental; restart an offline VM."""
+    problems = []
+    keep_refs = []
+    xenapi = conn.xenapi
+    try:
+        for link in keep.values():
+            ref = xenapi.VDI.get_by_uuid(link["vdi_uuid"])
+            xenapi.VDI.add_to_other_config(ref, CHAIN_KEY, str(vm_backup.pk))
+            keep_refs.append(ref)
+    except (XenAPI.Failure, PoolError, OSError) as exc:
+        problems.append(f"could not keep the snapshot for the next incremental backup: {describe_failure(exc)}")
+        keep.clear()
+        keep_refs = []
+    try:
+        problems += release(conn, prepared, keep_vdis=keep_refs)
+        if keep_refs and nbd_mode(xenapi) is not None:
+            for ref in keep_refs:    # NBD reads the next changes from the new snapshot: keep only CBT metadata
+                xenapi.VDI.data_destroy(ref)
+    except (XenAPI.Failure, PoolError, OSError) as exc:
+        problems.append(f"cleanup on the pool failed: {describe_failure(exc)}; the next backup will retry it")
+    return problems
+
+
+def _drop_chain(conn, parent):
+    """The new restore point carries the chain on: delete the parent's kept disks."""
+    xenapi = conn.xenapi
+    for link in parent.chain.values():
+        try:
+            xenapi.VDI.destroy(xenapi.VDI.get_by_uuid(link["vdi_uuid"]))
+        except XenAPI.Failure:
+            pass
+    RestorePoint.objects.filter(pk=parent.pk).update(chain={})
+
+
+def _index_restore_point(vm_backup, repo, manifest, keep, conn):
+    totals = manifest.totals or {}
+    point, _ = RestorePoint.objects.update_or_create(
+        store=vm_backup.store, point_id=manifest.id,
+        defaults=dict(
+            vm_uuid=vm_backup.vm_uuid, vm_name=vm_backup.vm_name,
+            pool_uuid=vm_backup.pool.uuid if vm_backup.pool else "",
+            taken_at=datetime.fromisoformat(manifest.started_at), method=vm_backup.method,
+            kind=vm_backup.kind, parent_point_id=manifest.parent or "",
+            virtual_size=sum(d.virtual_size for d in manifest.disks),
+            bytes_new=totals.get("bytes_new", vm_backup.bytes_new),
+            bytes_stored=totals.get("bytes_stored", vm_backup.bytes_stored),
+            has_memory=bool(manifest.metadata.get("has_memory")), chain=keep,
+        ),
+    )
+    return point
+
+
+class BackupRunState:
+    """A run is running once a VM backup starts, and finished once all of them are."""
+
+    @staticmethod
+    def started(run):
+        type(run).objects.filter(pk=run.pk, status=RunStatus.QUEUED).update(
+            status=RunStatus.RUNNING, started_at=timezone.now())
+
+
+def finish_run_if_done(run_id):
+    from ..models import BackupRun
+
+    with transaction.atomic():
+        statuses = list(VmBackup.objects.filter(run_id=run_id).values_list("status", flat=True))
+        if not statuses or any(s in (RunStatus.QUEUED, RunStatus.RUNNING) for s in statuses):
+            return
+        if all(s == RunStatus.SUCCESS for s in statuses):
+            status = RunStatus.SUCCESS
+        elif all(s in (RunStatus.SUCCESS, RunStatus.WARNING) for s in statuses):
+            status = RunStatus.WARNING
+        elif all(s == RunStatus.CANCELLED for s in statuses):
+            status = RunStatus.CANCELLED
+        else:
+            status = RunStatus.FAILED
+        BackupRun.objects.filter(pk=run_id).update(status=status, finished_at=timezone.now())
+    from sesamweb.live.publish import publish
+    publish(f"run:{run_id}", {"type": "run.finished", "run": run_id, "status": status})
+    publish("dashboard", {"type": "run.finished", "run": run_id, "status": status})

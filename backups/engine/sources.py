@@ -1,0 +1,181 @@
+"""Where a backup's bytes come from: a full XVA export, or the changed blocks of each disk.
+
+Full: GET /export streams the VM as an XVA (optionally compressed by the host); ova.xml
+goes into the manifest and the disk blocks into the store as they arrive.
+Incremental: VDI.list_changed_blocks between the snapshot kept from the last backup and the
+new one gives the changed 64 KiB blocks; they are read over NBD (VDI.get_nbd_info), or,
+where the pool has no NBD network, from a VHD of the differences (/export_raw_vdi with
+base=). Unchanged ranges keep the parent backup's chunks.
+"""
+import io
+import logging
+import tarfile
+
+import XenAPI
+
+from ..formats.cbt import changed_bytes, changed_ranges
+from ..formats.nbd import connect_from_nbd_info
+from ..formats.vhd import read_vhd_stream
+from ..formats.xva import XvaStreamReader, parse_ova_xml
+
+log = logging.getLogger(__name__)
+
+
+def disk_key(userdevice: str) -> str:
+    """A VM's disks are named by their VBD position, stable across snapshots and restores."""
+    return f"vbd{userdevice}" if userdevice != "" else "suspend"
+
+
+class ChainBroken(Exception):
+    """The last backup's snapshot cannot serve as the base of an incremental backup."""
+
+
+class _Task:
+    """A task we create for a transfer, so its outcome is checked and it never lingers."""
+
+    def __init__(self, conn, label):
+        self.conn = conn
+        self.ref = conn.xenapi.task.create(label, "sesamweb backup")
+
+    def wait(self):
+        return self.conn.wait_task(self.ref, timeout=120)
+
+    def close(self):
+        try:
+            self.conn.xenapi.task.destroy(self.ref)
+        except (XenAPI.Failure, OSError):
+            pass
+
+
+def stream_full_export(conn, export_ref, writer, reporter, *, compression="none", preserve_power_state=False):
+    """Export the VM (or snapshot) as XVA into the writer; returns (ova.xml bytes, metadata)."""
+    task = _Task(conn, "sesamweb full export")
+    query = {"ref": export_ref, "use_compression": {"none": "false"}.get(compression, compression),
+             "task_id": task.ref}
+    if preserve_power_state:
+        query["preserve_power_state"] = "true"
+    response = conn.open_transfer("GET", "/export", query)
+    try:
+        reader = XvaStreamReader(response, compression="auto")
+        ova_xml = reader.ova_xml()
+        meta = parse_ova_xml(ova_xml)
+        disks = {d.ref: d for d in meta.disks()}
+        reporter.set_total(sum(d.virtual_size for d in disks.values()))
+        current_ref, current = None, None
+        done = set()
+        finished_bytes = 0          # virtual size of the disks already streamed
+        for ref, offset, data in reader.blocks():
+            if ref != current_ref:
+                if current is not None:
+                    current.finish()
+                    done.add(current_ref)
+                    finished_bytes += disks[current_ref].virtual_size
+                current_ref, current = ref, writer.add_disk(disk_key(disks[ref].userdevice), disks[ref].virtual_size)
+            current.write(offset, data)
+            reporter.bytes_read(reader.bytes_read, finished_bytes + offset + len(data))
+        if current is not None:
+            current.finish()
+            done.add(current_ref)
+        for ref, disk in disks.items():     # a disk with no block in the stream is all zeros
+            if ref not in done:
+                writer.add_disk(disk_key(disk.userdevice), disk.virtual_size).finish()
+        reporter.bytes_read(reader.bytes_read, sum(d.virtual_size for d in disks.values()))
+    finally:
+        response.close()
+    try:
+        task.wait()
+    finally:
+        task.close()
+    return ova_xml, meta
+
+
+def export_metadata(conn, vm_ref):
+    """ova.xml of a VM or snapshot without its disks (GET /export_metadata)."""
+    task = _Task(conn, "sesamweb metadata export")
+    response = conn.open_transfer("GET", "/export_metadata",
+                                  {"ref": vm_ref, "export_snapshots": "false", "task_id": task.ref})
+    try:
+        body = response.read()
+    finally:
+        response.close()
+        task.close()
+    with tarfile.open(fileobj=io.BytesIO(body), mode="r:") as archive:
+        member = archive.next()
+        if member is None or member.name != "ova.xml":
+            raise ValueError("the metadata export holds no ova.xml")
+        return archive.extractfile(member).read()
+
+
+def check_chain(xenapi, key, vdi_ref, link, parent_disk):
+    """The base VDI of disk `key` for list_changed_blocks, or ChainBroken with the reason."""
+    try:
+        base_ref = xenapi.VDI.get_by_uuid(link["vdi_uuid"])
+    except XenAPI.Failure:
+        raise ChainBroken(f"disk {key}: the snapshot kept from the last backup was deleted") from None
+    source = xenapi.VDI.get_snapshot_of(vdi_ref)
+    if not xenapi.VDI.get_cbt_enabled(source):
+        raise ChainBroken(f"disk {key}: changed block tracking was disabled on the VM's disk")
+    size = int(xenapi.VDI.get_virtual_size(vdi_ref))
+    if size != parent_disk.virtual_size:
+        raise ChainBroken(f"disk {key}: the disk was resized ({parent_disk.virtual_size} -> {size} bytes)")
+    return base_ref
+
+
+def nbd_mode(xenapi):
+    """True (TLS) / False (cleartext) for the pool's NBD networks; None when it has none."""
+    purposes = {p for network in xenapi.network.get_all_records().values() for p in network["purpose"]}
+    if "nbd" in purposes:
+        return True
+    if "insecure_nbd" in purposes:
+        return False
+    return None
+
+
+def stream_changed_blocks(conn, disks, bases, parent_manifest, writer, reporter):
+    """Write each disk's changed blocks on top of the parent backup's chunks.
+
+    disks: {key: snapshot VDI ref}; bases: {key: base VDI ref} (from check_chain).
+    Returns {"bytes_changed": ..., "transport": "nbd"|"vhd"}.
+    """
+    xenapi = conn.xenapi
+    tls = nbd_mode(xenapi)
+    plans = []
+    for key, vdi_ref in sorted(disks.items()):
+        size = int(xenapi.VDI.get_virtual_size(vdi_ref))
+        bitmap = xenapi.VDI.list_changed_blocks(bases[key], vdi_ref)
+        plans.append((key, vdi_ref, size, changed_ranges(bitmap, size), changed_bytes(bitmap, size)))
+    reporter.set_total(sum(plan[4] for plan in plans))
+    transport = "nbd" if tls is not None else "vhd"
+    read = 0
+    for key, vdi_ref, size, ranges, _ in plans:
+        parent_chunks = parent_manifest.disk(key).chunks
+        disk_writer = writer.add_disk(key, size, parent_chunks=parent_chunks)
+        if ranges and transport == "nbd":
+            with connect_from_nbd_info(xenapi.VDI.get_nbd_info(vdi_ref), tls=tls) as client:
+                for offset, data in client.read_many(ranges):
+                    disk_writer.write(offset, data)
+                    read += len(data)
+                    reporter.bytes_read(read, read)
+        elif ranges:
+            read = _read_vhd_delta(conn, vdi_ref, bases[key], disk_writer, reporter, read)
+        disk_writer.finish()
+    return {"bytes_changed": sum(plan[4] for plan in plans), "transport": transport}
+
+
+def _read_vhd_delta(conn, vdi_ref, base_ref, disk_writer, reporter, read):
+    task = _Task(conn, "sesamweb VHD delta export")
+    response = conn.open_transfer("GET", "/export_raw_vdi",
+                                  {"vdi": vdi_ref, "format": "vhd", "base": base_ref, "task_id": task.ref})
+    try:
+        _size, pieces = read_vhd_stream(response)
+        for offset, data in pieces:
+            disk_writer.write(offset, data)
+            read += len(data)
+            reporter.bytes_read(read, read)
+    finally:
+        response.close()
+    try:
+        task.wait()
+    finally:
+        task.close()
+    return read

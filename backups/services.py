@@ -1,0 +1,74 @@
+"""Backups as the console asks for them: request, queue, run, cancel.
+
+One engine, three doors: the CLI (`manage.py backup`), the REST API and the "Back up now"
+button all call request_backup(); the CLI then runs it in its own process, the others queue
+it on the worker cluster of the data store (a remote device server has its own cluster).
+"""
+from django.db import transaction
+from django.utils import timezone
+from django_q.tasks import async_task
+
+from sesamweb.audit.choices import AuditAction
+from sesamweb.audit.log import record_event
+from sesamweb.live.publish import publish
+
+from .choices import BackupMethod, QuiesceFallback, RunStatus, Trigger
+from .engine.backup import finish_run_if_done, run_vm_backup
+from .models import BackupRun, VmBackup
+
+
+class BackupRequestError(ValueError):
+    """The backup cannot be requested as asked; the message says why."""
+
+
+def request_backup(*, vm, store, method, incremental=False, trigger=Trigger.MANUAL, user=None,
+                   quiesce_fallback=QuiesceFallback.FAIL, restart_after_snapshot=True,
+                   allow_hard_shutdown=False, shutdown_timeout=600, transfer_compression="none") -> BackupRun:
+    if method not in BackupMethod.values:
+        raise BackupRequestError(f"unknown backup method {method!r}; choose one of {', '.join(BackupMethod.values)}")
+    if vm.removed_at is not None:
+        raise BackupRequestError(f"VM {vm.name} no longer exists in pool {vm.pool}")
+    if vm.is_snapshot:
+        raise BackupRequestError(f"{vm.name} is a snapshot, not a VM")
+    if VmBackup.objects.filter(vm_uuid=vm.uuid, status__in=[RunStatus.QUEUED, RunStatus.RUNNING]).exists():
+        raise BackupRequestError(f"a backup of {vm.name} is already queued or running")
+    with transaction.atomic():
+        run = BackupRun.objects.create(trigger=trigger, requested_by=user if user and user.is_authenticated else None)
+        vm_backup = VmBackup.objects.create(
+            run=run, vm=vm, pool=vm.pool, vm_uuid=vm.uuid, vm_name=vm.name, store=store, method=method,
+            incremental=incremental, quiesce_fallback=quiesce_fallback,
+            restart_after_snapshot=restart_after_snapshot, allow_hard_shutdown=allow_hard_shutdown,
+            shutdown_timeout=shutdown_timeout, transfer_compression=transfer_compression,
+        )
+        record_event(AuditAction.JOB_START, target=vm_backup, actor=user,
+                     message=f"{vm_backup.get_method_display()} backup of {vm.name} to {store} requested "
+                             f"({Trigger(trigger).label})")
+    publish("runs", {"type": "run.queued", "run": run.pk, "vm_name": vm.name})
+    publish("dashboard", {"type": "run.queued", "run": run.pk})
+    return run
+
+
+def queue_run(run: BackupRun):
+    """Hand every VM backup of the run to the workers of its data store's cluster."""
+    for vm_backup in run.vm_backups.select_related("store"):
+        async_task("backups.tasks.run_vm_backup_task", vm_backup.pk,
+                   cluster=vm_backup.store.cluster or None, group=f"backup-run-{run.pk}",
+                   task_name=f"backup {vm_backup.vm_name} #{vm_backup.pk}")
+
+
+def run_in_this_process(run: BackupRun):
+    for vm_backup in run.vm_backups.all():
+        run_vm_backup(vm_backup.pk)
+    run.refresh_from_db()
+    return run
+
+
+def cancel_run(run: BackupRun, user=None):
+    """Queued backups stop at once; running ones stop at their next progress step and clean up."""
+    now = timezone.now()
+    with transaction.atomic():
+        VmBackup.objects.filter(run=run, status=RunStatus.QUEUED).update(
+            status=RunStatus.CANCELLED, finished_at=now, error="cancelled before it started")
+        VmBackup.objects.filter(run=run, status=RunStatus.RUNNING).update(cancel_requested=True)
+        record_event(AuditAction.JOB_CANCEL, target=run, actor=user, message=f"{run} cancelled")
+    finish_run_if_done(run.pk)

@@ -1,0 +1,104 @@
+"""Data stores as the console uses them: from a DataStore row to an open repository.
+
+The console keeps each encrypted store's key, sealed with SESAM_SECRET_KEY, so that
+scheduled backups and restores run unattended and workers never run scrypt. The
+administrator's passphrase (which also wraps the key inside store.json) and the key file
+they download once are the way back to the data if the console itself is lost.
+"""
+import threading
+from pathlib import Path
+
+from django.db import transaction
+from django.utils import timezone
+
+from sesamweb.audit.choices import AuditAction
+from sesamweb.audit.log import model_snapshot, record_event
+
+from .choices import StoreKind
+from .models import DataStore
+from .repository import LocalBackend, Repository, S3Backend
+from .repository import keys as repository_keys
+
+_open_repositories = {}
+_open_lock = threading.Lock()
+
+
+def backend_for(store: DataStore):
+    if store.kind == StoreKind.S3:
+        return S3Backend(
+            endpoint_url=store.s3_endpoint, bucket=store.s3_bucket, prefix=store.s3_prefix,
+            access_key=store.s3_access_key, secret_key=store.s3_secret(), region=store.s3_region or None,
+        )
+    return LocalBackend(store.path)
+
+
+def create_store(*, name, kind=StoreKind.LOCAL, path="", passphrase=None, encrypted=True,
+                 s3_endpoint="", s3_bucket="", s3_prefix="", s3_region="", s3_access_key="", s3_secret="",
+                 chunk_size=None, compression_level=3, cluster="", max_parallel_streams=2) -> DataStore:
+    """Create the repository on the medium, then the DataStore row (audited).
+
+    The repository is written first: if the medium is unusable nothing is saved; if saving
+    the row fails the repository is left behind as an empty store that can be adopted.
+    """
+    store = DataStore(
+        name=name, kind=kind, path=path, encrypted=encrypted, s3_endpoint=s3_endpoint,
+        s3_bucket=s3_bucket, s3_prefix=s3_prefix, s3_region=s3_region, s3_access_key=s3_access_key,
+        compression_level=compression_level, cluster=cluster, max_parallel_streams=max_parallel_streams,
+    )
+    if s3_secret:
+        store.set_s3_secret(s3_secret)
+    options = {"encryption": encrypted, "compression_level": compression_level}
+    if chunk_size:
+        options["chunk_size"] = chunk_size
+    if encrypted:
+        options["passphrase"] = passphrase
+    if kind == StoreKind.LOCAL:
+        _make_store_directory(path)
+    repo = Repository.create(backend_for(store), **options)
+    store.chunk_size = repo.chunk_size
+    if encrypted:
+        internal_key = repository_keys.make_key_file(repo.keys, repo.store_id, exported_at="")
+        store.set_data_key(internal_key.decode())
+    with transaction.atomic():
+        store.save()
+        record_event(AuditAction.CREATE, target=store, after=model_snapshot(store),
+                     message=f"data store created at {store.location}")
+    return store
+
+
+def _make_store_directory(path):
+    """Create the store's own directory, never its parents: a missing parent usually means
+    an NFS share that is not mounted, and writing backups onto the root disk instead would
+    hide that until the disk is full."""
+    directory = Path(path)
+    if not directory.is_absolute():
+        raise ValueError(f"the data store path must be absolute, not {path!r}")
+    if not directory.parent.is_dir():
+        raise ValueError(f"{directory.parent} does not exist (is the share mounted?)")
+    directory.mkdir(exist_ok=True)
+
+
+def open_repository(store: DataStore) -> Repository:
+    """The store's repository, opened with the console's copy of its key (cached per process)."""
+    cache_key = (store.pk, store.key_encrypted, store.path, store.s3_endpoint, store.s3_bucket, store.s3_prefix)
+    with _open_lock:
+        repo = _open_repositories.get(cache_key)
+    if repo is not None:
+        return repo
+    key_text = store.data_key()
+    repo = Repository.open(backend_for(store), key_file=key_text.encode() if key_text else None)
+    with _open_lock:
+        _open_repositories[cache_key] = repo
+    return repo
+
+
+def export_key_file(store: DataStore, *, passphrase=None, force=False) -> bytes:
+    """The key file an administrator downloads once (force: again, deliberately). Audited."""
+    repo = open_repository(store)
+    key_file = repo.export_key_file(passphrase=passphrase, force=force)
+    store.key_exported_at = timezone.now()
+    store.save(update_fields=["key_exported_at"])
+    record_event(AuditAction.KEY_EXPORT, target=store,
+                 message="key file exported" + (" again (forced)" if force else "")
+                 + (", protected by a passphrase" if passphrase else ""))
+    return key_file
