@@ -32,9 +32,6 @@ def start_nbd_servers(sim) -> None:
     if not sim.nbd_networks():
         return
     mode = sim.nbd_mode()
-    if mode == "tls" and sim.tls_context is None:
-        from .tls import load_or_create_certificate
-        sim.tls_context, sim.cert_pem = load_or_create_certificate(sim.config.data_dir)
     for host in sim.live_hosts():
         if host in sim.nbd_servers:
             continue

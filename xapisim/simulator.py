@@ -109,9 +109,9 @@ class Simulator:
     def start(self) -> None:
         from .server import HostServer
         from .tls import load_or_create_certificate
-        # get_nbd_info hands out the host certificate even for insecure_nbd networks.
-        if self.config.tls or self.nbd_networks():
-            self.tls_context, self.cert_pem = load_or_create_certificate(self.config.data_dir)
+        # Every host has a certificate (host.get_server_certificate, VDI.get_nbd_info), used
+        # for https only with --tls.
+        self.tls_context, self.cert_pem = load_or_create_certificate(self.config.data_dir)
         for host in self.live_hosts():
             self.servers[host] = HostServer(self, host)
             self.servers[host].start()

@@ -27,6 +27,12 @@ def host_get_address(call, host):
     return call.db.get("host", host)["address"]
 
 
+@api("host.get_server_certificate")
+def host_get_server_certificate(call, host):
+    call.db.get("host", host)
+    return call.sim.cert_pem
+
+
 @api("host.get_servertime")
 def host_get_servertime(call, host):
     call.db.get("host", host)
