@@ -10,7 +10,7 @@ import logging
 import os
 import socket
 import time
-from datetime import datetime, timezone as dt_timezone
+from datetime import datetime, timedelta, timezone as dt_timezone
 
 import XenAPI
 from django.db import transaction
@@ -167,8 +167,9 @@ def _run(vm_backup, reporter):
         cleanup_leftovers(conn, reporter)
         vm_ref = _find_vm(conn, vm_backup.vm_uuid)
         parent = _chain_parent(vm_backup) if vm_backup.incremental else None
-        if vm_backup.incremental:
-            _enable_cbt(conn, vm_ref)
+        if vm_backup.incremental and _enable_cbt(conn, vm_ref) and parent is not None:
+            reporter.warn("full backup instead of incremental: changed block tracking was disabled on the VM's disk")
+            parent = None
         reporter.phase(BackupPhase.PREPARING)
         name = f"sesamweb backup {vm_backup.pk} of {vm_backup.vm_name}"
         prepared = prepare_vm(conn, vm_ref, vm_backup, snapshot_name=name)
@@ -187,8 +188,8 @@ def _run(vm_backup, reporter):
                 reporter.warn(text)
         point = _index_restore_point(vm_backup, repo, manifest, keep, conn)
         vm_backup.restore_point = point
-        if parent is not None and keep:
-            _drop_chain(conn, parent)
+        if keep:
+            _drop_older_chains(conn, point)
 
 
 def _find_vm(conn, vm_uuid):
@@ -201,10 +202,15 @@ def _find_vm(conn, vm_uuid):
 
 
 def _enable_cbt(conn, vm_ref):
+    """Turn changed block tracking on for the VM's disks; returns the disks where it was off
+    (their changes since the last backup are unknown: no incremental for them this time)."""
     xenapi = conn.xenapi
+    enabled_now = set()
     for key, vdi_ref in snapshot_disks(xenapi, vm_ref).items():
         if key != "suspend" and not xenapi.VDI.get_cbt_enabled(vdi_ref):
             xenapi.VDI.enable_cbt(vdi_ref)
+            enabled_now.add(key)
+    return enabled_now
 
 
 def _chain_parent(vm_backup):
@@ -252,7 +258,7 @@ def _vm_exists(conn, vm_uuid, prepared):
 
 def _stream_once(conn, vm_backup, reporter, repo, prepared, parent):
     xenapi = conn.xenapi
-    started_at = datetime.now(dt_timezone.utc).replace(microsecond=0)
+    started_at = _point_time(vm_backup)
     parent_manifest = repo.load_manifest(parent.point_id) if parent is not None else None
     chain_wanted = vm_backup.incremental and vm_backup.method != BackupMethod.MEMORY and prepared.snapshot_uuid
     if vm_backup.incremental and vm_backup.method == BackupMethod.MEMORY:
@@ -296,6 +302,17 @@ def _stream_once(conn, vm_backup, reporter, repo, prepared, parent):
     return manifest, keep
 
 
+def _point_time(vm_backup):
+    """The new restore point's time: now, to the second (restore point ids have one-second
+    resolution), and always after the VM's latest point on this store."""
+    now = datetime.now(dt_timezone.utc).replace(microsecond=0)
+    latest = (RestorePoint.objects.filter(store=vm_backup.store, vm_uuid=vm_backup.vm_uuid)
+              .order_by("-taken_at").values_list("taken_at", flat=True).first())
+    if latest is not None and latest >= now:
+        return latest + timedelta(seconds=1)
+    return now
+
+
 def _warn_once(reporter, text):
     if text not in reporter.vm_backup.warnings:
         reporter.warn(text)
@@ -326,15 +343,18 @@ def _clean_up(conn, vm_backup, prepared, keep):
     return problems
 
 
-def _drop_chain(conn, parent):
-    """The new restore point carries the chain on: delete the parent's kept disks."""
+def _drop_older_chains(conn, point):
+    """The new restore point carries the chain on: delete the disks older points kept."""
     xenapi = conn.xenapi
-    for link in parent.chain.values():
-        try:
-            xenapi.VDI.destroy(xenapi.VDI.get_by_uuid(link["vdi_uuid"]))
-        except XenAPI.Failure:
-            pass
-    RestorePoint.objects.filter(pk=parent.pk).update(chain={})
+    older = (RestorePoint.objects.filter(store=point.store, vm_uuid=point.vm_uuid)
+             .exclude(pk=point.pk).exclude(chain={}))
+    for old in older:
+        for link in old.chain.values():
+            try:
+                xenapi.VDI.destroy(xenapi.VDI.get_by_uuid(link["vdi_uuid"]))
+            except XenAPI.Failure:
+                pass
+        RestorePoint.objects.filter(pk=old.pk).update(chain={})
 
 
 def _index_restore_point(vm_backup, repo, manifest, keep, conn):
