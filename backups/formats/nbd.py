@@ -27,7 +27,6 @@ FLAG_FIXED_NEWSTYLE = 1
 FLAG_NO_ZEROES = 2
 
 OPT_EXPORT_NAME = 1
-OPT_ABORT = 2
 OPT_STARTTLS = 5
 OPT_GO = 7
 
@@ -101,17 +100,39 @@ class NbdClient:
                 requests.append((start, min(MAX_REQUEST, offset + length - start)))
         in_flight: deque[tuple[int, int, int]] = deque()  # (handle, offset, length) sent
         arrived: dict[int, bytes] = {}
-        while requests or in_flight:
-            while requests and len(in_flight) < PIPELINE_DEPTH:
-                offset, length = requests.popleft()
-                handle = self._send_request(CMD_READ, offset, length)
-                in_flight.append((handle, offset, length))
-            handle, offset, length = in_flight[0]
-            while handle not in arrived:
-                got_handle, data = self._receive_reply({h: n for h, _, n in in_flight})
-                arrived[got_handle] = data
-            in_flight.popleft()
-            yield offset, arrived.pop(handle)
+        try:
+            while requests or in_flight:
+                while requests and len(in_flight) < PIPELINE_DEPTH:
+                    offset, length = requests.popleft()
+                    handle = self._send_request(CMD_READ, offset, length)
+                    in_flight.append((handle, offset, length))
+                handle, offset, length = in_flight[0]
+                while handle not in arrived:
+                    got_handle, data, error = self._receive_reply(
+                        {h: n for h, _, n in in_flight})
+                    arrived[got_handle] = (data, error)
+                in_flight.popleft()
+                data, error = arrived.pop(handle)
+                if error:
+                    raise NbdError(f"NBD server {self.peer}: read at {offset}+{length} failed "
+                                   f"with errno {error}")
+                yield offset, data
+        finally:
+            if in_flight:  # the caller stopped early or a read failed: resynchronise
+                self._drain({h: n for h, _, n in in_flight if h not in arrived})
+
+    def _drain(self, pending: dict[int, int]) -> None:
+        """Read and drop the replies still owed, so the next request starts clean; if
+        that fails the connection is unusable and is closed."""
+        if self._sock is None:
+            return
+        try:
+            while pending:
+                handle, _, _ = self._receive_reply(pending)
+                del pending[handle]
+        except NbdError:
+            self._sock.close()
+            self._sock = None
 
     def close(self) -> None:
         if self._sock is None:
@@ -138,6 +159,8 @@ class NbdClient:
                              f"(size {self.size})")
 
     def _send_request(self, command: int, offset: int, length: int) -> int:
+        if self._sock is None:
+            raise NbdError(f"NBD connection to {self.peer} is closed")
         handle = self._next_handle
         self._next_handle += 1
         message = struct.pack(">IHHQQI", REQUEST_MAGIC, 0, command, handle, offset, length)
@@ -147,15 +170,18 @@ class NbdClient:
             raise NbdError(f"NBD server {self.peer}: sending a request failed: {exc}") from exc
         return handle
 
-    def _receive_reply(self, lengths: dict[int, int]) -> tuple[int, bytes]:
+    def _receive_reply(self, lengths: dict[int, int]) -> tuple[int, bytes | None, int]:
+        """(handle, data, errno) of the next simple reply; data is None on error."""
+        if self._sock is None:
+            raise NbdError(f"NBD connection to {self.peer} is closed")
         magic, error, handle = struct.unpack(">IIQ", _recv_exact(self._sock, 16, self.peer))
         if magic != SIMPLE_REPLY_MAGIC:
             raise NbdError(f"NBD server {self.peer}: bad reply magic {magic:#x}")
         if handle not in lengths:
             raise NbdError(f"NBD server {self.peer}: reply for unknown handle {handle}")
         if error:
-            raise NbdError(f"NBD server {self.peer}: read failed with errno {error}")
-        return handle, _recv_exact(self._sock, lengths[handle], self.peer)
+            return handle, None, error
+        return handle, _recv_exact(self._sock, lengths[handle], self.peer), 0
 
 
 def _negotiate(sock, peer, export_name, tls, cert_pem, server_name):
@@ -177,7 +203,7 @@ def _negotiate(sock, peer, export_name, tls, cert_pem, server_name):
     size = flags = None
     while True:
         reply, data = _receive_option_reply(sock, OPT_GO, peer)
-        if reply == REP_INFO and len(data) >= 12 and struct.unpack(">H", data[:2])[0] == INFO_EXPORT:
+        if reply == REP_INFO and len(data) >= 12 and data[:2] == struct.pack(">H", INFO_EXPORT):
             size, flags = struct.unpack(">QH", data[2:12])
         elif reply == REP_ACK:
             if size is None:

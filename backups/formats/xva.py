@@ -60,7 +60,10 @@ class _CountingStream:
 
     def read(self, n: int = -1) -> bytes:
         if self._prefix:
-            data, self._prefix = self._prefix[:n], self._prefix[n:]
+            if n < 0:
+                data, self._prefix = self._prefix + self.read(), b""
+            else:
+                data, self._prefix = self._prefix[:n], self._prefix[n:]
             return data
         data = self._stream.read(n)
         self.count += len(data)
@@ -313,9 +316,21 @@ def parse_ova_xml(data: bytes) -> OvaMetadata:
     return OvaMetadata(version=value["version"], objects=objects)
 
 
+def _xmlrpc_safe(value):
+    """XML-RPC <int> is 32-bit; xapi sends int64 fields as strings, so do we."""
+    if isinstance(value, dict):
+        return {k: _xmlrpc_safe(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_xmlrpc_safe(v) for v in value]
+    if isinstance(value, int) and not isinstance(value, bool) \
+            and not -2**31 <= value < 2**31:
+        return str(value)
+    return value
+
+
 def dump_ova_xml(meta: OvaMetadata) -> bytes:
     """Encode metadata back to the ova.xml form (typed XML-RPC values)."""
-    value = {"version": meta.version, "objects": meta.objects}
+    value = _xmlrpc_safe({"version": meta.version, "objects": meta.objects})
     text = xmlrpc.client.dumps((value,), allow_none=False)
     start, end = text.index("<value>"), text.rindex("</value>") + len("</value>")
     return text[start:end].encode()
@@ -325,7 +340,7 @@ def rewrite_ova_xml(
     data: bytes,
     *,
     new_name: str | None = None,
-    keep_identity: bool = True,
+    keep_identity: bool,
     network_map: dict[str, dict] | None = None,
     drop_vifs: Iterable[str] = (),
 ) -> bytes:

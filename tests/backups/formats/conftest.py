@@ -1,11 +1,9 @@
-"""Fixtures for the transfer-format tests: sample disks, external tools, ova.xml."""
+"""Fixtures for the transfer-format tests: sample disks and external tools."""
 import os
 import random
 import shutil
 
 import pytest
-
-from tests.backups.formats.ova_sample import make_ova_xml  # noqa: F401  (re-exported)
 
 MiB = 1 << 20
 

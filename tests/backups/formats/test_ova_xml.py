@@ -42,8 +42,9 @@ def test_it_refuses_a_document_that_is_not_ova_xml():
         parse_ova_xml(b"<value><struct>")
 
 
-def test_rewrite_renames_and_keeps_identity_by_default():
-    meta = parse_ova_xml(rewrite_ova_xml(sample(), new_name="web01 (restored 2026-11-25)"))
+def test_rewrite_renames_and_can_keep_identity():
+    meta = parse_ova_xml(rewrite_ova_xml(sample(), new_name="web01 (restored 2026-11-25)",
+                                          keep_identity=True))
     assert meta.vm["name_label"] == "web01 (restored 2026-11-25)"
     assert [v["MAC"] for v in meta.vifs] == ["76:3a:11:00:00:01", "76:3a:11:00:00:02"]
     assert meta.vm["other_config"]["mac_seed"]
@@ -57,7 +58,7 @@ def test_rewrite_with_new_identity_blanks_macs_and_mac_seed():
 
 
 def test_rewrite_maps_networks_by_name_and_drops_vifs():
-    data = rewrite_ova_xml(sample(), network_map={
+    data = rewrite_ova_xml(sample(), keep_identity=True, network_map={
         "Backup VLAN 42": {"name_label": "DR backup net", "bridge": "xapi7"}}, drop_vifs=["0"])
     meta = parse_ova_xml(data)
     assert [v["device"] for v in meta.vifs] == ["1"]
@@ -65,4 +66,12 @@ def test_rewrite_maps_networks_by_name_and_drops_vifs():
     target = meta.networks[meta.vifs[0]["network"]]
     assert (target["name_label"], target["bridge"]) == ("DR backup net", "xapi7")
     with pytest.raises(XvaError, match="no network named"):
-        rewrite_ova_xml(sample(), network_map={"nope": {"name_label": "x"}})
+        rewrite_ova_xml(sample(), keep_identity=True, network_map={"nope": {"name_label": "x"}})
+
+
+def test_rewrite_keeps_large_integers_and_dates_intact():
+    meta = parse_ova_xml(rewrite_ova_xml(sample(), keep_identity=True))
+    assert int(meta.vm["memory_static_max"]) == 4 * GiB
+    assert str(meta.vm["snapshot_time"]) == "19700101T00:00:00Z"
+    assert {d.ref: d.virtual_size for d in meta.disks()} == {"Ref:12": 100 * GiB,
+                                                             "Ref:8": 20 * GiB}

@@ -101,7 +101,8 @@ def test_the_written_vhd_allocates_only_blocks_with_data(tmp_path):
     path = written_vhd(bytes(disk), tmp_path)
     mapping = subprocess.run(["qemu-img", "map", "-f", "vpc", "--output=json", str(path)],
                              check=True, capture_output=True, text=True).stdout
-    assert '"start": 4194304, "length": 2097152, "depth": 0, "present": true, "zero": false, "data": true' in mapping
+    assert ('"start": 4194304, "length": 2097152, "depth": 0, "present": true, "zero": false, '
+            '"data": true') in mapping
     assert mapping.count('"data": true') == 1
     assert reassemble(open(path, "rb")) == bytes(disk)
 
