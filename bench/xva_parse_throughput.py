@@ -6,8 +6,9 @@ Writes an uncompressed XVA of one disk (40 % zero, 30 % text, 30 % random 1 MiB 
 zero chunks left out as xapi does) with XvaWriter, then, each in a fresh child process
 reading the file from a warm page cache: XvaStreamReader over the plain tar (xxhash and
 sha1 checksums, and xxhash without verification), and over zstd- and gzip-compressed
-copies. Rates are MB/s of tar bytes parsed (compressed: of tar bytes after decompression);
-peak RSS is that of the child.
+copies; then XvaWriter producing the same stream from chunks held in memory. Rates are
+MB/s of tar bytes (compressed: of tar bytes after decompression); peak RSS is that of
+the child.
 """
 from __future__ import annotations
 
@@ -51,11 +52,12 @@ def sample_ova(size: int) -> bytes:
 def chunks(size: int):
     rng = random.Random(1)
     text = (b"All work and no backups makes Jack a dull admin. " * 30000)[:CHUNK_SIZE]
+    randoms = [rng.randbytes(CHUNK_SIZE) for _ in range(16)]
     for index in range(size // CHUNK_SIZE):
         kind = rng.random()
         if kind < 0.4:
             continue
-        data = text if kind < 0.7 else rng.randbytes(CHUNK_SIZE)
+        data = text if kind < 0.7 else randoms[index % len(randoms)]
         yield index * CHUNK_SIZE, data
 
 
@@ -78,6 +80,17 @@ def parse(path: str, verify: bool) -> None:
                       "rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))
 
 
+def write_only(size: int, checksum: str) -> None:
+    """Child process: time XvaWriter producing the stream (discarded), print JSON."""
+    writer = XvaWriter(sample_ova(size), checksum=checksum)
+    pieces = list(chunks(size))  # prepared first: only the writer is timed
+    start = time.perf_counter()
+    produced = sum(len(part) for part in writer.stream([("Ref:1", size, iter(pieces))]))
+    seconds = time.perf_counter() - start
+    print(json.dumps({"seconds": seconds, "bytes": produced,
+                      "rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))
+
+
 def measure(path: str, tar_bytes: int, label: str, verify: bool = True) -> None:
     with open(path, "rb") as f:  # warm the page cache
         while f.read(8 << 20):
@@ -96,10 +109,13 @@ def main() -> None:
     parser.add_argument("--dir", default=tempfile.gettempdir())
     parser.add_argument("--child")
     parser.add_argument("--verify", default="1")
+    parser.add_argument("--child-write")
     args = parser.parse_args()
+    size = args.size_mib * CHUNK_SIZE
     if args.child:
         return parse(args.child, args.verify == "1")
-    size = args.size_mib * CHUNK_SIZE
+    if args.child_write:
+        return write_only(size, args.child_write)
     with tempfile.TemporaryDirectory(dir=args.dir) as work:
         for checksum in ("xxhash", "sha1"):
             path = os.path.join(work, f"export-{checksum}.xva")
@@ -119,6 +135,14 @@ def main() -> None:
                         dst.write(block)
                 measure(path + ".gz", tar_bytes, "gzip -1 compressed, xxhash")
             os.remove(path)
+        for checksum in ("xxhash", "sha1"):
+            out = subprocess.run([sys.executable, __file__, "--child-write", checksum,
+                                  "--size-mib", str(args.size_mib)],
+                                 check=True, capture_output=True, text=True)
+            result = json.loads(out.stdout)
+            print(f"{'XvaWriter, ' + checksum:<34} "
+                  f"{result['bytes'] / MB / result['seconds']:8.0f} MB/s of tar   "
+                  f"{'':26}peak RSS {result['rss_mib']:6.1f} MiB")
 
 
 if __name__ == "__main__":
