@@ -25,7 +25,8 @@ def build_pool(sim, nhosts: int = 2) -> None:
                          cpu_info={"cpu_count": "16", "socket_count": "2", "vendor": "GenuineIntel"},
                          other_config={"iscsi_iqn": "iqn.2024-01.org.example:%s" % hostname})
         hosts.append(host)
-    pool = db.create("pool", name_label="Demo pool", master=hosts[0])
+    pool = db.create("pool", name_label="Demo pool", master=hosts[0], ha_enabled=True,
+                     ha_host_failures_to_tolerate=1, ha_plan_exists_for=1)
 
     shared = _sr(sim, "Shared NFS storage", "nfs", 2048 * GiB, hosts, shared=True)
     for i, host in enumerate(hosts):

@@ -8,9 +8,6 @@ from .api.sessions import check_session
 from .errors import XapiError
 from .nbd import NbdRefused, NbdServer
 
-NBD_CERT_SUBJECT = "xapisim"
-
-
 def resolver(sim):
     def resolve(name: str):
         path, _, query = name.partition("?")
@@ -36,7 +33,7 @@ def start_nbd_servers(sim) -> None:
         if host in sim.nbd_servers:
             continue
         server = NbdServer(sim.db.get("host", host)["address"], sim.config.nbd_port, resolver(sim), mode=mode,
-                           ssl_context=sim.tls_context if mode == "tls" else None)
+                           ssl_context=sim.certificates[host][0] if mode == "tls" else None)
         server.start()
         sim.nbd_servers[host] = server
 
@@ -59,7 +56,7 @@ def nbd_info(sim, session: str, vdi: str) -> list[dict]:
                         "exportname": "/%s?session_id=%s" % (rec["uuid"], session),
                         "address": pif_rec["IP"],
                         "port": server.port,
-                        "cert": sim.cert_pem,
-                        "subject": NBD_CERT_SUBJECT,
+                        "cert": sim.certificates[host][1],
+                        "subject": db.get("host", host)["address"],
                     })
     return records

@@ -17,7 +17,7 @@ class HostServer:
         self.host = host
         address = sim.db.get("host", host)["address"]
         self.httpd = _HTTPServer((address, sim.config.port), _Handler, sim=sim, host=host,
-                                 tls_context=sim.tls_context if sim.config.tls else None)
+                                 tls_context=sim.certificates[host][0] if sim.config.tls else None)
         self.thread: threading.Thread | None = None
 
     def start(self) -> None:

@@ -59,8 +59,7 @@ class Simulator:
         self._domid = 0
         self._stop = threading.Event()
         self._saver: threading.Thread | None = None
-        self.tls_context = None
-        self.cert_pem = ""
+        self.certificates: dict[str, tuple] = {}  # host ref -> (ssl server context, PEM)
 
     # -- state ------------------------------------------------------------------------
     @property
@@ -109,9 +108,11 @@ class Simulator:
     def start(self) -> None:
         from .server import HostServer
         from .tls import load_or_create_certificate
-        # Every host has a certificate (host.get_server_certificate, VDI.get_nbd_info), used
-        # for https only with --tls.
-        self.tls_context, self.cert_pem = load_or_create_certificate(self.config.data_dir)
+        # Every host has its certificate (host.get_server_certificate, VDI.get_nbd_info),
+        # used for https only with --tls.
+        for host in self.hosts():
+            address = self.db.get("host", host)["address"]
+            self.certificates[host] = load_or_create_certificate(self.config.data_dir, address)
         for host in self.live_hosts():
             self.servers[host] = HostServer(self, host)
             self.servers[host].start()
@@ -189,11 +190,13 @@ class Simulator:
             if host == self.master() and survivors:
                 db.update("pool", self.pool_ref(), master=survivors[0])
                 drop_all_sessions(self)
+            ha = db.get("pool", self.pool_ref())["ha_enabled"]
             for vm in list(db.get("host", host)["resident_VMs"]):
                 rec = db.get("VM", vm)
                 if rec["is_control_domain"]:
                     continue
-                target = self._restart_target(vm, survivors) if rec["ha_restart_priority"] == "restart" else None
+                protected = ha and rec["ha_restart_priority"] in ("restart", "best-effort")
+                target = self._restart_target(vm, survivors) if protected else None
                 inv.set_power_state(self, vm, "Halted")
                 if target:
                     inv.set_power_state(self, vm, "Running", target)

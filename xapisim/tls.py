@@ -1,37 +1,33 @@
-"""A self-signed host certificate, generated once into the data dir so that its
-fingerprint stays the same across restarts (as a real host's does)."""
+"""Self-signed host certificates, one per host address as on real hosts, generated once
+into the data dir so that their fingerprints stay the same across restarts."""
 
 import datetime
 import ipaddress
 import os
 import ssl
 
-CERT_FILE = "xapi-ssl.pem"
-KEY_FILE = "xapi-ssl.key"
-
-
-def load_or_create_certificate(data_dir: str) -> tuple[ssl.SSLContext, str]:
-    cert_path = os.path.join(data_dir, CERT_FILE)
-    key_path = os.path.join(data_dir, KEY_FILE)
+def load_or_create_certificate(data_dir: str, address: str) -> tuple[ssl.SSLContext, str]:
+    """(server context, certificate PEM) of the host at ``address``."""
+    cert_path = os.path.join(data_dir, "xapi-ssl-%s.pem" % address)
+    key_path = os.path.join(data_dir, "xapi-ssl-%s.key" % address)
     if not (os.path.exists(cert_path) and os.path.exists(key_path)):
-        _create(cert_path, key_path)
+        _create(cert_path, key_path, address)
     context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     context.load_cert_chain(cert_path, key_path)
     with open(cert_path) as f:
         return context, f.read()
 
 
-def _create(cert_path: str, key_path: str) -> None:
+def _create(cert_path: str, key_path: str, address: str) -> None:
     from cryptography import x509
     from cryptography.hazmat.primitives import hashes, serialization
     from cryptography.hazmat.primitives.asymmetric import ec
     from cryptography.x509.oid import NameOID
 
     key = ec.generate_private_key(ec.SECP256R1())
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "xapisim")])
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, address)])
     now = datetime.datetime.now(datetime.timezone.utc)
-    alt = x509.SubjectAlternativeName(
-        [x509.DNSName("localhost"), x509.DNSName("xapisim")] + [x509.IPAddress(ipaddress.ip_address("127.0.0.%d" % i)) for i in range(1, 9)])
+    alt = x509.SubjectAlternativeName([x509.DNSName(address), x509.IPAddress(ipaddress.ip_address(address))])
     cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
             .serial_number(x509.random_serial_number()).not_valid_before(now - datetime.timedelta(days=1))
             .not_valid_after(now + datetime.timedelta(days=3650)).add_extension(alt, critical=False)

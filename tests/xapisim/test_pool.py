@@ -97,8 +97,11 @@ def test_tls_serves_https_with_a_certificate_kept_across_restarts(sim_factory):
     with urllib.request.urlopen(url, context=ssl._create_unverified_context()) as reply:
         assert len(reply.read()) == int(session.xenapi.VDI.get_virtual_size(vdi))
     first = ssl.get_server_certificate(("127.0.0.1", sim.port))
-    host = session.xenapi.host.get_all()[0]
-    assert session.xenapi.host.get_server_certificate(host).strip() == first.strip()
+    x = session.xenapi
+    master, member = host_by_address(x, "127.0.0.1"), host_by_address(x, "127.0.0.2")
+    assert x.host.get_server_certificate(master).strip() == first.strip()
+    member_pem = ssl.get_server_certificate(("127.0.0.2", sim.port))
+    assert x.host.get_server_certificate(member).strip() == member_pem.strip() != first.strip()
     sim.stop()
     sim.start()
     assert ssl.get_server_certificate(("127.0.0.1", sim.port)) == first

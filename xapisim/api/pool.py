@@ -30,7 +30,7 @@ def host_get_address(call, host):
 @api("host.get_server_certificate")
 def host_get_server_certificate(call, host):
     call.db.get("host", host)
-    return call.sim.cert_pem
+    return call.sim.certificates[host][1]
 
 
 @api("host.get_servertime")
