@@ -157,6 +157,9 @@ def test_it_detects_a_truncated_export(xva_img_export):
         list(XvaStreamReader(io.BytesIO(cut)).blocks())
     with pytest.raises(XvaError, match="truncated"):
         list(XvaStreamReader(io.BytesIO(gzip.compress(xva_img_export)[:-5000])).blocks())
+    zst = zstandard.ZstdCompressor().compress(xva_img_export)
+    with pytest.raises(XvaError, match="truncated"):
+        list(XvaStreamReader(io.BytesIO(zst[:-5000])).blocks())
 
 
 def test_it_refuses_a_stream_that_is_not_an_xva():
