@@ -23,5 +23,9 @@ class DashboardSummaryView(CapabilityRequiredMixin, View):
 
     def get(self, request):
         summary = dashboard_summary()
-        alerts_html = render_to_string("dashboard/alerts.html", {"summary": summary}, request=request)
-        return JsonResponse({**summary.as_json(), "alerts_html": alerts_html})
+        context = {"summary": summary}
+        return JsonResponse({
+            **summary.as_json(),
+            "alerts_html": render_to_string("dashboard/alerts.html", context, request=request),
+            "running_html": render_to_string("dashboard/running.html", context, request=request),
+        })

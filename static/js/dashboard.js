@@ -21,6 +21,9 @@
     });
     const alerts = document.querySelector("[data-alerts]");
     if (alerts && summary.alerts_html !== undefined) alerts.innerHTML = summary.alerts_html;
+    const running = document.querySelector("[data-running]");
+    if (running && summary.running_html !== undefined) running.innerHTML = summary.running_html;
+    followRuns(summary.running_runs || []);
     stamp();
   }
 
@@ -41,5 +44,20 @@
     }, 500);
   }
 
-  if (window.Live) Live.subscribe(["dashboard", "pools", "vms"], refresh);
+  // Progress is published per run ("run:<id>"): follow the runs in progress while they last.
+  const followed = new Map();
+  function followRuns(runIds) {
+    if (!window.Live) return;
+    const wanted = new Set(runIds.map((id) => "run:" + id));
+    followed.forEach((subscription, topic) => {
+      if (!wanted.has(topic)) { subscription.close(); followed.delete(topic); }
+    });
+    wanted.forEach((topic) => { if (!followed.has(topic)) followed.set(topic, Live.subscribe([topic], refresh)); });
+  }
+
+  if (window.Live) {
+    Live.subscribe(["dashboard", "pools", "vms"], refresh);
+    const initial = (document.querySelector("[data-running]") || {}).dataset;
+    followRuns(initial && initial.runningRuns ? initial.runningRuns.split(",").filter(Boolean) : []);
+  }
 })();

@@ -130,3 +130,15 @@ def test_a_user_creates_an_api_token_and_copies_it_once(asgi_server, admin, page
     import json
     body = json.loads(urllib.request.urlopen(request, timeout=10).read())
     assert body["results"][0]["message"] == "API token 'nightly report' created"
+
+
+def test_the_live_indicator_shows_a_lost_connection_and_reconnects(asgi_server, admin, page, screenshot):
+    asgi_server.sign_in(page, "alice-admin")
+    page.wait_for_selector('[data-live-state="live"]')
+    asgi_server.stop()
+    try:
+        page.wait_for_selector('[data-live-state="reconnecting"]', timeout=10_000)
+        screenshot(page, "live-reconnecting")
+    finally:
+        asgi_server.start()
+    page.wait_for_selector('[data-live-state="live"]', timeout=40_000)  # backoff: 1 s, 2 s, 4 s ...

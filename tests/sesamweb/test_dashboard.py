@@ -49,3 +49,47 @@ def test_the_navigation_shows_users_to_administrators_only(admin_client, operato
     assert not [item for item in operator_page.context["nav_sections"] if item["key"] == "audit"]
     active = [item["key"] for item in operator_client.get("/pools/vms/").context["nav_sections"] if item["active"]]
     assert active == ["vms"]
+
+
+def make_backups(healthy_pool):
+    from django.utils import timezone
+
+    from backups.models import BackupRun, DataStore, RestorePoint, VmBackup
+    from xenpools.models import VM
+
+    store = DataStore.objects.create(name="local", path="/tmp/none")
+    web, db = VM.objects.get(uuid="u1"), VM.objects.get(uuid="u2")
+    run = BackupRun.objects.create(status="running")
+    VmBackup.objects.create(run=run, vm=web, vm_uuid="u1", vm_name="web", store=store, method="normal",
+                            status="running", phase="streaming", total_bytes=200, bytes_processed=50)
+    failed_run = BackupRun.objects.create(status="failed")
+    VmBackup.objects.create(run=failed_run, vm=db, vm_uuid="u2", vm_name="db", store=store, method="normal",
+                            status="failed", error="SR_BACKEND_FAILURE_44: no space")
+    RestorePoint.objects.create(store=store, point_id="u1/1", vm_uuid="u1", vm_name="web", taken_at=timezone.now(),
+                                method="normal", kind="full", virtual_size=8 << 30, bytes_stored=1 << 30)
+    return run
+
+
+def test_the_summary_reads_backups_running_now_protection_and_failures():
+    healthy, _ = make_inventory()
+    run = make_backups(healthy)
+    summary = dashboard_summary()
+    assert summary.backups_available and summary.runs_active == 1
+    assert summary.running == [{"run": run.pk, "vm_name": "web", "phase": "Streaming disks", "percent": 25,
+                                "url": summary.running[0]["url"]}]
+    assert summary.running_runs == [run.pk]
+    assert summary.vms_protected == 1  # web has a restore point, db does not
+    assert summary.runs_24h == {"running": 1, "failed": 1} and summary.runs_24h_total == 2
+    assert sum(hour["value"] for hour in summary.runs_24h_hourly) == 2
+    assert (summary.restore_points, summary.space_saving) == (1, 8.0)
+    assert any(alert.title == "Backup of db failed" and "no space" in alert.detail for alert in summary.alerts)
+
+
+def test_the_dashboard_page_shows_progress_and_the_chart(operator_client):
+    healthy, _ = make_inventory()
+    make_backups(healthy)
+    response = operator_client.get(reverse("dashboard"))
+    content = response.content.decode()
+    assert 'aria-valuenow="25"' in content and "Streaming disks" in content
+    assert 'id="runs-hourly"' in content
+    assert "8.0 ×" in content
