@@ -37,6 +37,7 @@ import time
 import xmlrpc.client
 from dataclasses import dataclass, field
 from urllib.parse import urlencode, urlsplit
+from xml.parsers.expat import ExpatError
 
 import XenAPI
 
@@ -98,7 +99,8 @@ class PoolTimeout(PoolError):
     pass
 
 
-TRANSPORT_ERRORS = (OSError, http.client.HTTPException, xmlrpc.client.ProtocolError)
+# A host that dies mid-answer can leave an empty or cut XML body: a transport error too.
+TRANSPORT_ERRORS = (OSError, http.client.HTTPException, xmlrpc.client.ProtocolError, ExpatError)
 
 
 # --- addresses and certificates ---------------------------------------------------------------

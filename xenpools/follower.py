@@ -67,6 +67,9 @@ class EventFollower:
                 except DatabaseError as exc:
                     # e.g. "database is locked" under load: start again from a fresh dump.
                     logger.warning("pool %s: database error, following again: %s", self.pool.name, exc)
+                except Exception as exc:  # noqa: BLE001 - a long-running follower must not die
+                    logger.exception("pool %s: unexpected error while following events", self.pool.name)
+                    self._mark_unhealthy(PoolError(f"unexpected error while following events: {exc!r}"))
                 if self.stop.wait(backoff):
                     break
                 backoff = min(backoff * 2, BACKOFF_MAX)

@@ -13,9 +13,11 @@ vanish are deleted.
 from __future__ import annotations
 
 import logging
+import xmlrpc.client
 from dataclasses import dataclass, field
 from datetime import datetime, timezone as dt_timezone
 
+import XenAPI
 from django.db import transaction
 from django.utils import timezone
 
@@ -45,12 +47,18 @@ def health_for(error: Exception) -> str:
 
 
 def fetch_records(connection: PoolConnection) -> dict:
-    """{class: {ref: record}} for every mirrored class, failing over once on a transport error."""
+    """{class: {ref: record}} for every mirrored class.
+
+    Reconnects once (which fails over) when the connection breaks or the master changed
+    under us (HOST_IS_SLAVE, or the client giving up on SESSION_INVALID)."""
     for attempt in (1, 2):
         try:
             return {cls: getattr(connection.xenapi, cls).get_all_records() for cls in CLASSES}
-        except TRANSPORT_ERRORS as exc:
-            if attempt == 2:
+        except (*TRANSPORT_ERRORS, xmlrpc.client.Fault, XenAPI.Failure) as exc:
+            master_moved = not isinstance(exc, XenAPI.Failure) or exc.details[:1] == ["HOST_IS_SLAVE"]
+            if attempt == 2 or not master_moved:
+                if isinstance(exc, XenAPI.Failure):
+                    raise PoolError(f"{connection.master_address} refused to list the inventory: {' '.join(exc.details)}") from exc
                 raise PoolUnreachable(f"lost the connection to {connection.master_address} while reading the inventory: {exc}") from exc
             logger.info("pool %s: %s; reconnecting", connection.address.host, exc)
             connection.reconnect()

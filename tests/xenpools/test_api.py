@@ -41,7 +41,7 @@ def test_a_new_certificate_must_be_confirmed_through_the_api(tls_sim, api_client
 
     confirmed = admin.post("/api/pools/", pool_payload(tls_sim, fingerprint=fingerprint), format="json")
     assert confirmed.status_code == 201
-    assert confirmed.data["fingerprints"] == {"127.0.0.1": fingerprint}
+    assert confirmed.data["fingerprints"]["127.0.0.1"] == fingerprint
 
 
 def test_the_test_action_reports_what_it_found(sim, api_client):

@@ -157,15 +157,24 @@ def test_over_tls_a_surviving_member_is_trusted_only_with_a_pinned_certificate(t
         master = x.pool.get_master(x.pool.get_all()[0])
     tls_sim.control.fail_host(master)
 
-    # The member presents the certificate the admin confirmed (the simulator's hosts share one).
+    # The member's certificate was pinned over the verified master session at the first sync.
     sync_pool(pool)
     pool.refresh_from_db()
     assert pool.master_address == "127.0.0.2"
 
-    # With nothing pinned for the pool, the same member is refused instead of trusted.
-    pool.fingerprints = {}
+    # Without that pin, failing over to the member does not make its certificate trusted.
+    pool.fingerprints = {"127.0.0.1": fingerprint}
     pool.save()
     with pytest.raises(PoolCertificateUnknown):
         sync_pool(pool)
     pool.refresh_from_db()
     assert pool.health == PoolHealth.CERTIFICATE
+
+
+def test_over_tls_member_certificates_are_learnt_through_the_verified_master(tls_sim, make_pool):
+    fingerprint = fetch_fingerprint(parse_address(tls_sim.url))
+
+    pool = make_pool(tls_sim, fingerprint=fingerprint)
+
+    member = fetch_fingerprint(parse_address(tls_sim.member_url(1)))
+    assert pool.fingerprints == {"127.0.0.1": fingerprint, "127.0.0.2": member}

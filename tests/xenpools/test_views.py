@@ -66,7 +66,7 @@ def test_the_wizard_asks_to_confirm_a_new_certificate(tls_sim, admin_client):
     admin_client.post(ADD, {**wizard_data(tls_sim, fingerprint=fingerprint, trust_certificate="on"), "add": "1"})
 
     pool = Pool.objects.get(name="lab")
-    assert pool.fingerprints == {"127.0.0.1": fingerprint}
+    assert pool.fingerprints["127.0.0.1"] == fingerprint
     assert AuditEvent.objects.filter(action="trust_certificate", target_id=str(pool.pk)).exists()
 
 
