@@ -18,12 +18,15 @@
     return node;
   }
 
-  function niceMax(value) {
-    if (value <= 0) return 1;
-    const magnitude = Math.pow(10, Math.floor(Math.log10(value)));
-    const steps = [1, 2, 2.5, 5, 10];
-    for (const s of steps) if (value <= s * magnitude) return s * magnitude;
-    return 10 * magnitude;
+  // Axis top and step: 4 steps of 1, 2, 2.5 or 5 x 10^n; whole numbers for counts.
+  function niceScale(value, integers) {
+    if (value <= 0) return { max: integers ? 4 : 1, step: integers ? 1 : 0.25 };
+    const raw = value / 4;
+    const magnitude = Math.pow(10, Math.floor(Math.log10(raw)));
+    const factors = integers ? [1, 2, 5, 10] : [1, 2, 2.5, 5, 10];
+    let step = factors.map((f) => f * magnitude).find((s) => s >= raw);
+    if (integers) step = Math.max(1, Math.round(step));
+    return { max: step * 4, step };
   }
 
   function frame(container, data, options) {
@@ -31,7 +34,8 @@
     const svg = el("svg", { viewBox: `0 0 ${W} ${H}`, class: "chart-svg", role: "img",
       "aria-label": options.label || "Chart", preserveAspectRatio: "none" });
     container.appendChild(svg);
-    const max = niceMax(Math.max(0, ...data.map((d) => Number(d.value) || 0)));
+    const values = data.map((d) => Number(d.value) || 0);
+    const { max } = niceScale(Math.max(0, ...values), values.every(Number.isInteger));
     const plotW = W - PAD.left - PAD.right, plotH = H - PAD.top - PAD.bottom;
     for (let i = 0; i <= 4; i++) {
       const y = PAD.top + plotH - (plotH * i) / 4;

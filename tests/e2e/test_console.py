@@ -142,3 +142,18 @@ def test_the_live_indicator_shows_a_lost_connection_and_reconnects(asgi_server, 
     finally:
         asgi_server.start()
     page.wait_for_selector('[data-live-state="live"]', timeout=40_000)  # backoff: 1 s, 2 s, 4 s ...
+
+
+def test_the_dashboard_with_backups_running(asgi_server, admin, page, screenshot):
+    from backups.models import BackupRun
+    from tests.sesamweb.test_dashboard import make_backups, make_inventory
+
+    healthy, _ = make_inventory()
+    make_backups(healthy)
+    for status in ("success", "success", "warning"):
+        BackupRun.objects.create(status=status)
+    asgi_server.sign_in(page, "alice-admin")
+    page.wait_for_selector("svg.chart-svg")
+    assert page.locator("rect.chart-bar").count() == 24  # one bar per hour
+    assert page.locator("[data-running] [role=progressbar]").get_attribute("aria-valuenow") == "25"
+    screenshot(page, "dashboard-backups")
