@@ -170,6 +170,7 @@ def _run(vm_backup, reporter):
         if vm_backup.incremental and _enable_cbt(conn, vm_ref) and parent is not None:
             reporter.warn("full backup instead of incremental: changed block tracking was disabled on the VM's disk")
             parent = None
+        reporter.check_cancelled()
         reporter.phase(BackupPhase.PREPARING)
         name = f"sesamweb backup {vm_backup.pk} of {vm_backup.vm_name}"
         prepared = prepare_vm(conn, vm_ref, vm_backup, snapshot_name=name)
@@ -179,6 +180,9 @@ def _run(vm_backup, reporter):
         keep = {}
         try:
             manifest, keep = _stream_with_retries(conn, vm_backup, reporter, repo, prepared, parent)
+            if not _vm_exists(conn, vm_backup.vm_uuid, prepared):
+                reporter.warn("the VM was deleted from the pool during the backup; "
+                              "this restore point holds its state at the time of the snapshot")
         finally:
             reporter.phase(BackupPhase.CLEANING_UP)
             problems = _clean_up(conn, vm_backup, prepared, keep)
@@ -275,6 +279,7 @@ def _stream_once(conn, vm_backup, reporter, repo, prepared, parent):
             _warn_once(reporter, f"full backup instead of incremental: {exc}")
     metadata = {"pool_uuid": vm_backup.pool.uuid if vm_backup.pool else "", "method": vm_backup.method,
                 "vm_name": vm_backup.vm_name}
+    reporter.check_cancelled()
     reporter.phase(BackupPhase.STREAMING)
     with repo.start_backup(vm_backup.vm_uuid, started_at, parent=parent.point_id if bases else None,
                            method=vm_backup.method, on_progress=reporter.on_repository_progress) as writer:

@@ -38,7 +38,6 @@ class ProgressReporter:
         VmBackup.objects.filter(pk=self.vm_backup.pk).update(**fields)
         self.vm_backup.phase = phase
         self._publish({"type": "vm_backup.phase", "phase": phase, "message": message or ""}, force=True)
-        self.check_cancelled()
 
     def warn(self, text):
         self.vm_backup.warnings.append(text)

@@ -5,6 +5,7 @@ VmBackup id before anything else happens to it, so cleanup can find it even afte
 worker was killed between creating it and recording it.
 """
 import logging
+import time
 
 import XenAPI
 
@@ -13,6 +14,7 @@ log = logging.getLogger(__name__)
 TAG_KEY = "sesamweb_backup"          # other_config key on snapshots the engine made
 CHAIN_KEY = "sesamweb_chain"         # other_config key on VDIs kept for the next incremental
 NULL_REF = "OpaqueRef:NULL"
+BUSY_RETRIES = 30                    # seconds to wait for a snapshot still locked by an export
 
 
 def tag_snapshot(xenapi, snapshot_ref, vm_backup_id):
@@ -39,14 +41,19 @@ def destroy_snapshot(xenapi, snapshot_ref, keep_vdis=()):
     Disks another VM still uses are left alone. Missing objects are not an error: the
     goal is that nothing of ours is left, not that we deleted it ourselves.
     """
-    try:
-        vdis = [ref for ref in snapshot_disks(xenapi, snapshot_ref).values() if ref not in keep_vdis]
-        vdis = [ref for ref in vdis if _only_used_by(xenapi, ref, snapshot_ref)]
-        xenapi.VM.destroy(snapshot_ref)
-    except XenAPI.Failure as failure:
-        if failure.details[0] == "HANDLE_INVALID":
-            return
-        raise
+    for attempt in range(BUSY_RETRIES):
+        try:
+            vdis = [ref for ref in snapshot_disks(xenapi, snapshot_ref).values() if ref not in keep_vdis]
+            vdis = [ref for ref in vdis if _only_used_by(xenapi, ref, snapshot_ref)]
+            xenapi.VM.destroy(snapshot_ref)
+            break
+        except XenAPI.Failure as failure:
+            if failure.details[0] == "HANDLE_INVALID":
+                return
+            # An export that was just abandoned may still hold the snapshot for a moment.
+            if failure.details[0] != "OTHER_OPERATION_IN_PROGRESS" or attempt == BUSY_RETRIES - 1:
+                raise
+            time.sleep(1)
     for vdi_ref in vdis:
         try:
             xenapi.VDI.destroy(vdi_ref)

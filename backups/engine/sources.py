@@ -10,6 +10,7 @@ base=). Unchanged ranges keep the parent backup's chunks.
 import io
 import logging
 import tarfile
+import time
 
 import XenAPI
 
@@ -40,6 +41,22 @@ class _Task:
     def wait(self):
         return self.conn.wait_task(self.ref, timeout=120)
 
+    def abort(self, timeout=30):
+        """Cancel a transfer we gave up on and wait until the host let go of the VM, so its
+        snapshot can be deleted (an export keeps the VM locked until its task ends)."""
+        try:
+            self.conn.xenapi.task.cancel(self.ref)
+        except (XenAPI.Failure, OSError):
+            pass
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            try:
+                if self.conn.xenapi.task.get_status(self.ref) != "pending":
+                    return
+            except (XenAPI.Failure, OSError):
+                return
+            time.sleep(0.2)
+
     def close(self):
         try:
             self.conn.xenapi.task.destroy(self.ref)
@@ -55,6 +72,7 @@ def stream_full_export(conn, export_ref, writer, reporter, *, compression="none"
     if preserve_power_state:
         query["preserve_power_state"] = "true"
     response = conn.open_transfer("GET", "/export", query)
+    completed = False
     try:
         reader = XvaStreamReader(response, compression="auto")
         ova_xml = reader.ova_xml()
@@ -80,8 +98,12 @@ def stream_full_export(conn, export_ref, writer, reporter, *, compression="none"
             if ref not in done:
                 writer.add_disk(disk_key(disk.userdevice), disk.virtual_size).finish()
         reporter.bytes_read(reader.bytes_read, sum(d.virtual_size for d in disks.values()))
+        completed = True
     finally:
         response.close()
+        if not completed:
+            task.abort()
+            task.close()
     try:
         task.wait()
     finally:
@@ -166,14 +188,19 @@ def _read_vhd_delta(conn, vdi_ref, base_ref, disk_writer, reporter, read):
     task = _Task(conn, "sesamweb VHD delta export")
     response = conn.open_transfer("GET", "/export_raw_vdi",
                                   {"vdi": vdi_ref, "format": "vhd", "base": base_ref, "task_id": task.ref})
+    completed = False
     try:
         _size, pieces = read_vhd_stream(response)
         for offset, data in pieces:
             disk_writer.write(offset, data)
             read += len(data)
             reporter.bytes_read(read, read)
+        completed = True
     finally:
         response.close()
+        if not completed:
+            task.abort()
+            task.close()
     try:
         task.wait()
     finally:

@@ -71,7 +71,12 @@ class PoolReader:
         return [(r["name_label"], r["uuid"]) for r in self.xenapi.VM.get_all_records().values() if r["is_a_snapshot"]]
 
     def close(self):
-        self.session.xenapi.session.logout()
+        if self.session is not None:
+            try:
+                self.session.xenapi.session.logout()
+            except OSError:      # the master may be gone (failover tests)
+                pass
+            self.session = None
 
 
 @pytest.fixture

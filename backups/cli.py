@@ -1,0 +1,67 @@
+"""What the backup commands share: finding VMs and stores by name, and a terminal progress bar."""
+import shutil
+import sys
+import time
+
+from django.core.management.base import CommandError
+
+from xenpools.models import VM
+
+from .models import DataStore
+
+
+def find_store(name):
+    try:
+        return DataStore.objects.get(name=name)
+    except DataStore.DoesNotExist:
+        names = ", ".join(DataStore.objects.values_list("name", flat=True)) or "none yet (manage.py add_store)"
+        raise CommandError(f"no data store named {name!r}; data stores: {names}") from None
+
+
+def find_vm(text):
+    """A VM by uuid or by name; a name that several VMs share must be given as a uuid."""
+    vms = VM.objects.filter(is_snapshot=False).select_related("pool")
+    by_uuid = list(vms.filter(uuid=text))
+    matches = by_uuid or list(vms.filter(name=text, removed_at__isnull=True))
+    if not matches:
+        raise CommandError(f"no VM with uuid or name {text!r} in the inventory (manage.py sync_inventory?)")
+    if len(matches) > 1:
+        listing = "; ".join(f"{vm.uuid} in pool {vm.pool}" for vm in matches)
+        raise CommandError(f"several VMs are named {text!r}: give the uuid ({listing})")
+    return matches[0]
+
+
+def human_bytes(count):
+    count = float(count or 0)
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
+        if count < 1024 or unit == "TiB":
+            return f"{count:.0f} {unit}" if unit == "B" else f"{count:.1f} {unit}"
+        count /= 1024
+
+
+class ProgressBar:
+    """One line that redraws itself on a terminal; plain lines now and then otherwise."""
+
+    def __init__(self, stream=None, label=""):
+        self.stream = stream or sys.stdout
+        self.label = label
+        self.tty = hasattr(self.stream, "isatty") and self.stream.isatty()
+        self.last_line = 0.0
+
+    def update(self, fraction, detail=""):
+        fraction = max(0.0, min(1.0, fraction))
+        if self.tty:
+            width = max(10, min(40, shutil.get_terminal_size((80, 20)).columns - 60))
+            filled = int(width * fraction)
+            bar = "#" * filled + "-" * (width - filled)
+            self.stream.write(f"\r{self.label} [{bar}] {fraction * 100:5.1f}% {detail}"[:200].ljust(100))
+            self.stream.flush()
+        elif time.monotonic() - self.last_line > 10:
+            self.last_line = time.monotonic()
+            self.stream.write(f"{self.label} {fraction * 100:5.1f}% {detail}\n")
+            self.stream.flush()
+
+    def done(self):
+        if self.tty:
+            self.stream.write("\n")
+            self.stream.flush()

@@ -1,0 +1,89 @@
+"""Store maintenance the console runs: the restore point catalog, verify, prune, gc.
+
+The manifests on the store are the truth; RestorePoint rows are an index of them that
+`refresh_catalog` rebuilds (a store adopted from elsewhere, points deleted by prune).
+"""
+from django.db import transaction
+from django.utils import timezone
+
+from sesamweb.audit.choices import AuditAction
+from sesamweb.audit.log import record_event
+
+from .choices import BackupKind, VerifyState
+from .models import RestorePoint
+from .repository import RetentionPolicy
+from .stores import open_repository
+
+
+def refresh_catalog(store):
+    """Make the RestorePoint rows match the store's manifests. Returns (added, removed)."""
+    repo = open_repository(store)
+    summaries = {s.id: s for s in repo.list_backups()}
+    existing = {p.point_id: p for p in RestorePoint.objects.filter(store=store)}
+    added = 0
+    with transaction.atomic():
+        for point_id, summary in summaries.items():
+            state = VerifyState.DAMAGED if summary.damaged else None
+            if point_id in existing:
+                if state and existing[point_id].verify_state != state:
+                    RestorePoint.objects.filter(pk=existing[point_id].pk).update(verify_state=state)
+                continue
+            if summary.error:
+                continue
+            manifest = repo.load_manifest(point_id)
+            metadata = manifest.metadata
+            RestorePoint.objects.create(
+                store=store, point_id=point_id, vm_uuid=summary.vm_uuid,
+                vm_name=summary.vm_name or metadata.get("vm_name") or summary.vm_uuid,
+                pool_uuid=metadata.get("pool_uuid", ""), taken_at=summary.started_at,
+                method=summary.method or "", kind=metadata.get("kind") or BackupKind.FULL,
+                parent_point_id=summary.parent or "", virtual_size=sum(summary.disks.values()),
+                bytes_new=summary.totals.get("bytes_new", 0), bytes_stored=summary.totals.get("bytes_stored", 0),
+                has_memory=bool(metadata.get("has_memory")), verify_state=state or VerifyState.UNVERIFIED,
+            )
+            added += 1
+        gone = [pk for point_id, p in existing.items() if point_id not in summaries for pk in [p.pk]]
+        RestorePoint.objects.filter(pk__in=gone).delete()
+    return added, len(gone)
+
+
+def verify_points(store, points=None, on_progress=None):
+    """Re-read every chunk of the given restore points (all by default) and record the result."""
+    repo = open_repository(store)
+    ids = [p.point_id for p in points] if points is not None else None
+    report = repo.verify(ids, on_progress=on_progress)
+    now = timezone.now()
+    for result in report.backups:
+        RestorePoint.objects.filter(store=store, point_id=result.id).update(
+            verify_state=VerifyState.OK if result.ok else VerifyState.DAMAGED, verified_at=now)
+    damaged = report.damaged
+    record_event(AuditAction.VERIFY, target=store, outcome="success" if not damaged else "failure",
+                 message=f"verified {len(report.backups)} restore point(s), {report.chunks_checked} chunks: "
+                         + (f"{len(damaged)} damaged ({', '.join(b.id for b in damaged)})" if damaged else "all good"))
+    return report
+
+
+def prune_store(store, policy: RetentionPolicy, *, vm_uuid=None, confirm_last=False, dry_run=False):
+    repo = open_repository(store)
+    plan = repo.prune(policy, vm_uuid=vm_uuid, confirm_last=confirm_last, dry_run=dry_run)
+    if not dry_run:
+        RestorePoint.objects.filter(store=store, point_id__in=plan.remove).delete()
+        record_event(AuditAction.PRUNE, target=store,
+                     message=f"pruned {len(plan.remove)} restore point(s), kept {len(plan.keep)} "
+                             f"(last {policy.keep_last}, daily {policy.keep_daily}, weekly {policy.keep_weekly}, "
+                             f"monthly {policy.keep_monthly})")
+    return plan
+
+
+def collect_garbage(store, *, dry_run=False, grace_period=None):
+    repo = open_repository(store)
+    options = {"dry_run": dry_run}
+    if grace_period is not None:
+        options["grace_period"] = grace_period
+    report = repo.collect_garbage(**options)
+    if not dry_run:
+        record_event(AuditAction.GC, target=store,
+                     message=f"garbage collection removed {report.deleted_chunks} chunk(s), "
+                             f"{report.deleted_bytes} bytes, {report.deleted_temporaries} temporary file(s)")
+    return report
+

@@ -1,0 +1,81 @@
+import os
+from urllib.parse import unquote, urlsplit
+
+from django.core.management.base import BaseCommand, CommandError
+
+from backups.choices import StoreKind
+from backups.models import DataStore
+from backups.repository import StoreError, StoreExistsError
+from backups.stores import create_store
+from sesamweb.audit.log import acting_as
+
+
+class Command(BaseCommand):
+    help = (
+        "Create a data store: a local directory (or NFS mount) or an S3-compatible bucket. "
+        "S3 credentials come from the URL (https://KEY:SECRET@host/bucket/prefix) or from "
+        "AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY."
+    )
+
+    def add_arguments(self, parser):
+        parser.add_argument("name")
+        where = parser.add_mutually_exclusive_group(required=True)
+        where.add_argument("--path", help="absolute directory of a local store (its parent must exist)")
+        where.add_argument("--s3-url", help="http(s)://[KEY:SECRET@]host[:port]/bucket[/prefix]")
+        key = parser.add_mutually_exclusive_group(required=True)
+        key.add_argument("--passphrase-file", help="file holding the passphrase that protects the store's key")
+        key.add_argument("--no-encryption", action="store_true", help="store chunks unencrypted")
+        parser.add_argument("--region", default="")
+        parser.add_argument("--compression-level", type=int, default=3)
+        parser.add_argument("--cluster", default="", help="worker cluster (remote device server) of this store")
+
+    def handle(self, *args, name, path, s3_url, passphrase_file, no_encryption, region, compression_level,
+               cluster, **options):
+        if DataStore.objects.filter(name=name).exists():
+            raise CommandError(f"a data store named {name!r} exists already")
+        passphrase = None
+        if passphrase_file:
+            try:
+                with open(passphrase_file) as handle:
+                    passphrase = handle.read().strip()
+            except OSError as exc:
+                raise CommandError(f"cannot read the passphrase file: {exc}") from exc
+            if len(passphrase) < 12:
+                raise CommandError("the passphrase must have at least 12 characters")
+        settings = {"name": name, "passphrase": passphrase, "encrypted": not no_encryption,
+                    "compression_level": compression_level, "cluster": cluster}
+        if path:
+            settings.update(kind=StoreKind.LOCAL, path=os.path.abspath(path))
+        else:
+            settings.update(kind=StoreKind.S3, s3_region=region, **_parse_s3_url(s3_url))
+        try:
+            with acting_as(None, source="cli:add_store"):
+                store = create_store(**settings)
+        except StoreExistsError as exc:
+            raise CommandError(f"{exc}: adopt it instead of creating a new one") from exc
+        except (StoreError, ValueError) as exc:
+            raise CommandError(str(exc)) from exc
+        self.stdout.write(self.style.SUCCESS(f"Data store {store.name} created at {store.location}."))
+        if store.encrypted:
+            self.stdout.write(
+                "Its data is encrypted. Export the key file now and keep it somewhere safe, away from the "
+                f"store:\n    manage.py export_key {store.name} --out {store.name}.key\n"
+                "If the console is lost, the passphrase or the key file opens the store; losing both "
+                "means losing every backup in it."
+            )
+
+
+def _parse_s3_url(url):
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise CommandError("--s3-url must look like https://host[:port]/bucket[/prefix]")
+    bucket, _, prefix = parts.path.lstrip("/").partition("/")
+    if not bucket:
+        raise CommandError("--s3-url must name a bucket: https://host/bucket[/prefix]")
+    access_key = unquote(parts.username or "") or os.environ.get("AWS_ACCESS_KEY_ID", "")
+    secret = unquote(parts.password or "") or os.environ.get("AWS_SECRET_ACCESS_KEY", "")
+    if not access_key or not secret:
+        raise CommandError("S3 credentials missing: put KEY:SECRET@ in the URL or set AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY")
+    port = f":{parts.port}" if parts.port else ""
+    return {"s3_endpoint": f"{parts.scheme}://{parts.hostname}{port}", "s3_bucket": bucket,
+            "s3_prefix": prefix.strip("/"), "s3_access_key": access_key, "s3_secret": secret}
