@@ -66,10 +66,11 @@ class Database:
         return [r for r, rec in self.objects[cls].items() if all(rec.get(k) == v for k, v in match.items())]
 
     # -- writing ---------------------------------------------------------------------
-    def _bump(self, ref: str) -> None:
+    def _bump(self, cls: str, ref: str) -> None:
         self.generation += 1
         self.modified_at[ref] = self.generation
-        self.dirty = True
+        if cls not in VOLATILE:  # task progress and sessions need no save
+            self.dirty = True
         self.changed.notify_all()
 
     def add(self, cls: str, record: dict, ref: str | None = None) -> str:
@@ -78,7 +79,7 @@ class Database:
             record.setdefault("uuid", new_uuid())
             self.objects[cls][ref] = record
             self.by_uuid[cls][record["uuid"]] = ref
-            self._bump(ref)
+            self._bump(cls, ref)
             self.created_at[ref] = self.generation
             return ref
 
@@ -89,27 +90,27 @@ class Database:
         with self.lock:
             rec = self.get(cls, ref)
             rec.update(fields)
-            self._bump(ref)
+            self._bump(cls, ref)
 
     def touch(self, cls: str, ref: str) -> None:
         """Record an in-place change of a record (list append, map edit)."""
         with self.lock:
             self.get(cls, ref)
-            self._bump(ref)
+            self._bump(cls, ref)
 
     def add_to(self, cls: str, ref: str, field: str, item) -> None:
         with self.lock:
             rec = self.get(cls, ref)
             if item not in rec[field]:
                 rec[field].append(item)
-                self._bump(ref)
+                self._bump(cls, ref)
 
     def remove_from(self, cls: str, ref: str, field: str, item) -> None:
         with self.lock:
             rec = self.objects[cls].get(ref)
             if rec is not None and item in rec[field]:
                 rec[field].remove(item)
-                self._bump(ref)
+                self._bump(cls, ref)
 
     def delete(self, cls: str, ref: str) -> dict:
         with self.lock:
@@ -120,7 +121,7 @@ class Database:
             self.created_at.pop(ref, None)
             self.modified_at.pop(ref, None)
             self.deletions.append((self.generation, cls, ref, rec))
-            self.dirty = True
+            self.dirty = self.dirty or cls not in VOLATILE
             self.changed.notify_all()
             return rec
 
