@@ -202,6 +202,10 @@ class Import:
             other["mac_seed"] = str(sim.uuid4())
         other["import_task"] = "OpaqueRef:NULL"
         fields.update(other_config=other, power_state="Halted", is_control_domain=False)
+        suspend_vdi = self.refs.get(s.get("suspend_VDI"))
+        if s.get("power_state") == "Suspended" and suspend_vdi:
+            # An export made with preserve_power_state brings its memory image (import.ml).
+            fields.update(power_state="Suspended", suspend_VDI=suspend_vdi)
         metrics = self._track("VM_metrics", db.create("VM_metrics", memory_actual=fields.get("memory_target", 0)))
         guest_ref = NULL
         if guest:

@@ -579,3 +579,17 @@ def test_restoring_a_deleted_vm_keeps_its_identity_and_gives_fresh_vdi_uuids(sim
     assert x.VIF.get_MAC(rec["VIFs"][0]) == old_mac
     assert x.VIF.get_uuid(rec["VIFs"][0]) == old_vif_uuid
     assert x.VDI.get_uuid(disk_vdis(x, new)[0]) != old_vdi_uuid
+
+
+def test_a_checkpoint_exported_with_its_power_state_imports_suspended(client):
+    x = client.x
+    checkpoint = x.VM.checkpoint(vm_named(x, "test-vm-1"), "cp")
+    _, body = client.get("/export", {"ref": checkpoint, "preserve_power_state": "true"})
+    ova, disks = unpack_xva(io.BytesIO(body))
+    image = x.VDI.get_uuid(x.VM.get_suspend_VDI(checkpoint))
+    assert disks[image] == client.raw(image)
+    (new,) = import_xva(client, body)
+    rec = x.VM.get_record(new)
+    assert rec["power_state"] == "Suspended"
+    assert x.VDI.get_type(rec["suspend_VDI"]) == "suspend"
+    assert client.raw(x.VDI.get_uuid(rec["suspend_VDI"])) == client.raw(image)
