@@ -13,7 +13,7 @@ from sesamweb.audit.log import record_event
 from sesamweb.live.publish import publish
 
 from .choices import BackupMethod, QuiesceFallback, RunStatus, Trigger
-from .engine.backup import finish_run_if_done, run_vm_backup
+from .engine.backup import fail_abandoned_backups, finish_run_if_done, run_vm_backup
 from .models import BackupRun, VmBackup
 
 
@@ -30,6 +30,7 @@ def request_backup(*, vm, store, method, incremental=False, trigger=Trigger.MANU
         raise BackupRequestError(f"VM {vm.name} no longer exists in pool {vm.pool}")
     if vm.is_snapshot:
         raise BackupRequestError(f"{vm.name} is a snapshot, not a VM")
+    fail_abandoned_backups()
     if VmBackup.objects.filter(vm_uuid=vm.uuid, status__in=[RunStatus.QUEUED, RunStatus.RUNNING]).exists():
         raise BackupRequestError(f"a backup of {vm.name} is already queued or running")
     with transaction.atomic():
