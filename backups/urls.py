@@ -1,1 +1,7 @@
-urlpatterns = []
+from django.urls import include, path
+
+app_name = "backups"
+
+urlpatterns = [
+    path("restore/", include("backups.restore.urls")),
+]

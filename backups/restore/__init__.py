@@ -1,0 +1,1 @@
+"""Restore: any restore point back to a pool (engine, validation, wizard, replication)."""
