@@ -67,11 +67,39 @@ def bench_transfers(size_gib: int) -> None:
                 nbytes, seconds = min(runs, key=lambda r: r[1])
                 print("%-26s %7.0f MB/s of disk (%7.0f MB/s on the wire, %.2f s, %d bytes)"
                       % (label, virtual / seconds / MB, nbytes / seconds / MB, seconds, nbytes))
+            nbytes, seconds = export_into_import(sim, session.handle, made["ref"])
+            print("%-26s %7.0f MB/s of disk (%7.0f MB/s on the wire, %.2f s; GET /export piped into PUT /import)"
+                  % ("import (no compression)", virtual / seconds / MB, nbytes / seconds / MB, seconds))
             print("simulator peak RSS after transfers: %.0f MiB" % peak_rss_mib(sim.process.pid))
             bench_events(sim)
             x.session.logout()
         finally:
             sim.stop()
+
+
+def export_into_import(sim, session: str, vm: str) -> tuple[int, float]:
+    """Stream an export straight into an import (no Content-Length: the importer reads to
+    EOF); the clock stops when the import's connection closes, i.e. when it is complete."""
+    import socket
+    source = http.client.HTTPConnection("127.0.0.1", sim.port, timeout=600)
+    start = time.perf_counter()
+    source.request("GET", "/export?session_id=%s&ref=%s" % (session, vm))
+    reply = source.getresponse()
+    sink = socket.create_connection(("127.0.0.1", sim.port))
+    sink.sendall(("PUT /import?session_id=%s HTTP/1.1\r\nHost: sim\r\n\r\n" % session).encode())
+    buf = bytearray(4 << 20)
+    view = memoryview(buf)
+    total = 0
+    while n := reply.readinto(view):
+        sink.sendall(view[:n])
+        total += n
+    sink.shutdown(socket.SHUT_WR)
+    answer = b""
+    while chunk := sink.recv(65536):
+        answer += chunk
+    sink.close()
+    assert answer.startswith(b"HTTP/1.1 200"), answer[:200]
+    return total, time.perf_counter() - start
 
 
 def bench_events(sim) -> None:
