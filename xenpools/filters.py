@@ -25,7 +25,9 @@ class VMFilterSet(django_filters.FilterSet):
     power_state = django_filters.ChoiceFilter(choices=PowerState.choices, empty_label="Any power state")
     tag = django_filters.CharFilter(method="with_tag", label="Tag")
     os = django_filters.ChoiceFilter(choices=OsFamily.choices, method="with_os", label="OS", empty_label="Any OS")
-    removed = django_filters.BooleanFilter(method="with_removed", label="Removed from pool")
+    presence = django_filters.ChoiceFilter(
+        choices=(("present", "In the pool"), ("removed", "Removed from the pool")),
+        method="with_presence", label="Presence", empty_label="In the pool or removed")
     ordering = django_filters.OrderingFilter(
         fields=(("name", "name"), ("power_state", "power_state"), ("pool__name", "pool"), ("host__name", "host"),
                 ("os_name", "os"), ("memory", "memory"), ("vcpus", "vcpus")),
@@ -33,7 +35,7 @@ class VMFilterSet(django_filters.FilterSet):
 
     class Meta:
         model = VM
-        fields = ["q", "pool", "host", "power_state", "tag", "os", "removed"]
+        fields = ["q", "pool", "host", "power_state", "tag", "os", "presence"]
 
     def search(self, queryset, name, value):
         value = value.strip()
@@ -45,8 +47,9 @@ class VMFilterSet(django_filters.FilterSet):
     def with_os(self, queryset, name, value):
         return queryset.filter(is_windows=(value == OsFamily.WINDOWS))
 
-    def with_removed(self, queryset, name, value):
-        return queryset.filter(removed_at__isnull=not value)
+    def with_presence(self, queryset, name, value):
+        # A VM deleted on its pool stays listed as removed, so its backups remain findable.
+        return queryset.filter(removed_at__isnull=(value == "present"))
 
 
 class HostFilterSet(django_filters.FilterSet):

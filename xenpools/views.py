@@ -172,8 +172,7 @@ class VMListView(CapabilityRequiredMixin, ListView):
     def get_queryset(self):
         queryset = VM.objects.filter(is_snapshot=False).select_related("pool", "host").order_by("name", "pk")
         data = self.request.GET.copy()
-        if "removed" not in data:
-            data["removed"] = "false"
+        data.setdefault("presence", "present")
         self.filterset = VMFilterSet(data, queryset=queryset)
         return self.filterset.qs
 

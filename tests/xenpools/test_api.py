@@ -91,7 +91,7 @@ def test_inventory_endpoints_are_read_only_and_filterable(sim, make_pool, api_cl
     operator = api_client("operator")
     running = VM.objects.filter(pool=pool, power_state="Running", is_snapshot=False, removed_at=None)
 
-    vms = operator.get("/api/vms/", {"power_state": "Running", "removed": "false"})
+    vms = operator.get("/api/vms/", {"power_state": "Running", "presence": "present"})
     one = operator.get(f"/api/vms/{running[0].pk}/")
 
     assert vms.status_code == 200 and vms.data["count"] == running.count()

@@ -196,3 +196,17 @@ def test_the_vm_page_shows_disks_networks_and_snapshots(sim, make_pool, auditor_
 def test_anonymous_visitors_are_sent_to_sign_in(client):
     response = client.get(reverse("xenpools:vm_list"))
     assert response.status_code == 302 and "sign-in" in response.url
+
+
+def test_removed_vms_are_hidden_by_default_and_can_be_listed(db, auditor_client):
+    from django.utils import timezone
+
+    pool = Pool.objects.create(name="p", address="h")
+    present = VM.objects.create(pool=pool, uuid="u1", ref="r1", name="still-here")
+    gone = VM.objects.create(pool=pool, uuid="u2", ref="r2", name="deleted-on-pool", removed_at=timezone.now())
+    url = reverse("xenpools:vm_list")
+
+    assert list(auditor_client.get(url).context["vms"]) == [present]
+    removed = auditor_client.get(url, {"presence": "removed"})
+    assert list(removed.context["vms"]) == [gone] and b"Removed" in removed.content
+    assert set(auditor_client.get(url, {"presence": ""}).context["vms"]) == {present, gone}
