@@ -6,7 +6,7 @@ import pytest
 
 from sesamweb.accounts.roles import Role
 from tests.fixtures.users import make_user
-from xenpools.connection import PoolConnection
+from xenpools.connection import PoolConnection, fetch_fingerprint, parse_address
 from xenpools.follower import EventFollower
 from xenpools.models import VM, Pool
 from xenpools.registration import register_pool
@@ -86,3 +86,24 @@ def test_the_vm_list_shows_a_power_state_change_live(asgi_server, admin, sim, pa
     finally:
         follower.stop.set()
         thread.join(timeout=20)
+
+
+def test_an_administrator_confirms_the_certificate_of_a_tls_pool(asgi_server, admin, sim_factory, page, screenshot):
+    tls_sim = sim_factory("--test-vms", "2", "--tls")
+    asgi_server.sign_in(page, "alice-admin")
+    page.goto(asgi_server.url + "/pools/add/")
+    page.get_by_label("Name", exact=True).fill("Secure pool")
+    page.get_by_label("Master address").fill(tls_sim.url)
+    page.get_by_label("Password", exact=True).fill(tls_sim.password)
+    page.get_by_role("button", name="Test connection").click()
+
+    shown = page.locator("[data-fingerprint]").inner_text()
+    assert shown == fetch_fingerprint(parse_address(tls_sim.url))
+    screenshot(page, "pool-add-certificate")
+    page.get_by_label("I compared this fingerprint").check()
+    page.get_by_role("button", name="Test connection").click()
+    page.get_by_text("Connection test passed").wait_for()
+    page.get_by_role("button", name="Add pool").click()
+
+    page.get_by_role("heading", name="Hosts").wait_for()
+    assert Pool.objects.get(name="Secure pool").fingerprints["127.0.0.1"] == shown
