@@ -203,3 +203,4 @@ class RestorePoint(models.Model):
 
     def __str__(self):
         return f"{self.vm_name} @ {self.taken_at:%Y-%m-%d %H:%M}"
+from .models_restore import *  # noqa: F401,F403,E402
