@@ -4,14 +4,10 @@ changes: one small event per changed VM on topic "vms", a pool summary on "pool:
 from django.db.models import Count, Q
 from django.template.defaultfilters import filesizeformat
 
+from sesamweb.live.publish import publish
+
 from .choices import PoolHealth, PowerState
 from .models import VM, Pool
-
-
-def _publish(topic, event):
-    from sesamweb.live.publish import publish   # the console-wide live path (H6)
-
-    publish(topic, event)
 
 
 def vm_event(vm: VM, host_names: dict) -> dict:
@@ -35,7 +31,7 @@ def publish_vm_changes(pool: Pool, vms) -> None:
         return
     host_names = dict(pool.hosts.values_list("pk", "name"))
     for vm in vms:
-        _publish("vms", vm_event(vm, host_names))
+        publish("vms", vm_event(vm, host_names))
 
 
 def pool_state(pool: Pool) -> dict:
@@ -65,5 +61,5 @@ def pool_state(pool: Pool) -> dict:
 
 def publish_pool_state(pool: Pool) -> None:
     state = pool_state(pool)
-    _publish(f"pool:{pool.pk}", state)
-    _publish("pools", state)
+    publish(f"pool:{pool.pk}", state)
+    publish("pools", state)
