@@ -1,7 +1,20 @@
 from django.urls import include, path
 
+from . import views
+
 app_name = "backups"
 
 urlpatterns = [
+    path("", views.RunListView.as_view(), name="index"),
+    path("runs/<int:pk>/", views.RunDetailView.as_view(), name="run_detail"),
+    path("runs/<int:pk>/cancel/", views.RunCancelView.as_view(), name="run_cancel"),
+    path("vm-backups/<int:pk>/", views.VmBackupDetailView.as_view(), name="vm_backup_detail"),
+    path("vms/<int:vm_pk>/back-up-now/", views.BackupNowView.as_view(), name="backup_now"),
+    path("stores/", views.StoreListView.as_view(), name="store_list"),
+    path("stores/add/", views.StoreAddView.as_view(), name="store_add"),
+    path("stores/<int:pk>/", views.StoreDetailView.as_view(), name="store_detail"),
+    path("stores/<int:pk>/key/", views.StoreKeyExportView.as_view(), name="store_key_export"),
+    path("stores/<int:pk>/<slug:action>/", views.StoreMaintenanceView.as_view(), name="store_maintenance"),
+    path("restore-points/", views.PointListView.as_view(), name="point_list"),
     path("restore/", include("backups.restore.urls")),
 ]

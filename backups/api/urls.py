@@ -1,5 +1,15 @@
 from django.urls import include, path
+from rest_framework.routers import SimpleRouter
+
+from . import views
+
+router = SimpleRouter()
+router.register("stores", views.DataStoreViewSet, basename="datastore")
+router.register("backups", views.BackupRequestViewSet, basename="backup-request")
+router.register("runs", views.BackupRunViewSet, basename="backup-run")
+router.register("restore-points", views.RestorePointViewSet, basename="restore-point")
 
 urlpatterns = [
     path("", include("backups.restore.api_urls")),
+    *router.urls,
 ]

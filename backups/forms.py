@@ -1,0 +1,177 @@
+"""Forms of the backup pages: add a data store, back up a VM now, store maintenance."""
+from pathlib import Path
+
+from django import forms
+from django.utils.html import format_html
+
+from .choices import BackupMethod, QuiesceFallback, StoreKind
+from .models import DataStore
+
+MIN_PASSPHRASE_LENGTH = 12
+
+METHOD_EXPLANATIONS = {
+    BackupMethod.NORMAL: "Snapshot the running VM and export the snapshot; no downtime, crash-consistent.",
+    BackupMethod.MEMORY: "Checkpoint disks and memory; restores to a suspended VM that resumes where it was.",
+    BackupMethod.QUIESCED: "Ask the Windows guest (VSS) to flush before the snapshot; application-consistent.",
+    BackupMethod.OFFLINE: "Shut the VM down cleanly first; fully consistent, costs a shutdown and a boot.",
+}
+METHOD_ORDER = [BackupMethod.NORMAL, BackupMethod.MEMORY, BackupMethod.QUIESCED, BackupMethod.OFFLINE]
+
+
+def quiesce_support(vm):
+    """(supported, reason) for VM.snapshot_with_quiesce, read from the inventory."""
+    if not vm.is_windows:
+        return False, "the guest is not Windows (VSS needs Windows guest tools)"
+    version = _version_tuple(vm.pool.product_version)
+    if version is None:
+        return False, "the pool's XenServer version is unknown (sync the pool)"
+    if version >= (8, 1):
+        return False, f"XenServer {vm.pool.product_version} no longer has VSS snapshots (removed in 8.1)"
+    return True, f"Windows guest on XenServer {vm.pool.product_version}"
+
+
+def _version_tuple(text):
+    try:
+        return tuple(int(part) for part in text.split(".")[:2])
+    except (AttributeError, ValueError):
+        return None
+
+
+class DataStoreForm(forms.Form):
+    name = forms.CharField(max_length=100, help_text="A short name, used by the CLI and the API (e.g. nas-01).")
+    kind = forms.ChoiceField(choices=StoreKind.choices, initial=StoreKind.LOCAL, widget=forms.RadioSelect,
+                             label="Medium")
+    path = forms.CharField(max_length=500, required=False, label="Directory",
+                           help_text="Absolute path. Its parent must exist: an unmounted share is refused, "
+                                     "so backups never fill the root disk by mistake.")
+    s3_endpoint = forms.URLField(required=False, label="S3 endpoint", assume_scheme="https",
+                                 help_text="e.g. https://s3.eu-central-1.amazonaws.com or your MinIO address")
+    s3_bucket = forms.CharField(max_length=200, required=False, label="Bucket")
+    s3_prefix = forms.CharField(max_length=200, required=False, label="Prefix")
+    s3_region = forms.CharField(max_length=50, required=False, label="Region")
+    s3_access_key = forms.CharField(max_length=200, required=False, label="Access key")
+    s3_secret = forms.CharField(required=False, label="Secret key", widget=forms.PasswordInput(render_value=False),
+                                help_text="Stored encrypted; never shown again.")
+    encrypted = forms.BooleanField(required=False, initial=True, label="Encrypt backups (AES-256-GCM)")
+    passphrase = forms.CharField(required=False, strip=False, widget=forms.PasswordInput(render_value=False),
+                                 help_text=f"At least {MIN_PASSPHRASE_LENGTH} characters; a few unrelated words "
+                                           "are strong and easy to keep.")
+    passphrase_confirm = forms.CharField(required=False, strip=False, label="Passphrase again",
+                                         widget=forms.PasswordInput(render_value=False))
+    compression_level = forms.IntegerField(min_value=1, max_value=19, initial=3, label="zstd level",
+                                           help_text="3 is fast and compresses well; higher levels cost CPU.")
+    cluster = forms.CharField(max_length=100, required=False, label="Worker cluster",
+                              help_text="Leave empty unless a remote device server writes to this store.")
+
+    def clean_name(self):
+        name = self.cleaned_data["name"].strip()
+        if DataStore.objects.filter(name__iexact=name).exists():
+            raise forms.ValidationError("A data store with this name exists already.")
+        return name
+
+    def clean_path(self):
+        path = self.cleaned_data["path"].strip()
+        if self.data.get("kind", StoreKind.LOCAL) != StoreKind.LOCAL:
+            return path
+        if not path:
+            raise forms.ValidationError("Enter the directory of the data store.")
+        directory = Path(path)
+        if not directory.is_absolute():
+            raise forms.ValidationError("Enter an absolute path (starting with /).")
+        if not directory.parent.is_dir():
+            raise forms.ValidationError(f"{directory.parent} does not exist. Is the share mounted?")
+        if directory.exists() and any(directory.iterdir()):
+            raise forms.ValidationError(f"{directory} is not empty; choose a new or empty directory.")
+        if DataStore.objects.filter(path=str(directory)).exists():
+            raise forms.ValidationError("Another data store uses this directory.")
+        return str(directory)
+
+    def clean(self):
+        data = super().clean()
+        if data.get("kind") == StoreKind.S3:
+            for name in ("s3_endpoint", "s3_bucket", "s3_access_key", "s3_secret"):
+                if not data.get(name) and name not in self.errors:
+                    self.add_error(name, "Required for an S3 data store.")
+        if data.get("encrypted"):
+            passphrase = data.get("passphrase", "")
+            if len(passphrase) < MIN_PASSPHRASE_LENGTH:
+                self.add_error("passphrase", f"Use at least {MIN_PASSPHRASE_LENGTH} characters.")
+            elif passphrase != data.get("passphrase_confirm"):
+                self.add_error("passphrase_confirm", "The two passphrases differ.")
+        return data
+
+    def store_options(self):
+        """Keyword arguments for backups.stores.create_store."""
+        data = self.cleaned_data
+        options = {"name": data["name"], "kind": data["kind"], "encrypted": data["encrypted"],
+                   "compression_level": data["compression_level"], "cluster": data["cluster"].strip()}
+        if data["encrypted"]:
+            options["passphrase"] = data["passphrase"]
+        if data["kind"] == StoreKind.LOCAL:
+            options["path"] = data["path"]
+        else:
+            options.update({name: data[name] for name in
+                            ("s3_endpoint", "s3_bucket", "s3_prefix", "s3_region", "s3_access_key", "s3_secret")})
+        return options
+
+
+class BackupNowForm(forms.Form):
+    store = forms.ModelChoiceField(queryset=DataStore.objects.all(), empty_label=None, label="Data store")
+    method = forms.ChoiceField(choices=[], widget=forms.RadioSelect(attrs={"class": "method-choice"}), initial=BackupMethod.NORMAL)
+    incremental = forms.BooleanField(required=False, initial=True, label="Incremental",
+                                     help_text="Read only the blocks changed since the last backup when a chain "
+                                               "exists (falls back to full, with a note, when it does not).")
+    restart_after_snapshot = forms.BooleanField(
+        required=False, initial=True, label="Offline: start the VM again right after the snapshot",
+        help_text="Downtime is the shutdown plus the boot, not the whole export.")
+    allow_hard_shutdown = forms.BooleanField(
+        required=False, label="Offline: force off if the clean shutdown times out")
+    quiesce_fallback = forms.ChoiceField(choices=QuiesceFallback.choices, initial=QuiesceFallback.FAIL,
+                                         label="Quiesced: when VSS is not possible")
+
+    def __init__(self, *args, vm, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.vm = vm
+        self.quiesce_supported, self.quiesce_reason = quiesce_support(vm)
+        self.fields["method"].choices = [
+            (method.value, format_html("<strong>{}</strong><span class=\"method-help\">{}</span>",
+                                       method.label, METHOD_EXPLANATIONS[method]))
+            for method in METHOD_ORDER
+        ]
+
+    def clean(self):
+        data = super().clean()
+        if (data.get("method") == BackupMethod.QUIESCED and not self.quiesce_supported
+                and data.get("quiesce_fallback") != QuiesceFallback.NORMAL):
+            self.add_error("method", f"A quiesced snapshot is not possible: {self.quiesce_reason}. "
+                                     "Choose another method, or allow the fallback to a normal snapshot.")
+        return data
+
+    def backup_options(self):
+        """Keyword arguments for backups.services.request_backup (besides vm, trigger, user)."""
+        data = self.cleaned_data
+        return {"store": data["store"], "method": data["method"], "incremental": data["incremental"],
+                "restart_after_snapshot": data["restart_after_snapshot"],
+                "allow_hard_shutdown": data["allow_hard_shutdown"], "quiesce_fallback": data["quiesce_fallback"]}
+
+
+class PruneForm(forms.Form):
+    keep_last = forms.IntegerField(min_value=0, initial=7, label="Keep last")
+    keep_daily = forms.IntegerField(min_value=0, initial=7, label="Daily")
+    keep_weekly = forms.IntegerField(min_value=0, initial=4, label="Weekly")
+    keep_monthly = forms.IntegerField(min_value=0, initial=6, label="Monthly")
+    confirm_last = forms.BooleanField(required=False, label="Also remove a VM's only good backup if the rules say so")
+
+    def clean(self):
+        data = super().clean()
+        if not self.errors and not any(data.get(n) for n in ("keep_last", "keep_daily", "keep_weekly", "keep_monthly")):
+            raise forms.ValidationError("Keep at least one restore point per VM by some rule.")
+        return data
+
+
+class KeyExportForm(forms.Form):
+    passphrase = forms.CharField(
+        required=False, strip=False, label="Protect the key file with a passphrase",
+        widget=forms.PasswordInput(render_value=False),
+        help_text="Optional. Without one, the file holds the raw key: keep it offline, like a password.")
+    force = forms.BooleanField(required=False, label="Export again although the key was exported before")

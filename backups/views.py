@@ -1,0 +1,262 @@
+"""Backup pages: runs (live), data stores, restore points and "Back up now". Thin views:
+the work is done by backups.services, backups.stores and the tasks they queue."""
+from django.contrib import messages
+from django.db.models import Count, Max, Q, Sum
+from django.http import HttpResponse
+from django.shortcuts import get_object_or_404, redirect, render
+from django.urls import reverse
+from django.utils import timezone
+from django.views import View
+from django.views.generic import DetailView, ListView
+from django_q.models import Task
+
+from sesamweb.accounts.permissions import MANAGE, OPERATE, CapabilityRequiredMixin
+from sesamweb.accounts.roles import user_can
+from xenpools.models import VM
+
+from .choices import BackupPhase, RunStatus, Trigger
+from .filters import BackupRunFilterSet, RestorePointFilterSet
+from .forms import BackupNowForm, DataStoreForm, KeyExportForm, PruneForm
+from .models import BackupRun, DataStore, RestorePoint, VmBackup
+from .repository import KeyAlreadyExportedError, RepositoryError
+from .services import BackupRequestError, cancel_run, queue_run, request_backup
+from .stores import create_store, export_key_file
+from .tasks import STORE_TASKS, queue_store_task, store_task_group
+from .templatetags.backups_tags import restore_url
+
+
+def _querystring(request):
+    query = request.GET.copy()
+    query.pop("page", None)
+    return query.urlencode()
+
+
+def _with_totals(runs):
+    """Runs with the sums of their VM backups (a scheduled run backs up several VMs)."""
+    return runs.annotate(
+        vm_count=Count("vm_backups"), total_processed=Sum("vm_backups__bytes_processed"),
+        total_stored=Sum("vm_backups__bytes_stored"), total_read=Sum("vm_backups__bytes_read"),
+    ).prefetch_related("vm_backups__store")
+
+
+def _add_durations(runs):
+    """duration_seconds on each run: from its start to its end (or to now while it runs)."""
+    now = timezone.now()
+    for run in runs:
+        end = run.finished_at or (now if run.started_at else None)
+        run.duration_seconds = (end - run.started_at).total_seconds() if run.started_at and end else None
+    return runs
+
+
+class RunListView(CapabilityRequiredMixin, ListView):
+    template_name = "backups/run_list.html"
+    context_object_name = "runs"
+    paginate_by = 50
+
+    def get_queryset(self):
+        self.filterset = BackupRunFilterSet(self.request.GET, queryset=BackupRun.objects.all())
+        return _with_totals(self.filterset.qs).select_related("requested_by").order_by("-created_at", "-pk")
+
+    def get_context_data(self, **kwargs):
+        context = super().get_context_data(filterset=self.filterset, querystring=_querystring(self.request), **kwargs)
+        _add_durations(context["runs"])
+        context["active_runs"] = [run.pk for run in context["runs"] if run.status not in RunStatus.finished()]
+        return context
+
+
+class RunDetailView(CapabilityRequiredMixin, DetailView):
+    template_name = "backups/run_detail.html"
+    context_object_name = "run"
+
+    def get_queryset(self):
+        return _with_totals(BackupRun.objects.select_related("requested_by"))
+
+    def get_context_data(self, **kwargs):
+        run = self.object
+        _add_durations([run])
+        vm_backups = list(run.vm_backups.select_related("store", "vm", "restore_point").order_by("pk"))
+        return super().get_context_data(
+            vm_backups=vm_backups, labels={"phase": dict(BackupPhase.choices), "status": dict(RunStatus.choices)},
+            finished=run.status in RunStatus.finished(),
+            can_cancel=user_can(self.request.user, OPERATE) and run.status not in RunStatus.finished(),
+            **kwargs)
+
+
+class VmBackupDetailView(CapabilityRequiredMixin, View):
+    """A VM backup is shown on its run's page, anchored."""
+
+    def get(self, request, pk):
+        vm_backup = get_object_or_404(VmBackup, pk=pk)
+        return redirect(reverse("backups:run_detail", args=[vm_backup.run_id]) + f"#vm-backup-{vm_backup.pk}")
+
+
+class RunCancelView(CapabilityRequiredMixin, View):
+    capability = OPERATE
+
+    def post(self, request, pk):
+        run = get_object_or_404(BackupRun, pk=pk)
+        if run.status in RunStatus.finished():
+            messages.info(request, f"{run} has already finished.")
+        else:
+            cancel_run(run, user=request.user)
+            messages.success(request, f"{run}: cancel requested. A running backup stops at its next step and "
+                                      "cleans up its snapshots.")
+        return redirect(run)
+
+
+class BackupNowView(CapabilityRequiredMixin, View):
+    """"Back up now" for one VM: the form on the VM page posts here (GET shows it alone)."""
+
+    capability = OPERATE
+    template_name = "backups/backup_now.html"
+
+    def get(self, request, vm_pk):
+        vm = get_object_or_404(VM.objects.select_related("pool"), pk=vm_pk)
+        return render(request, self.template_name, {"vm": vm, "form": BackupNowForm(vm=vm)})
+
+    def post(self, request, vm_pk):
+        vm = get_object_or_404(VM.objects.select_related("pool"), pk=vm_pk)
+        form = BackupNowForm(request.POST, vm=vm)
+        if form.is_valid():
+            try:
+                run = request_backup(vm=vm, trigger=Trigger.MANUAL, user=request.user, **form.backup_options())
+            except BackupRequestError as exc:
+                form.add_error(None, str(exc))
+            else:
+                queue_run(run)
+                messages.success(request, f"Backup of {vm.name} queued.")
+                return redirect(run)
+        return render(request, self.template_name, {"vm": vm, "form": form}, status=400)
+
+
+class StoreListView(CapabilityRequiredMixin, ListView):
+    template_name = "backups/store_list.html"
+    context_object_name = "stores"
+
+    def get_queryset(self):
+        return DataStore.objects.annotate(
+            point_count=Count("restore_points"), vm_count=Count("restore_points__vm_uuid", distinct=True),
+            stored=Sum("restore_points__bytes_stored"), covered=Sum("restore_points__virtual_size"),
+            last_point=Max("restore_points__taken_at"),
+        )
+
+    def get_context_data(self, **kwargs):
+        return super().get_context_data(can_manage=user_can(self.request.user, MANAGE), **kwargs)
+
+
+class StoreAddView(CapabilityRequiredMixin, View):
+    capability = MANAGE
+    template_name = "backups/store_form.html"
+
+    def get(self, request):
+        return render(request, self.template_name, {"form": DataStoreForm()})
+
+    def post(self, request):
+        form = DataStoreForm(request.POST)
+        if form.is_valid():
+            try:
+                store = create_store(**form.store_options())
+            except (ValueError, RepositoryError, OSError) as exc:
+                form.add_error(None, f"The data store could not be created: {exc}")
+            else:
+                messages.success(request, f"Data store {store.name} created. Download its key file now and keep it "
+                                          "with the passphrase, away from the backups.")
+                return redirect(store)
+        return render(request, self.template_name, {"form": form}, status=400)
+
+
+class StoreDetailView(CapabilityRequiredMixin, DetailView):
+    template_name = "backups/store_detail.html"
+    context_object_name = "store"
+    model = DataStore
+
+    def get_context_data(self, **kwargs):
+        store = self.object
+        per_vm = (RestorePoint.objects.filter(store=store).values("vm_uuid")
+                  .annotate(vm_name=Max("vm_name"), points=Count("id"), latest=Max("taken_at"),
+                            stored=Sum("bytes_stored"), covered=Sum("virtual_size"),
+                            damaged=Count("id", filter=Q(verify_state="damaged")))
+                  .order_by("vm_name"))
+        live_uuids = _live_vm_uuids(row["vm_uuid"] for row in per_vm)
+        for row in per_vm:
+            row["removed"] = row["vm_uuid"] not in live_uuids
+        totals = RestorePoint.objects.filter(store=store).aggregate(
+            points=Count("id"), stored=Sum("bytes_stored"), covered=Sum("virtual_size"))
+        group = store_task_group(store)
+        return super().get_context_data(
+            per_vm=per_vm, totals=totals,
+            can_operate=user_can(self.request.user, OPERATE), can_manage=user_can(self.request.user, MANAGE),
+            prune_form=PruneForm(), key_form=KeyExportForm(),
+            recent_tasks=Task.objects.filter(group=group).order_by("-stopped")[:6],
+            **kwargs)
+
+
+def _live_vm_uuids(uuids):
+    return set(VM.objects.filter(uuid__in=list(uuids), removed_at__isnull=True, is_snapshot=False)
+               .values_list("uuid", flat=True))
+
+
+class StoreMaintenanceView(CapabilityRequiredMixin, View):
+    """Queue verify / prune / gc / catalog refresh on the store's workers."""
+
+    capability = OPERATE
+
+    def post(self, request, pk, action):
+        store = get_object_or_404(DataStore, pk=pk)
+        if action not in STORE_TASKS:
+            return HttpResponse(status=404)
+        options = {}
+        if action == "prune":
+            form = PruneForm(request.POST)
+            if not form.is_valid():
+                messages.error(request, "Prune not queued: " + " ".join(e for errors in form.errors.values() for e in errors))
+                return redirect(store)
+            options = form.cleaned_data
+        queue_store_task(store, action, **options)
+        messages.success(request, f"{STORE_TASKS[action][1]} of {store.name} queued on the workers.")
+        return redirect(store)
+
+
+class StoreKeyExportView(CapabilityRequiredMixin, View):
+    """The key file, downloaded once; again only when the administrator confirms."""
+
+    capability = MANAGE
+
+    def post(self, request, pk):
+        store = get_object_or_404(DataStore, pk=pk)
+        form = KeyExportForm(request.POST)
+        if not store.encrypted:
+            messages.error(request, f"{store.name} is not encrypted: there is no key to export.")
+            return redirect(store)
+        form.is_valid()
+        force = form.cleaned_data.get("force", False)
+        try:
+            key_file = export_key_file(store, passphrase=form.cleaned_data.get("passphrase") or None, force=force)
+        except KeyAlreadyExportedError:
+            messages.error(request, f"The key of {store.name} was exported on {store.key_exported_at:%Y-%m-%d %H:%M}. "
+                                    "To export it again, confirm that you mean to.")
+            return redirect(store)
+        response = HttpResponse(key_file, content_type="application/json")
+        response["Content-Disposition"] = f'attachment; filename="sesamweb-{store.name}.key.json"'
+        response["Cache-Control"] = "no-store"
+        return response
+
+
+class PointListView(CapabilityRequiredMixin, ListView):
+    template_name = "backups/point_list.html"
+    context_object_name = "points"
+    paginate_by = 50
+
+    def get_queryset(self):
+        self.filterset = RestorePointFilterSet(self.request.GET, queryset=RestorePoint.objects.select_related("store"))
+        return self.filterset.qs
+
+    def get_context_data(self, **kwargs):
+        context = super().get_context_data(filterset=self.filterset, querystring=_querystring(self.request), **kwargs)
+        points = context["points"]
+        live = {vm.uuid: vm for vm in VM.objects.filter(uuid__in=[p.vm_uuid for p in points], removed_at__isnull=True,
+                                                           is_snapshot=False)}
+        for point in points:
+            point.live_vm = live.get(point.vm_uuid)
+            point.restore_url = restore_url(point)
+        return context
