@@ -488,6 +488,9 @@ class PoolConnection:
             except OSError as exc:
                 connection.close()
                 raise PoolUnreachable(_describe_os_error(host, self.address.port, exc)) from exc
+            except BaseException:      # the body's source failed (a damaged chunk, a cancel): hang up
+                connection.close()
+                raise
             if response.status in (301, 302, 303, 307, 308):
                 host, target = self._redirect_target(response)
                 response.close()
@@ -503,6 +506,9 @@ class PoolConnection:
                 except OSError as exc:
                     response.close()
                     raise PoolUnreachable(f"{host} closed the connection while receiving {path}: {exc}") from exc
+                except BaseException:
+                    response.close()
+                    raise
             response.transfer_host = host      # where the transfer ended up (after redirects)
             return response
         raise PoolError(f"too many redirects for {method} {path}")

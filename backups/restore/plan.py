@@ -248,6 +248,8 @@ def validate_plan(plan: RestorePlan, details: PointDetails | None = None) -> lis
     problems += _check_networks(plan, details, pool)
     problems += _check_identity(plan, details, pool)
     problems += _check_start(plan, details)
+    if not problems:
+        problems += _check_path(plan, details)
     return problems
 
 
@@ -343,6 +345,49 @@ def _check_identity(plan, details, pool):
         if clash.exists():
             problems.append(PlanProblem("identity", "name", f"a VM named {name!r} already exists in pool {pool}: "
                                         "choose another name"))
+    return problems
+
+
+XVA_IMPORT, PER_DISK = "xva-import", "per-disk"
+
+
+def choose_path(plan: RestorePlan, details: PointDetails) -> tuple[str, str]:
+    """(path, reason): PUT /import of a rebuilt XVA when it can express the plan (all disks on
+    one SR; networks that xapi's importer finds by name), else VM.create and one
+    /import_raw_vdi per disk. The reason says why the per-disk path is needed."""
+    disks = details.restored_disks(plan.start_mode)
+    srs = {plan.sr_by_disk[d.key].pk for d in disks if plan.sr_by_disk.get(d.key) is not None}
+    if len(srs) > 1:
+        return PER_DISK, "the disks go to different SRs"
+    targets_by_source = {}
+    for vif in details.vifs:
+        network = plan.network_by_vif.get(vif.device)
+        if network is not None:
+            targets_by_source.setdefault(vif.network_name, set()).add(network.pk)
+    if len({v.network_name for v in details.vifs}) < len({(v.network_name, v.network_uuid) for v in details.vifs}):
+        return PER_DISK, "two of the VM's networks share a name"
+    for name, targets in targets_by_source.items():
+        if len(targets) > 1:
+            return PER_DISK, f"interfaces on network {name!r} go to different networks"
+    for network in {n for n in plan.network_by_vif.values() if n is not None}:
+        if not network.name or Network.objects.filter(pool=network.pool_id, name=network.name).count() > 1:
+            return PER_DISK, f"the target network {network.name!r} is not the only one with its name"
+    return XVA_IMPORT, ""
+
+
+def _check_path(plan, details):
+    path, reason = choose_path(plan, details)
+    if path == XVA_IMPORT:
+        return []
+    problems = []
+    if plan.identity == Identity.KEEP:
+        problems.append(PlanProblem("identity", "identity", (
+            f"keeping the original UUID needs a restore through xapi's import, which cannot follow this plan "
+            f"({reason}): put every disk on one SR, or choose new UUIDs and MACs")))
+    if plan.start_mode in StartMode.WITH_MEMORY:
+        problems.append(PlanProblem("start", "start_mode", (
+            f"the memory image can only be restored through xapi's import, which cannot follow this plan "
+            f"({reason}): put every disk on one SR, or restore halted / started")))
     return problems
 
 
