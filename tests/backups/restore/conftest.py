@@ -55,3 +55,18 @@ def vms_and_vdis(reader):
     vms = {r["uuid"] for r in reader.xenapi.VM.get_all_records().values() if not r["is_a_snapshot"]}
     vdis = {r["uuid"] for r in reader.xenapi.VDI.get_all_records().values()}
     return vms, vdis
+
+
+@pytest.fixture
+def second_pool(sim_factory, transactional_db):
+    """Another simulator instance, registered as another pool; yields (pool, reader)."""
+    from tests.backups.conftest import PoolReader
+    from xenpools.connection import PoolConnection
+    from xenpools.registration import register_pool
+
+    other = sim_factory("--test-vms", "1")
+    probe = PoolConnection.probe(other.url, "root", other.password, fingerprint=None)
+    pool = register_pool("lab-2", other.url, "root", other.password, probe, sync=True)
+    reader = PoolReader(other)
+    yield pool, reader, other
+    reader.close()
