@@ -527,6 +527,21 @@ class RestoreRunCancelView(CapabilityRequiredMixin, View):
         return redirect(run.get_absolute_url())
 
 
+STATUS_BADGES = {RunStatus.QUEUED: "muted", RunStatus.RUNNING: "info", RunStatus.SUCCESS: "ok",
+                 RunStatus.WARNING: "warn", RunStatus.FAILED: "danger", RunStatus.CANCELLED: "muted"}
+
+
+def rate_text(run) -> str:
+    """The current speed while running; the average over the whole run once finished."""
+    if run.is_finished and run.duration_seconds:
+        return f"{run.bytes_done / run.duration_seconds / 2**20:.1f} MB/s on average"
+    return f"{(run.rate or 0.0) / 2**20:.1f} MB/s"
+
+
+def _when(moment) -> str:
+    return timezone.localtime(moment).strftime("%Y-%m-%d %H:%M:%S") if moment else "not yet"
+
+
 def run_status(run) -> dict:
     """What the progress page shows, as JSON-able values."""
     restored = None
@@ -538,6 +553,7 @@ def run_status(run) -> dict:
         "id": run.pk,
         "status": run.status,
         "status_label": run.get_status_display(),
+        "badge": STATUS_BADGES.get(run.status, "muted"),
         "finished": run.is_finished,
         "phase": run.phase,
         "phase_label": run.get_phase_display(),
@@ -545,8 +561,9 @@ def run_status(run) -> dict:
         "bytes_done": done,
         "percent": 100 if succeeded else (min(100, round(100 * done / total)) if total else 0),
         "rate": run.rate or 0.0,
-        "rate_text": f"{(run.rate or 0.0) / 2**20:.1f} MB/s",
-        "finished_text": timezone.localtime(run.finished_at).strftime("%Y-%m-%d %H:%M:%S") if run.finished_at else "not yet",
+        "rate_text": rate_text(run),
+        "started_text": _when(run.started_at),
+        "finished_text": _when(run.finished_at),
         "error": run.error,
         "warnings": list(run.warnings or []),
         "restored_vm_uuid": run.restored_vm_uuid,

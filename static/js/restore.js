@@ -101,10 +101,14 @@
   }
 
   // Move focus to the first error so keyboard and screen-reader users land on it.
-  const firstError = document.querySelector('.wizard-form [aria-invalid="true"], #review-problems, .wizard-card .errors, .wizard-form .errors, #form-errors');
+  // In a group of radio buttons that is the chosen one (or the first).
+  const firstError = document.querySelector('#review-problems, #form-errors, .wizard-form .errors, .wizard-card .errors, .wizard-form [aria-invalid="true"]');
   if (firstError) {
-    const focusable = firstError.matches("input, select, textarea, [tabindex]") ? firstError
-      : (firstError.closest("fieldset, .field") || firstError).querySelector("input, select, textarea");
+    let focusable = firstError;
+    if (!firstError.matches("input, select, textarea, [tabindex]")) {
+      const group = firstError.closest("fieldset, .field, form") || firstError;
+      focusable = group.querySelector("input:checked:not([type=hidden])") || group.querySelector("input:not([type=hidden]), select, textarea");
+    }
     if (focusable) focusable.focus();
   }
 })();

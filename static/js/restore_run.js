@@ -36,12 +36,15 @@
   function apply(status) {
     setText("status_label", status.status_label);
     const badge = document.querySelector("[data-run-badge]");
-    if (badge) badge.className = "badge badge-" + status.status;
+    if (badge) badge.className = "badge badge-" + status.badge;
     setText("phase_label", status.phase_label || status.phase || "");
     setText("bytes_done_text", fileSize(status.bytes_done));
     setText("bytes_total_text", fileSize(status.bytes_total));
     setText("rate_text", status.rate_text);
+    setText("started_text", status.started_text);
     setText("finished_text", status.finished_text);
+    const cancel = document.querySelector("[data-cancel-form]");
+    if (cancel && status.finished) cancel.hidden = true;
     const ok = status.status === "success" || status.status === "warning";
     const failed = status.status === "failed" || status.status === "cancelled";
     setProgress(status.percent, ok ? "ok" : failed ? "danger" : null);
