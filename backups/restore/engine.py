@@ -376,8 +376,12 @@ def _put(conn, path, query, upload, label):
             finally:
                 response.close()
             return conn.wait_task(task, timeout=TASK_FINISH_TIMEOUT)
-        except BaseException:
-            _abort_task(conn, task)
+        except PoolTaskFailed:
+            raise
+        except BaseException as exc:
+            refusal = _abort_task(conn, task)
+            if refusal and isinstance(exc, PoolError):     # the pool hung up because it refused
+                raise PoolTaskFailed(task, refusal) from exc
             raise
     finally:
         try:
@@ -387,10 +391,12 @@ def _put(conn, path, query, upload, label):
 
 
 def _abort_task(conn, task):
+    """Cancel the transfer's task and wait until the pool is done with it; returns the
+    task's error_info when the pool itself failed it (its reason for hanging up)."""
     try:
         conn.reconnect()
     except PoolError:
-        return
+        return None
     xenapi = conn.xenapi
     try:
         xenapi.task.cancel(task)
@@ -399,11 +405,14 @@ def _abort_task(conn, task):
     deadline = time.monotonic() + ABORT_TIMEOUT
     while time.monotonic() < deadline:
         try:
-            if xenapi.task.get_status(task) not in ("pending", "cancelling"):
-                return
+            record = xenapi.task.get_record(task)
         except (XenAPI.Failure, OSError):
-            return
+            return None
+        if record["status"] not in ("pending", "cancelling"):
+            error = [str(e) for e in record.get("error_info") or []]
+            return error if error and error[0] not in ("TASK_CANCELLED", "CANCELLED") else None
         time.sleep(0.2)
+    return None
 
 
 # -- start modes ---------------------------------------------------------------------------------

@@ -64,7 +64,7 @@ def second_pool(sim_factory, transactional_db):
     from xenpools.connection import PoolConnection
     from xenpools.registration import register_pool
 
-    other = sim_factory("--test-vms", "1")
+    other = sim_factory("--test-vms", "1", "--seed", "2")
     probe = PoolConnection.probe(other.url, "root", other.password, fingerprint=None)
     pool = register_pool("lab-2", other.url, "root", other.password, probe, sync=True)
     reader = PoolReader(other)
