@@ -10,8 +10,8 @@ from .models import BackupRun, DataStore, RestorePoint
 class BackupRunFilterSet(django_filters.FilterSet):
     status = django_filters.ChoiceFilter(choices=RunStatus.choices, empty_label="Any status")
     vm = django_filters.CharFilter(method="with_vm", label="VM name or UUID")
-    store = django_filters.ModelChoiceFilter(queryset=DataStore.objects.all(), method="with_store",
-                                             empty_label="All data stores", label="Data store")
+    store = django_filters.ModelChoiceFilter(queryset=DataStore.objects.all(), field_name="vm_backups__store",
+                                             distinct=True, empty_label="All data stores", label="Data store")
     since = django_filters.DateFilter(field_name="created_at", lookup_expr="date__gte", label="From",
                                       widget=forms.DateInput(attrs={"type": "date"}))
     until = django_filters.DateFilter(field_name="created_at", lookup_expr="date__lte", label="Until",
@@ -26,8 +26,6 @@ class BackupRunFilterSet(django_filters.FilterSet):
         matching = Q(vm_backups__vm_name__icontains=value) | Q(vm_backups__vm_uuid__istartswith=value)
         return queryset.filter(pk__in=BackupRun.objects.filter(matching).values("pk"))
 
-    def with_store(self, queryset, name, value):
-        return queryset.filter(pk__in=BackupRun.objects.filter(vm_backups__store=value).values("pk"))
 
 
 class RestorePointFilterSet(django_filters.FilterSet):

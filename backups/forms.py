@@ -63,6 +63,23 @@ class DataStoreForm(forms.Form):
     cluster = forms.CharField(max_length=100, required=False, label="Worker cluster",
                               help_text="Leave empty unless a remote device server writes to this store.")
 
+    LOCAL_FIELDS = ("path",)
+    S3_FIELDS = ("s3_endpoint", "s3_bucket", "s3_access_key", "s3_secret")
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        # Only the chosen medium's fields are required (each section is shown for its medium).
+        kind = self.data.get("kind", StoreKind.LOCAL) if self.is_bound else None
+        for name in self.LOCAL_FIELDS:
+            self.fields[name].required = kind in (None, StoreKind.LOCAL)
+        for name in self.S3_FIELDS:
+            self.fields[name].required = kind in (None, StoreKind.S3)
+            self.fields[name].error_messages["required"] = "Required for an S3 data store."
+        self.fields["path"].error_messages["required"] = "Enter the directory of the data store."
+        encrypted = bool(self.data.get("encrypted")) if self.is_bound else True
+        for name in ("passphrase", "passphrase_confirm"):
+            self.fields[name].required = encrypted
+
     def clean_name(self):
         name = self.cleaned_data["name"].strip()
         if DataStore.objects.filter(name__iexact=name).exists():
@@ -73,8 +90,6 @@ class DataStoreForm(forms.Form):
         path = self.cleaned_data["path"].strip()
         if self.data.get("kind", StoreKind.LOCAL) != StoreKind.LOCAL:
             return path
-        if not path:
-            raise forms.ValidationError("Enter the directory of the data store.")
         directory = Path(path)
         if not directory.is_absolute():
             raise forms.ValidationError("Enter an absolute path (starting with /).")
@@ -88,10 +103,6 @@ class DataStoreForm(forms.Form):
 
     def clean(self):
         data = super().clean()
-        if data.get("kind") == StoreKind.S3:
-            for name in ("s3_endpoint", "s3_bucket", "s3_access_key", "s3_secret"):
-                if not data.get(name) and name not in self.errors:
-                    self.add_error(name, "Required for an S3 data store.")
         if data.get("encrypted"):
             passphrase = data.get("passphrase", "")
             if len(passphrase) < MIN_PASSPHRASE_LENGTH:

@@ -267,6 +267,9 @@ def test_the_runs_list_filters_by_status_vm_and_store(auditor_client, inventory,
     assert list(runs) == [failed]
     runs = auditor_client.get(reverse("backups:index"), {"vm": "web"}).context["runs"]
     assert list(runs) == [ok]
+    runs = auditor_client.get(reverse("backups:index"), {"store": data_store.pk}).context["runs"]
+    assert sorted(run.pk for run in runs) == sorted([ok.pk, failed.pk])
+    assert all(run.vm_count == 1 for run in runs)
     page = auditor_client.get(reverse("backups:index")).content.decode()
     assert "100.0 MB/s" in page
 
