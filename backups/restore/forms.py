@@ -23,7 +23,7 @@ START_CHOICES = [
     ("resume", "Resumed from the saved memory"),
 ]
 MEMORY_START_MODES = {"suspended", "resume"}
-DISCONNECTED = ""   # value of the "leave disconnected" network choice
+LEFT_OUT = ""   # value of the "no network: leave the interface out" choice
 
 
 def disk_field_name(disk_key: str) -> str:
@@ -105,7 +105,7 @@ class TargetForm(forms.Form):
                 self.fields[name].widget.attrs["data-disk-size"] = disk.virtual_size
             self.disk_fields.append((disk, name))
         network_choices = [(str(n.pk), _network_label(n)) for n in Network.objects.filter(pool=pool)]
-        network_choices.append((DISCONNECTED, "Leave disconnected"))
+        network_choices.append((LEFT_OUT, "No network: leave this interface out"))
         for vif in details.vifs:
             name = vif_field_name(vif.device)
             self.fields[name] = forms.ChoiceField(

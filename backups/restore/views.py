@@ -28,7 +28,7 @@ from xenpools.models import VM, Host, Network, Pool, StorageRepository
 from ..choices import RunStatus, VerifyState
 from ..models import RestorePoint, RestoreRun
 from .forms import (
-    DISCONNECTED,
+    LEFT_OUT,
     MEMORY_START_MODES,
     OptionsForm,
     PointChoiceForm,
@@ -382,7 +382,7 @@ class RestoreTargetView(WizardStepView):
             initial[disk_field_name(disk.key)] = sr.pk if sr else None
         for vif in details.vifs:
             network = plan.network_by_vif.get(vif.device)
-            initial[vif_field_name(vif.device)] = str(network.pk) if network else DISCONNECTED
+            initial[vif_field_name(vif.device)] = str(network.pk) if network else LEFT_OUT
         return TargetForm(initial=initial, pool=plan.target_pool, details=details,
                           with_memory=plan.start_mode in MEMORY_START_MODES)
 

@@ -161,7 +161,36 @@ def test_step_3_shows_free_space_and_refuses_a_full_sr(operator_client, point, p
     assert 'aria-describedby="id_sr_vbd0_error"' in response.content.decode()
 
 
-def test_step_3_can_leave_an_interface_disconnected(operator_client, point):
+def test_step_3_rebuilds_storage_and_networks_when_another_pool_is_chosen(operator_client, point):
+    other = Pool.objects.create(name="dr-site", address="127.0.0.9", uuid=str(uuid.uuid4()))
+    dr_sr = StorageRepository.objects.create(pool=other, uuid=str(uuid.uuid4()), ref="OpaqueRef:sr", name="DR storage",
+                                             content_type="user", shared=True, physical_size=1 << 40)
+    page = open_target_step(operator_client, point)
+    old_form = page.context["form"]
+    vif_field = next(name for name in old_form.fields if name.startswith("network_"))
+
+    response = operator_client.post(reverse("backups:restore_target"),
+                                    target_data(old_form, target_pool=other.pk))
+
+    assert response.status_code == 200
+    form = response.context["form"]
+    assert form.pool == other and not form.is_bound
+    assert form.initial["sr_vbd0"] == dr_sr.pk
+    assert form.initial[vif_field] == "", "no network of that name or bridge in dr-site: left out"
+    assert "now come from pool dr-site" in response.content.decode()
+
+    response = operator_client.post(reverse("backups:restore_target"), target_data(form))
+    assert response.status_code == 302 and response.url == reverse("backups:restore_options")
+    state = operator_client.session[SESSION_KEY]
+    assert state["target_pool"] == other.pk and state["sr_by_disk"] == {"vbd0": dr_sr.pk}
+
+
+def test_a_link_to_a_restore_point_that_no_longer_exists_says_so(operator_client, db):
+    response = operator_client.get(reverse("backups:restore") + "?point=987654", follow=True)
+    assert "no longer exists" in response.content.decode()
+
+
+def test_step_3_can_leave_an_interface_out(operator_client, point):
     form = open_target_step(operator_client, point).context["form"]
     vif_fields = [name for name in form.fields if name.startswith("network_")]
     assert vif_fields, "test-vm-2 has network interfaces"
