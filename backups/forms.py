@@ -184,5 +184,5 @@ class KeyExportForm(forms.Form):
     passphrase = forms.CharField(
         required=False, strip=False, label="Protect the key file with a passphrase",
         widget=forms.PasswordInput(render_value=False),
-        help_text="Optional. Without one, the file holds the raw key: keep it offline, like a password.")
+        help_text="Without one, the file holds the raw key: keep it offline, like a password.")
     force = forms.BooleanField(required=False, label="Export again although the key was exported before")

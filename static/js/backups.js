@@ -29,6 +29,12 @@
     if (m < 60) return m + " min " + String(s % 60).padStart(2, "0") + " s";
     return Math.floor(m / 60) + " h " + String(m % 60).padStart(2, "0") + " min";
   }
+  function when(iso) {
+    // "YYYY-MM-DD HH:MM:SS" like the server-rendered dates.
+    const d = new Date(iso), two = (n) => String(n).padStart(2, "0");
+    return d.getFullYear() + "-" + two(d.getMonth() + 1) + "-" + two(d.getDate()) + " " +
+      two(d.getHours()) + ":" + two(d.getMinutes()) + ":" + two(d.getSeconds());
+  }
   function setBadge(el, status, label) {
     if (!el) return;
     el.textContent = label || LABELS.status[status] || status;
@@ -109,9 +115,9 @@
     function applyRun(run) {
       setBadge(document.querySelector("[data-run-status]"), run.status, run.status_display);
       const started = runRoot.querySelector('[data-run-field="started_at"]');
-      if (started && run.started_at) started.textContent = new Date(run.started_at).toLocaleString();
+      if (started && run.started_at) started.textContent = when(run.started_at);
       const finishedAt = runRoot.querySelector('[data-run-field="finished_at"]');
-      if (finishedAt && run.finished_at) finishedAt.textContent = new Date(run.finished_at).toLocaleString();
+      if (finishedAt && run.finished_at) finishedAt.textContent = when(run.finished_at);
       run.vm_backups.forEach((vb) => {
         const el = card(vb.id);
         if (!el) return;
@@ -131,7 +137,11 @@
         error.textContent = vb.error || ""; error.hidden = !vb.error;
         const point = field(el, "restore_point");
         if (vb.restore_point && point && point.hidden) {
-          point.textContent = "Restore point saved on " + vb.store_name + ".";
+          const link = document.createElement("a");
+          link.href = point.dataset.pointsUrl + "?vm_uuid=" + encodeURIComponent(vb.vm_uuid);
+          link.textContent = "restore points of " + vb.vm_name;
+          point.textContent = "Restore point saved on " + vb.store_name + ": see the ";
+          point.appendChild(link);
           point.hidden = false;
         }
       });

@@ -90,6 +90,8 @@ def test_an_operator_backs_up_a_vm_and_watches_it_succeed_live(asgi_server, lab,
     card = page.locator(f'[data-vm-backup-id="{run.vm_backups.get().pk}"]')
     card.locator('[role=progressbar][aria-valuenow="100"]').wait_for()
     assert page.evaluate("window.__notReloaded") is True
+    page.wait_for_function("(el) => el.offsetWidth >= el.parentElement.offsetWidth - 1",
+                           arg=card.locator(".progress-bar").element_handle())  # the bar's width transition
     vm_backup = run.vm_backups.get()
     assert vm_backup.status == "success" and vm_backup.restore_point is not None
     assert card.locator('[data-field="phase"]').inner_text() == "Done"
