@@ -299,3 +299,15 @@ def test_the_vm_page_lists_its_restore_points(auditor_client, inventory, data_st
     a_point(data_store, inventory["web"].uuid, "web-01", has_memory=True)
     page = auditor_client.get(inventory["web"].get_absolute_url()).content.decode()
     assert "Restore points" in page and "memory" in page and "nas" in page
+
+
+def test_the_dashboard_counts_a_vm_as_protected_only_by_an_undamaged_point(auditor_client, inventory, data_store):
+    from sesamweb.dashboard.summary import dashboard_summary
+
+    a_finished_run(inventory["web"], data_store)
+    point = a_point(data_store, inventory["web"].uuid, "web-01", verify_state=VerifyState.DAMAGED)
+    summary = dashboard_summary()
+    assert (summary.vms_protected, summary.restore_points, summary.runs_24h) == (0, 1, {"success": 1})
+    point.verify_state = VerifyState.OK
+    point.save()
+    assert dashboard_summary().vms_protected == 1

@@ -112,6 +112,11 @@ def test_an_operator_backs_up_a_vm_and_watches_it_succeed_live(asgi_server, lab,
     page.get_by_role("heading", name="Restore points per VM").wait_for()
     screenshot(page, "backup-store-detail-operator")
 
+    page.get_by_role("navigation", name="Main").get_by_role("link", name="Dashboard").click()
+    assert page.locator('[data-field="vms_protected"]').inner_text() == "1"
+    assert page.locator('[data-field="restore_points"]').inner_text() == "1"
+    screenshot(page, "backup-dashboard-after-backup")
+
 
 def test_an_administrator_adds_a_data_store_and_downloads_its_key_once(asgi_server, page, tmp_path, screenshot):
     make_user("alice-admin", Role.ADMINISTRATOR, first_name="Alice", last_name="Admin")
