@@ -504,3 +504,30 @@ def run_restore(restore_run_id) -> RestoreRun:
     from .engine import run_restore as run_in_engine
 
     return run_in_engine(restore_run_id)
+
+
+def find_point(text: str, store=None) -> RestorePoint:
+    """A restore point by "<vm-uuid>/<timestamp>" (as list_backups prints it), "store:<id>",
+    or its database id; `store` (a DataStore or its name) narrows the search."""
+    text = (text or "").strip()
+    points = RestorePoint.objects.select_related("store")
+    if isinstance(store, str):
+        points = points.filter(store__name=store)
+    elif store is not None:
+        points = points.filter(store=store)
+    if text.isdigit():
+        matches = list(points.filter(pk=int(text)))
+    else:
+        if ":" in text:
+            store_name, _, text = text.partition(":")
+            points = points.filter(store__name=store_name)
+        matches = list(points.filter(point_id=text))
+    if not matches:
+        raise RestorePlanError([PlanProblem("point", "point", f"no restore point {text!r}"
+                                            + (f" on data store {store}" if store else "")
+                                            + " (manage.py list_backups shows them)")])
+    if len(matches) > 1:
+        stores = ", ".join(p.store.name for p in matches)
+        raise RestorePlanError([PlanProblem("point", "point", f"restore point {text!r} is on several data stores "
+                                            f"({stores}): name the store")])
+    return matches[0]
