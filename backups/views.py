@@ -14,7 +14,7 @@ from sesamweb.accounts.permissions import MANAGE, OPERATE, CapabilityRequiredMix
 from sesamweb.accounts.roles import user_can
 from xenpools.models import VM
 
-from .choices import BackupPhase, RunStatus, Trigger
+from .choices import BackupPhase, RunStatus, Trigger, VerifyState
 from .filters import BackupRunFilterSet, RestorePointFilterSet
 from .forms import BackupNowForm, DataStoreForm, KeyExportForm, PruneForm
 from .models import BackupRun, DataStore, RestorePoint, VmBackup
@@ -175,7 +175,8 @@ class StoreDetailView(CapabilityRequiredMixin, DetailView):
         per_vm = (RestorePoint.objects.filter(store=store).values("vm_uuid")
                   .annotate(vm_name=Max("vm_name"), points=Count("id"), latest=Max("taken_at"),
                             stored=Sum("bytes_stored"), covered=Sum("virtual_size"),
-                            damaged=Count("id", filter=Q(verify_state="damaged")))
+                            damaged=Count("id", filter=Q(verify_state=VerifyState.DAMAGED)),
+                            verified=Count("id", filter=Q(verify_state=VerifyState.OK)))
                   .order_by("vm_name"))
         live_uuids = _live_vm_uuids(row["vm_uuid"] for row in per_vm)
         for row in per_vm:
