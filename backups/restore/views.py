@@ -26,7 +26,9 @@ from sesamweb.accounts.roles import user_can
 from xenpools.models import VM, Host, Network, Pool, StorageRepository
 
 from ..choices import RunStatus, VerifyState
+from ..formats.xva import XvaError
 from ..models import RestorePoint, RestoreRun
+from ..repository import RepositoryError
 from .forms import (
     LEFT_OUT,
     MEMORY_START_MODES,
@@ -48,6 +50,8 @@ from .plan import (
 )
 
 SESSION_KEY = "restore_wizard"
+# Reading a restore point's manifest can fail: store offline, wrong key, pruned meanwhile.
+POINT_READ_ERRORS = (RepositoryError, XvaError, OSError)
 
 
 @dataclass(frozen=True)
@@ -212,7 +216,15 @@ class WizardStepView(CapabilityRequiredMixin, View):
 
     def dispatch(self, request, *args, **kwargs):
         self.state = WizardState(request)
-        return super().dispatch(request, *args, **kwargs)
+        try:
+            return super().dispatch(request, *args, **kwargs)
+        except POINT_READ_ERRORS as error:
+            # Only a chosen point is ever read; send the user back to choose another.
+            messages.error(request, f"The restore point cannot be read: {error}. Choose another restore point.")
+            self.state.data.pop("point", None)
+            self.state.data["done"] = [1] if self.state.vm_uuid else []
+            self.state.save()
+            return redirect("backups:restore_point" if self.state.vm_uuid else "backups:restore")
 
     def missing_step(self):
         """The first earlier step not completed yet, or None."""
@@ -262,6 +274,7 @@ class RestoreVmView(WizardStepView):
             if point is None:
                 messages.error(request, "That restore point no longer exists: choose the VM and the point again.")
                 return redirect("backups:restore")
+            self.state.choose_vm(point.vm_uuid)
             self.state.choose_point(point)
             return redirect("backups:restore_target")
         if "vm" in request.GET:
@@ -330,7 +343,11 @@ class RestorePointView(WizardStepView):
             if pool is None:
                 form.add_error(None, "No pool is registered: add the pool to restore to first.")
                 return self.show(form)
-            details = self.state.details(point)
+            try:
+                details = self.state.details(point)
+            except POINT_READ_ERRORS as error:
+                form.add_error("point", f"This restore point cannot be read: {error}. Choose another one.")
+                return self.show(form)
             problems = validate_plan(default_plan(point, pool, details), details)
             if not attach_problems(form, problems, self.step):
                 self.state.choose_point(point)
@@ -481,7 +498,7 @@ class RestoreReviewView(WizardStepView):
         except RestorePlanError as error:
             return self.show(error.problems, refused=True)
         self.state.clear()
-        messages.success(self.request, f"Restore of {plan.point.vm_name} started.")
+        messages.success(self.request, f"Restore of {plan.point.vm_name} queued: it starts as soon as a worker is free.")
         return redirect(run.get_absolute_url())
 
     def show(self, problems, refused=False):

@@ -138,7 +138,15 @@ def test_an_operator_restores_a_vm_through_every_step_of_the_wizard(asgi_server,
     assert run.plan["name"] == f"{VM_NAME} restored twice" and run.plan["sr_by_disk"]["vbd0"] == shared.uuid
     page.wait_for_selector('[data-live-state="live"]')
     screenshot(page, "restore-6-progress-queued")
+    sim.control.rate_limit(4 << 20)      # 16 MiB take a few seconds: time to watch it move
     thread = run_in_background(run.pk)
+    page.wait_for_function("""() => {
+        const bar = document.getElementById("restore-progress");
+        const value = Number(bar.getAttribute("aria-valuenow"));
+        return value > 0 && value < 100 && document.querySelector('[data-run-field="phase_label"]').textContent === "Streaming disks";
+    }""", timeout=30_000)
+    page.wait_for_timeout(450)     # the bar's width transition, for the screenshot
+    screenshot(page, "restore-6-progress-running")
     page.get_by_text("Restore finished.").wait_for(timeout=60_000)
     thread.join(timeout=60)
     run.refresh_from_db()

@@ -144,6 +144,19 @@ def test_step_2_refuses_a_damaged_point_with_the_reason(operator_client, point):
     assert "point" not in operator_client.session[SESSION_KEY]
 
 
+def test_step_2_explains_a_point_whose_manifest_cannot_be_read(operator_client, point, store):
+    unreadable = fake_point(store, point.vm_uuid, point.vm_name, point.pool_uuid)   # no manifest on the store
+    operator_client.get(reverse("backups:restore") + f"?vm={point.vm_uuid}")
+
+    response = operator_client.post(reverse("backups:restore_point"), {"point": unreadable.pk})
+    assert response.status_code == 200
+    assert "cannot be read" in response.context["form"].errors["point"][0]
+
+    jump = operator_client.get(reverse("backups:restore") + f"?point={unreadable.pk}", follow=True)
+    assert jump.redirect_chain[-1][0] == reverse("backups:restore_point")
+    assert "cannot be read" in jump.content.decode()
+
+
 # --- step 3 ----------------------------------------------------------------------------------
 def test_step_3_shows_free_space_and_refuses_a_full_sr(operator_client, point, pool, sim):
     page = open_target_step(operator_client, point)
