@@ -55,12 +55,18 @@ def test_an_operator_restores_a_vm_through_every_step_of_the_wizard(asgi_server,
     damaged = back_up(vm, store)
     RestorePoint.objects.filter(pk=damaged.pk).update(verify_state=VerifyState.DAMAGED)  # as verify marks it
     good = back_up(vm, store)
+    gone = VM.objects.get(pool=pool, name="test-vm-3", is_snapshot=False)
+    back_up(gone, store)
+    sim.control.delete_vm(vm=gone.uuid)
+    sync_pool(pool)
 
     asgi_server.sign_in(page, "oscar")
     page.get_by_role("navigation", name="Main").get_by_role("link", name="Restore").click()
 
     # 1. VM: nothing chosen, then search and choose.
     page.get_by_role("heading", name="1. Which virtual machine do you want to restore?").wait_for()
+    deleted_row = page.locator("tr", has=page.get_by_label("test-vm-3", exact=True))
+    assert "Deleted from pool" in deleted_row.inner_text() and "lab" in deleted_row.inner_text()
     assert page.locator('[aria-current="step"]').inner_text().endswith("Virtual machine")
     screenshot(page, "restore-1-vm")
     page.get_by_role("button", name="Next: choose a restore point").click()

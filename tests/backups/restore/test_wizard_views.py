@@ -237,6 +237,23 @@ def test_step_4_refuses_resuming_a_point_without_memory(operator_client, point):
     assert "no memory image" in response.context["form"].errors["start_mode"][0]
 
 
+def test_a_live_memory_point_can_be_resumed_and_asks_where_its_memory_image_goes(operator_client, vm_named, store):
+    memory_point = back_up(vm_named("test-vm-1"), store, BackupMethod.MEMORY)
+    page = open_target_step(operator_client, memory_point)
+    assert "sr_suspend" in page.context["form"].fields
+    assert "memory image" in page.context["form"].fields["sr_suspend"].label
+    operator_client.post(reverse("backups:restore_target"), target_data(page.context["form"]))
+
+    options = operator_client.get(reverse("backups:restore_options"))
+    assert options.context["has_memory"]
+    response = operator_client.post(reverse("backups:restore_options"), options_data(start_mode="resume"))
+
+    assert response.status_code == 302
+    review = operator_client.get(reverse("backups:restore_review"))
+    assert review.context["plan"].start_mode == "resume" and not review.context["problems"]
+    assert [disk.key for disk, _sr in review.context["disks"]][-1] == "suspend"
+
+
 # --- step 5 ----------------------------------------------------------------------------------
 def test_step_5_refuses_a_name_taken_since_step_4(operator_client, point, pool):
     walk_to_review(operator_client, point, name="restored-web")
