@@ -109,6 +109,13 @@ def test_the_vm_page_offers_back_up_now_to_an_operator_only(operator_client, aud
     assert "Operators and administrators can back up this VM" in page
 
 
+def test_the_back_up_now_page_is_for_operators(operator_client, auditor_client, inventory, data_store):
+    url = reverse("backups:backup_now", args=[inventory["web"].pk])
+    assert auditor_client.get(url).status_code == 403
+    page = operator_client.get(url).content.decode()
+    assert "Back up web-01" in page and "Online live memory (checkpoint)" in page
+
+
 def test_back_up_now_queues_the_run_on_the_orm_broker_and_shows_its_page(operator_client, inventory, data_store):
     web = inventory["web"]
     response = operator_client.post(reverse("backups:backup_now", args=[web.pk]),
@@ -311,3 +318,36 @@ def test_the_dashboard_counts_a_vm_as_protected_only_by_an_undamaged_point(audit
     point.verify_state = VerifyState.OK
     point.save()
     assert dashboard_summary().vms_protected == 1
+
+
+@pytest.fixture(scope="module")
+def s3_endpoint():
+    moto_server = pytest.importorskip("moto.server", reason="moto[server] is not installed")
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    server = moto_server.ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
+    server.start()
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.stop()
+
+
+def test_an_administrator_creates_an_s3_store_and_its_secret_is_never_shown(admin_client, s3_endpoint):
+    import boto3
+
+    boto3.client("s3", endpoint_url=s3_endpoint, aws_access_key_id="AKIATESTING", aws_secret_access_key="s3-secret-value",
+                 region_name="us-east-1").create_bucket(Bucket="backups")
+    data = store_form("", kind="s3", name="object-store", s3_endpoint=s3_endpoint, s3_bucket="backups",
+                      s3_prefix="site-1", s3_region="us-east-1", s3_access_key="AKIATESTING",
+                      s3_secret="s3-secret-value")
+    response = admin_client.post(reverse("backups:store_add"), data)
+    assert response.status_code == 302, response.context["form"].errors
+    store = DataStore.objects.get(name="object-store")
+    assert store.kind == "s3" and store.s3_secret() == "s3-secret-value"
+    page = admin_client.get(store.get_absolute_url()).content.decode()
+    assert "s3://backups/site-1" in page and "s3-secret-value" not in page
+    assert "s3-secret-value" not in admin_client.get("/api/stores/").content.decode()
