@@ -6,6 +6,7 @@ from datetime import timedelta
 import pytest
 from django.urls import reverse
 from django.utils import timezone
+from django.utils.module_loading import import_string
 from django_q.models import OrmQ
 
 from backups.choices import BackupKind, BackupMethod, BackupPhase, RunStatus, VerifyState
@@ -241,6 +242,23 @@ def test_store_maintenance_is_queued_on_the_stores_workers(operator_client, data
                                          "backups.tasks.refresh_catalog_task", "backups.tasks.prune_store_task"]
     assert all(t["args"] == (data_store.pk,) and t["group"] == f"store-{data_store.pk}" for t in tasks)
     assert tasks[-1]["kwargs"]["keep_last"] == 3
+
+
+def test_the_queued_maintenance_tasks_run_against_the_store(operator_client, data_store):
+    for action in ("verify", "gc", "refresh"):
+        operator_client.post(reverse("backups:store_maintenance", args=[data_store.pk, action]))
+    results = []
+    for queued in OrmQ.objects.order_by("id"):  # as a cluster worker would
+        task = queued.task
+        results.append(import_string(task["func"])(*task["args"], **task["kwargs"]))
+    assert results[0].startswith("verified 0 restore point(s)")
+    assert results[1].startswith("removed 0 chunk(s)")
+    assert results[2] == "catalog refreshed: 0 restore point(s) added, 0 removed"
+    assert AuditEvent.objects.filter(action__in=["verify", "gc"]).count() == 2
+
+
+def test_an_unknown_maintenance_action_is_not_found(operator_client, data_store):
+    assert operator_client.post(reverse("backups:store_maintenance", args=[data_store.pk, "format"])).status_code == 404
 
 
 def test_the_store_list_sums_restore_points_not_chunks(auditor_client, data_store, inventory):
