@@ -233,9 +233,14 @@ class StoreKeyExportView(CapabilityRequiredMixin, View):
         force = form.cleaned_data.get("force", False)
         try:
             key_file = export_key_file(store, passphrase=form.cleaned_data.get("passphrase") or None, force=force)
-        except KeyAlreadyExportedError:
-            messages.error(request, f"The key of {store.name} was exported on {store.key_exported_at:%Y-%m-%d %H:%M}. "
+        except KeyAlreadyExportedError as exc:
+            # The store itself records the export (also one made with the CLI).
+            when = f"{store.key_exported_at:%Y-%m-%d %H:%M}" if store.key_exported_at else exc.exported_at
+            messages.error(request, f"The key of {store.name} was exported on {when}. "
                                     "To export it again, confirm that you mean to.")
+            return redirect(store)
+        except (RepositoryError, OSError) as exc:
+            messages.error(request, f"The key of {store.name} could not be exported: {exc}")
             return redirect(store)
         response = HttpResponse(key_file, content_type="application/json")
         response["Content-Disposition"] = f'attachment; filename="sesamweb-{store.name}.key.json"'
