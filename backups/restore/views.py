@@ -296,8 +296,11 @@ class RestoreVmView(WizardStepView):
         query = (self.request.GET.get("q") or self.request.POST.get("q") or "").strip()
         page = Paginator(vm_groups(query), self.page_size).get_page(self.request.GET.get("page"))
         annotate_vm_groups(page.object_list)
+        recent = list(RestoreRun.objects.select_related("target_pool").order_by("-created_at")[:5])
+        for run in recent:
+            run.badge = STATUS_BADGES.get(run.status, "muted")
         return self.render_step(form=form, query=query, page_obj=page, groups=page.object_list,
-                                query_string=f"q={query}" if query else "")
+                                query_string=f"q={query}" if query else "", recent_runs=recent)
 
 
 def vm_groups(query: str):
@@ -408,6 +411,8 @@ class RestoreTargetView(WizardStepView):
         details = self.state.details(plan.point)
         form = TargetForm(self.request.POST, pool=plan.target_pool, details=details,
                           with_memory=plan.start_mode in MEMORY_START_MODES)
+        if "change_pool" in self.request.POST and not form.pool_changed():
+            return self.show(self.initial_form(plan), plan)     # same pool: nothing to reload
         if form.pool_changed():
             pool = Pool.objects.filter(pk=self.request.POST.get("target_pool")).first()
             if pool is None:

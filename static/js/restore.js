@@ -100,6 +100,14 @@
     if (box) sync();
   }
 
+  // "Start restore" queues a job: one click, one restore.
+  document.querySelectorAll("[data-start-form]").forEach((form) => {
+    form.addEventListener("submit", () => {
+      const button = form.querySelector("[data-start-button]");
+      window.setTimeout(() => { button.disabled = true; button.textContent = "Starting…"; }, 0);
+    });
+  });
+
   // Move focus to the first error so keyboard and screen-reader users land on it.
   // In a group of radio buttons that is the chosen one (or the first).
   const firstError = document.querySelector('#review-problems, #form-errors, .wizard-form .errors, .wizard-card .errors, .wizard-form [aria-invalid="true"]');

@@ -293,6 +293,25 @@ def test_start_restore_saves_the_plan_and_opens_the_progress_page(operator_clien
     assert status["status"] == "queued" and status["bytes_total"] == run.bytes_total > 0
 
 
+def test_use_this_pool_with_the_same_pool_only_reloads_the_step(operator_client, point):
+    form = open_target_step(operator_client, point).context["form"]
+
+    response = operator_client.post(reverse("backups:restore_target"), target_data(form, change_pool="1"))
+
+    assert response.status_code == 200 and response.context["form"].pool == form.pool
+    assert not operator_client.session[SESSION_KEY].get("done", []).count(3)
+
+
+def test_step_1_lists_recent_restores_with_their_status(operator_client, point):
+    walk_to_review(operator_client, point, name="restored-web")
+    operator_client.post(reverse("backups:restore_review"))
+    run = RestoreRun.objects.get()
+
+    page = operator_client.get(reverse("backups:restore")).content.decode()
+
+    assert f'href="{run.get_absolute_url()}"' in page and "as restored-web" in page
+
+
 def test_the_progress_page_is_readable_by_an_auditor_who_cannot_cancel(auditor_client, operator_client, point):
     walk_to_review(operator_client, point)
     operator_client.post(reverse("backups:restore_review"))
