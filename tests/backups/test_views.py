@@ -11,6 +11,8 @@ from django_q.models import OrmQ
 
 from backups.choices import BackupKind, BackupMethod, BackupPhase, RunStatus, VerifyState
 from backups.models import BackupRun, DataStore, RestorePoint, VmBackup
+from backups.repository import LocalBackend, Repository
+from backups.repository.keys import read_key_file
 from backups.stores import create_store
 from sesamweb.audit.models import AuditEvent
 from xenpools.models import VM, Pool
@@ -218,7 +220,8 @@ def test_the_key_file_is_downloaded_once_then_only_with_a_confirmation(admin_cli
     response = admin_client.post(url)
     assert response.status_code == 200
     assert response["Content-Disposition"] == 'attachment; filename="sesamweb-nas.key.json"'
-    assert "key" in json.loads(b"".join(response)).keys() or json.loads(b"".join(response))
+    key_file = b"".join(response)
+    assert Repository.open(LocalBackend(data_store.path), key_file=key_file).is_encrypted  # the real key
     data_store.refresh_from_db()
     exported_at = data_store.key_exported_at
     assert exported_at is not None
@@ -227,8 +230,11 @@ def test_the_key_file_is_downloaded_once_then_only_with_a_confirmation(admin_cli
     assert f"Exported on <strong>{timezone.localtime(exported_at):%Y-%m-%d %H:%M}</strong>" in page
     again = admin_client.post(url, follow=True)
     assert again.redirect_chain and "was exported on" in again.content.decode()
-    forced = admin_client.post(url, {"force": "on"})
+    forced = admin_client.post(url, {"force": "on", "passphrase": "another long passphrase"})
     assert forced.status_code == 200 and forced["Content-Type"] == "application/json"
+    protected = b"".join(forced)
+    assert "master_key" not in json.loads(protected)
+    assert read_key_file(protected, "another long passphrase").master == read_key_file(key_file).master
     assert AuditEvent.objects.filter(action="key_export").count() == 2
 
 
