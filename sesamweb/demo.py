@@ -64,6 +64,7 @@ def main():
     admin = manage("create_admin", "admin", "--if-missing", capture=True, check=False)
     if admin.returncode != 0:
         raise SystemExit(admin.stderr or admin.stdout)
+    print(admin.stdout.strip(), flush=True)      # the one-time password, on first run only
 
     children = []
 
