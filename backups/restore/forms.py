@@ -133,7 +133,6 @@ class OptionsForm(forms.Form):
     identity = forms.ChoiceField(choices=IDENTITY_CHOICES, widget=forms.RadioSelect, label="Identity")
     replace_original = forms.BooleanField(
         required=False, label="Replace the original VM (it is destroyed and the restored VM takes its place)",
-        widget=forms.CheckboxInput(attrs={"aria-describedby": "replace-warning id_replace_original_error"}),
     )
     name = forms.CharField(max_length=255, label="Name of the restored VM")
     start_mode = forms.ChoiceField(choices=START_CHOICES, widget=forms.RadioSelect, label="After the restore")

@@ -227,6 +227,22 @@ def test_step_4_refuses_keeping_the_identity_next_to_the_original(operator_clien
     assert "duplicate MAC addresses" in response.content.decode()
 
 
+def test_step_4_replaces_the_original_only_with_its_identity_and_warns_on_review(operator_client, point):
+    page = open_target_step(operator_client, point)
+    operator_client.post(reverse("backups:restore_target"), target_data(page.context["form"]))
+
+    refused = operator_client.post(reverse("backups:restore_options"),
+                                   options_data(identity="new", replace_original="on"))
+    assert "needs 'keep the original UUID" in refused.context["form"].errors["replace_original"][0]
+    assert 'aria-describedby="replace-warning id_replace_original_error"' in refused.content.decode()
+
+    accepted = operator_client.post(reverse("backups:restore_options"),
+                                    options_data(identity="keep", replace_original="on"))
+    assert accepted.status_code == 302     # test-vm-2 is halted: it may be replaced
+    review = operator_client.get(reverse("backups:restore_review")).content.decode()
+    assert "will be destroyed" in review
+
+
 def test_step_4_refuses_resuming_a_point_without_memory(operator_client, point):
     page = open_target_step(operator_client, point)
     operator_client.post(reverse("backups:restore_target"), target_data(page.context["form"]))
