@@ -11,6 +11,7 @@ import io
 import logging
 import tarfile
 import time
+from contextlib import contextmanager
 
 import XenAPI
 
@@ -20,6 +21,7 @@ from ..formats.vhd import read_vhd_stream
 from ..formats.xva import XvaStreamReader, parse_ova_xml
 
 log = logging.getLogger(__name__)
+TASK_VERDICT_TIMEOUT = 120      # seconds for the host to close a task once its stream ended
 
 
 def disk_key(userdevice: str) -> str:
@@ -31,49 +33,52 @@ class ChainBroken(Exception):
     """The last backup's snapshot cannot serve as the base of an incremental backup."""
 
 
-class _Task:
-    """A task we create for a transfer, so its outcome is checked and it never lingers."""
-
-    def __init__(self, conn, label):
-        self.conn = conn
-        self.ref = conn.xenapi.task.create(label, "sesamweb backup")
-
-    def wait(self):
-        return self.conn.wait_task(self.ref, timeout=120)
-
-    def abort(self, timeout=30):
-        """Cancel a transfer we gave up on and wait until the host let go of the VM, so its
-        snapshot can be deleted (an export keeps the VM locked until its task ends)."""
+@contextmanager
+def transfer(conn, label, method, path, query):
+    """An HTTP transfer driven by a task of ours: yields the response; on success waits for
+    the task's verdict, on failure cancels it and waits until the host let go of the VM (an
+    export keeps it locked, and its snapshot cannot be deleted until then). The task never
+    lingers either way."""
+    xenapi = conn.xenapi
+    task = xenapi.task.create(label, "sesamweb")
+    try:
+        response = conn.open_transfer(method, path, {**query, "task_id": task})
         try:
-            self.conn.xenapi.task.cancel(self.ref)
+            yield response
+        except BaseException:
+            response.close()
+            _cancel_and_wait(xenapi, task)
+            raise
+        response.close()
+        conn.wait_task(task, timeout=TASK_VERDICT_TIMEOUT)
+    finally:
+        try:
+            xenapi.task.destroy(task)
         except (XenAPI.Failure, OSError):
             pass
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            try:
-                if self.conn.xenapi.task.get_status(self.ref) != "pending":
-                    return
-            except (XenAPI.Failure, OSError):
+
+
+def _cancel_and_wait(xenapi, task, timeout=30):
+    try:
+        xenapi.task.cancel(task)
+    except (XenAPI.Failure, OSError):
+        return
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            if xenapi.task.get_status(task) != "pending":
                 return
-            time.sleep(0.2)
-
-    def close(self):
-        try:
-            self.conn.xenapi.task.destroy(self.ref)
         except (XenAPI.Failure, OSError):
-            pass
+            return
+        time.sleep(0.2)
 
 
 def stream_full_export(conn, export_ref, writer, reporter, *, compression="none", preserve_power_state=False):
     """Export the VM (or snapshot) as XVA into the writer; returns (ova.xml bytes, metadata)."""
-    task = _Task(conn, "sesamweb full export")
-    query = {"ref": export_ref, "use_compression": {"none": "false"}.get(compression, compression),
-             "task_id": task.ref}
+    query = {"ref": export_ref, "use_compression": {"none": "false"}.get(compression, compression)}
     if preserve_power_state:
         query["preserve_power_state"] = "true"
-    response = conn.open_transfer("GET", "/export", query)
-    completed = False
-    try:
+    with transfer(conn, "sesamweb full export", "GET", "/export", query) as response:
         reader = XvaStreamReader(response, compression="auto")
         ova_xml = reader.ova_xml()
         meta = parse_ova_xml(ova_xml)
@@ -98,29 +103,14 @@ def stream_full_export(conn, export_ref, writer, reporter, *, compression="none"
             if ref not in done:
                 writer.add_disk(disk_key(disk.userdevice), disk.virtual_size).finish()
         reporter.bytes_read(reader.bytes_read, sum(d.virtual_size for d in disks.values()))
-        completed = True
-    finally:
-        response.close()
-        if not completed:
-            task.abort()
-            task.close()
-    try:
-        task.wait()
-    finally:
-        task.close()
     return ova_xml, meta
 
 
 def export_metadata(conn, vm_ref):
     """ova.xml of a VM or snapshot without its disks (GET /export_metadata)."""
-    task = _Task(conn, "sesamweb metadata export")
-    response = conn.open_transfer("GET", "/export_metadata",
-                                  {"ref": vm_ref, "export_snapshots": "false", "task_id": task.ref})
-    try:
+    with transfer(conn, "sesamweb metadata export", "GET", "/export_metadata",
+                  {"ref": vm_ref, "export_snapshots": "false"}) as response:
         body = response.read()
-    finally:
-        response.close()
-        task.close()
     with tarfile.open(fileobj=io.BytesIO(body), mode="r:") as archive:
         member = archive.next()
         if member is None or member.name != "ova.xml":
@@ -185,24 +175,11 @@ def stream_changed_blocks(conn, disks, bases, parent_manifest, writer, reporter)
 
 
 def _read_vhd_delta(conn, vdi_ref, base_ref, disk_writer, reporter, read):
-    task = _Task(conn, "sesamweb VHD delta export")
-    response = conn.open_transfer("GET", "/export_raw_vdi",
-                                  {"vdi": vdi_ref, "format": "vhd", "base": base_ref, "task_id": task.ref})
-    completed = False
-    try:
+    with transfer(conn, "sesamweb VHD delta export", "GET", "/export_raw_vdi",
+                  {"vdi": vdi_ref, "format": "vhd", "base": base_ref}) as response:
         _size, pieces = read_vhd_stream(response)
         for offset, data in pieces:
             disk_writer.write(offset, data)
             read += len(data)
             reporter.bytes_read(read, read)
-        completed = True
-    finally:
-        response.close()
-        if not completed:
-            task.abort()
-            task.close()
-    try:
-        task.wait()
-    finally:
-        task.close()
     return read
