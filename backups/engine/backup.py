@@ -26,6 +26,7 @@ from ..formats.vhd import VhdError
 from ..formats.xva import XvaError
 from ..models import RestorePoint, VmBackup
 from ..repository import RepositoryError, StoreError, WrongKeyError
+from ..restore.replication import replicate_after_backup
 from ..stores import open_repository
 from .prepare import BackupFailed, describe_failure, failure_code, prepare_vm, release
 from .progress import BackupCancelled, ProgressReporter
@@ -192,6 +193,7 @@ def _run(vm_backup, reporter):
                 reporter.warn(text)
         point = _index_restore_point(vm_backup, repo, manifest, keep, conn)
         vm_backup.restore_point = point
+        replicate_after_backup(vm_backup, reporter.warn)     # queues replicas; never fails the backup
         if keep:
             _drop_older_chains(conn, point)
 

@@ -183,6 +183,8 @@ def _restore_vm(run, progress):
         _untag(conn, vm_ref)
         for vdi_ref in replaced_vdis:
             _destroy_vdi(conn, vdi_ref, progress, "a disk of the replaced original VM")
+        if run.replication_policy is not None:
+            _prune_replicas(conn, run, progress)
     _sync_inventory(run, progress)
 
 
@@ -437,7 +439,8 @@ def _start(conn, vm_ref, plan, progress):
 def _vm_tags(run):
     tags = {metadata.RESTORED_FROM: f"{run.point.store.name}:{run.point.point_id}"}
     if run.replication_policy_id:
-        tags.update({metadata.REPLICA_OF: run.source_vm_uuid, metadata.REPLICA_POLICY: str(run.replication_policy_id)})
+        tags.update({metadata.REPLICA_OF: run.source_vm_uuid, metadata.REPLICA_POLICY: str(run.replication_policy_id),
+                     metadata.REPLICA_TIME: run.point.taken_at.isoformat()})
     return tags
 
 
@@ -513,6 +516,15 @@ def _destroy_vdi(conn, vdi_ref, progress, what):
         conn.xenapi.VDI.destroy(vdi_ref)
     except XenAPI.Failure as exc:
         progress.warn(f"could not delete {what}: {' '.join(map(str, exc.details))}")
+
+
+def _prune_replicas(conn, run, progress):
+    from .replication import prune_replicas
+
+    try:
+        prune_replicas(conn, run.replication_policy, run.source_vm_uuid, progress.warn)
+    except (XenAPI.Failure, PoolError, OSError) as exc:
+        progress.warn(f"the replica is in place, but older replicas could not be pruned: {exc}")
 
 
 def _sync_inventory(run, progress):

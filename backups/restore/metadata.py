@@ -13,6 +13,7 @@ RESTORE_TAG = "sesamweb_restore"            # other_config: the RestoreRun that 
 RESTORED_FROM = "sesamweb_restored_from"    # other_config on the VM: "<store>:<restore point id>"
 REPLICA_OF = "sesamweb_replica_of"          # other_config on replicas: the source VM uuid
 REPLICA_POLICY = "sesamweb_replica_policy"  # other_config on replicas: the ReplicationPolicy id
+REPLICA_TIME = "sesamweb_replica_time"      # other_config on replicas: the restore point's time (ISO)
 
 
 def disk_key_of(userdevice: str) -> str:
