@@ -301,6 +301,9 @@ def test_the_runs_list_filters_by_status_vm_and_store(auditor_client, inventory,
     runs = auditor_client.get(reverse("backups:index"), {"store": data_store.pk}).context["runs"]
     assert sorted(run.pk for run in runs) == sorted([ok.pk, failed.pk])
     assert all(run.vm_count == 1 for run in runs)
+    today, tomorrow = timezone.localdate(), timezone.localdate() + timedelta(days=1)
+    assert len(auditor_client.get(reverse("backups:index"), {"since": today, "until": today}).context["runs"]) == 2
+    assert len(auditor_client.get(reverse("backups:index"), {"since": tomorrow}).context["runs"]) == 0
     page = auditor_client.get(reverse("backups:index")).content.decode()
     assert "100.0 MB/s" in page
 
