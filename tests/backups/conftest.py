@@ -1,6 +1,7 @@
 """Backup test helpers: a registered simulator pool, a data store, raw disk reads."""
 import base64
 import http.client
+import socket
 from urllib.parse import urlsplit
 
 import pytest
@@ -19,6 +20,21 @@ def pool(sim, transactional_db):
     """The simulator pool, registered and synced as the add-pool wizard does it."""
     probe = PoolConnection.probe(sim.url, "root", sim.password, fingerprint=None)
     return register_pool("lab", sim.url, "root", sim.password, probe, sync=True)
+
+
+@pytest.fixture(scope="session")
+def s3_endpoint():
+    """A real S3-speaking server on loopback (moto in server mode)."""
+    moto_server = pytest.importorskip("moto.server", reason="moto[server] is not installed")
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    server = moto_server.ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
+    server.start()
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.stop()
 
 
 @pytest.fixture

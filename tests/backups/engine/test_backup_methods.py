@@ -2,9 +2,9 @@
 is left in its power state, and no snapshot is left behind."""
 import pytest
 
-from backups.choices import BackupMethod, QuiesceFallback, RunStatus, Trigger
+from backups.choices import BackupMethod, QuiesceFallback, RunStatus, StoreKind, Trigger
 from backups.services import request_backup, run_in_this_process
-from backups.stores import open_repository
+from backups.stores import create_store, open_repository
 
 pytestmark = pytest.mark.slow
 
@@ -103,3 +103,21 @@ def test_a_quiesced_backup_of_a_windows_guest_uses_vss_on_an_old_pool(sim, vm_na
     assert vm_backup.status == RunStatus.SUCCESS, vm_backup.error
     assert vm_backup.warnings == []
     assert pool_reader.snapshots() == []
+
+
+def test_a_backup_to_an_s3_store_is_the_same_restore_point(vm_named, pool_reader, s3_endpoint, transactional_db):
+    import boto3
+
+    boto3.client("s3", endpoint_url=s3_endpoint, aws_access_key_id="testing", aws_secret_access_key="testing",
+                 region_name="us-east-1").create_bucket(Bucket="engine-backups")
+    s3_store = create_store(name="s3", kind=StoreKind.S3, s3_endpoint=s3_endpoint, s3_bucket="engine-backups",
+                            s3_prefix="site1", s3_access_key="testing", s3_secret="testing",
+                            passphrase="an s3 passphrase")
+    vm = vm_named("test-vm-3")
+    expected = pool_reader.raw(pool_reader.disks(vm.uuid)["0"])
+
+    vm_backup = back_up(vm, s3_store, BackupMethod.NORMAL)
+
+    assert vm_backup.status == RunStatus.SUCCESS, vm_backup.error
+    assert stored_disk(s3_store, vm_backup.restore_point.point_id, "vbd0") == expected
+    assert "testing" not in s3_store.s3_secret_encrypted
