@@ -105,6 +105,10 @@ def test_an_operator_restores_a_vm_through_every_step_of_the_wizard(asgi_server,
     screenshot(page, "restore-3-target-error")
     page.get_by_label("Storage for disk 0", exact=False).select_option(str(shared.pk))
     screenshot(page, "restore-3-target")
+    page.set_viewport_size({"width": 390, "height": 844})     # a phone: the steps stack up
+    page.wait_for_timeout(300)     # the navigation slides away
+    screenshot(page, "restore-3-target-narrow")
+    page.set_viewport_size({"width": 1366, "height": 860})
     page.get_by_role("button", name="Next: identity and start").click()
 
     # 4. Identity and start: keeping the identity next to the original is refused.
