@@ -57,3 +57,16 @@ def test_a_failed_restore_exits_with_the_error(vm_named, store, sim):
 
     with pytest.raises(CommandError, match="restore of test-vm-4 failed"):
         call_command("restore", "--backup", point.point_id, "--pool", "lab", stdout=io.StringIO())
+
+
+def test_download_disk_writes_the_disk_to_a_file(vm_named, store, pool_reader, tmp_path):
+    vm = vm_named("test-vm-2")
+    expected = restored_disks(pool_reader, vm.uuid)["0"]
+    point = back_up(vm, store, BackupMethod.NORMAL).restore_point
+    target = tmp_path / "disk.raw"
+
+    call_command("download_disk", "--backup", point.point_id, "--output", str(target), stdout=io.StringIO())
+
+    assert target.read_bytes() == expected
+    with pytest.raises(CommandError, match="exists already"):
+        call_command("download_disk", "--backup", point.point_id, "--output", str(target), stdout=io.StringIO())

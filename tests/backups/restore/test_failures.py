@@ -106,3 +106,25 @@ def test_a_cancel_before_the_start_stops_the_queued_restore(vm_named, store, pla
 
     assert run.status == RunStatus.CANCELLED
     assert run_restore(run.pk) is None
+
+
+def test_what_an_interrupted_restore_left_is_removed_by_the_next_restore(pool, vm_named, store, pool_reader, plan_for):
+    from django.utils import timezone
+
+    from backups.restore.engine import fail_abandoned_restores
+    vm_backup = back_up(vm_named("test-vm-4"), store, BackupMethod.NORMAL)
+    killed = RestoreRun.objects.create(store_point_id="x/y", status=RunStatus.RUNNING, target_pool=pool,
+                                       lease_heartbeat=timezone.now() - timezone.timedelta(minutes=10))
+    xenapi = pool_reader.xenapi
+    sr = xenapi.SR.get_by_uuid(StorageRepository.objects.get(pool=pool, name="Shared NFS storage").uuid)
+    orphan = xenapi.VDI.create({"name_label": "half restored", "SR": sr, "virtual_size": str(1 << 20), "type": "user",
+                                "sharable": False, "read_only": False, "other_config": {"sesamweb_restore": str(killed.pk)},
+                                "xenstore_data": {}, "sm_config": {}, "tags": []})
+    orphan_uuid = xenapi.VDI.get_uuid(orphan)
+
+    assert fail_abandoned_restores() == 1
+    run = restore(plan_for(vm_backup))
+
+    assert run.status == RunStatus.WARNING, run.error
+    assert any("interrupted restores" in w for w in run.warnings)
+    assert orphan_uuid not in vms_and_vdis(pool_reader)[1]
