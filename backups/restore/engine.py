@@ -225,7 +225,7 @@ def _import_xva(conn, run, plan, details, repo, manifest, progress):
         entry = manifest.disk(disk.key)
         with_data = xva_chunks_with_data(entry, repo.read_chunk)
         streams.append((refs[disk.key], entry.virtual_size, with_data,
-                        _pieces(repo, run.point.point_id, entry, progress, done_before)))
+                        verified_pieces(repo, run.point.point_id, entry, progress, done_before)))
         done_before += entry.virtual_size
     upload = xva_upload(ova_xml, streams, checksum=_checksum_for(run.target_pool))
     query = {"restore": "true" if plan.identity == "keep" else "false"}
@@ -310,7 +310,7 @@ def _create_vdi(xenapi, sr_ref, virtual_size, name, description, run_id):
 
 
 def _upload_disk(conn, run, repo, entry, vdi_ref, progress, done_before):
-    pieces = _pieces(repo, run.store_point_id, entry, progress, done_before)
+    pieces = verified_pieces(repo, run.store_point_id, entry, progress, done_before)
     if vhd_fits(entry.virtual_size):
         upload, fmt = vhd_upload(entry.virtual_size, nonzero_ranges(entry), pieces), "vhd"
     else:
@@ -347,7 +347,7 @@ def _restore_disk(run, progress):
 
 
 # -- transfers ---------------------------------------------------------------------------------
-def _pieces(repo, point_id, entry, progress, done_before):
+def verified_pieces(repo, point_id, entry, progress, done_before):
     """The disk's chunks that hold data, verified as read; progress and cancel as they pass."""
     chunks = repo.open_disk(point_id, entry.key).chunks()
     try:

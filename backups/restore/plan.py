@@ -200,7 +200,8 @@ def default_name(vm_name, when=None):
 
 def default_plan(point: RestorePoint, target_pool: Pool, details: PointDetails | None = None) -> RestorePlan:
     """Original SRs and networks where the target pool has them, else the SR with the most
-    free space (shared first) and networks matched by name, then bridge; new identity; halted."""
+    free space (shared first) and networks matched by name, then bridge (an interface with no
+    match is left unset, for the administrator to choose); new identity; halted."""
     details = details or describe_point(point)
     srs = [sr for sr in StorageRepository.objects.filter(pool=target_pool) if _holds_disks(sr)]
     by_uuid = {sr.uuid: sr for sr in srs}
@@ -216,7 +217,8 @@ def default_plan(point: RestorePoint, target_pool: Pool, details: PointDetails |
         match = (next((n for n in networks if n.uuid == vif.network_uuid), None)
                  or next((n for n in networks if n.name == vif.network_name), None)
                  or next((n for n in networks if vif.bridge and n.bridge == vif.bridge), None))
-        network_by_vif[vif.device] = match
+        if match is not None:       # unmatched interfaces stay unset: validate_plan asks for them
+            network_by_vif[vif.device] = match
     return RestorePlan(point=point, target_pool=target_pool, sr_by_disk=sr_by_disk,
                        network_by_vif=network_by_vif, name=default_name(details.vm_name))
 

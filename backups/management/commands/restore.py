@@ -16,7 +16,7 @@ from backups.restore.plan import (
     run_restore,
 )
 from sesamweb.audit.log import acting_as
-from xenpools.models import Host, Pool, StorageRepository
+from xenpools.models import Host, Network, Pool, StorageRepository
 
 
 class Command(BaseCommand):
@@ -31,6 +31,9 @@ class Command(BaseCommand):
         parser.add_argument("--store", help="data store name (when the id is on several stores)")
         parser.add_argument("--sr", help="target SR name (or uuid) for every disk")
         parser.add_argument("--host", help="host name (or uuid) to start or resume the VM on")
+        parser.add_argument("--network", action="append", default=[], metavar="DEVICE=NETWORK",
+                            help='put interface DEVICE on NETWORK (name or uuid), or "DEVICE=none" to leave it out; '
+                                 "repeatable (default: the network of the same name, then bridge)")
         identity = parser.add_mutually_exclusive_group()
         identity.add_argument("--keep-identity", dest="identity", action="store_const", const=Identity.KEEP,
                               help="keep the original VM UUID and MAC addresses")
@@ -55,6 +58,12 @@ class Command(BaseCommand):
             plan.sr_by_disk = {key: sr for key in plan.sr_by_disk} or {"vbd0": sr}
         if options.get("host"):
             plan.target_host = self._find(Host.objects.filter(pool=pool), options["host"], f"host in pool {pool}")
+        for mapping in options["network"]:
+            device, _, name = mapping.partition("=")
+            if not device or not name:
+                raise CommandError(f"--network takes DEVICE=NETWORK, not {mapping!r}")
+            plan.network_by_vif[device] = None if name.lower() == "none" else self._find(
+                Network.objects.filter(pool=pool), name, f"network in pool {pool}")
         plan.identity = options.get("identity") or Identity.NEW
         plan.replace_original = options["replace_original"]
         plan.start_mode = options["start"]

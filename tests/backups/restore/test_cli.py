@@ -20,13 +20,15 @@ def test_restore_from_the_command_line(vm_named, store, pool_reader):
     out = io.StringIO()
 
     call_command("restore", "--backup", point.point_id, "--pool", "lab", "--sr", "Shared NFS storage",
-                 "--name", "cli copy", "--start", "running", stdout=out)
+                 "--name", "cli copy", "--start", "running", "--network", "0=Backup LAN", stdout=out)
 
     run = RestoreRun.objects.get()
     assert run.status == RunStatus.SUCCESS and run.trigger == "cli"
     assert "restored to pool lab as 'cli copy'" in out.getvalue()
     assert restored_disks(pool_reader, run.restored_vm_uuid) == expected
     assert pool_reader.xenapi.VM.get_power_state(pool_reader.vm(run.restored_vm_uuid)) == "Running"
+    vif = pool_reader.xenapi.VM.get_VIFs(pool_reader.vm(run.restored_vm_uuid))[0]
+    assert pool_reader.xenapi.network.get_name_label(pool_reader.xenapi.VIF.get_network(vif)) == "Backup LAN"
 
 
 def test_the_command_lists_the_plan_problems(vm_named, store):

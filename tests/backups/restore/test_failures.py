@@ -128,3 +128,21 @@ def test_what_an_interrupted_restore_left_is_removed_by_the_next_restore(pool, v
     assert run.status == RunStatus.WARNING, run.error
     assert any("interrupted restores" in w for w in run.warnings)
     assert orphan_uuid not in vms_and_vdis(pool_reader)[1]
+
+
+def test_a_wrong_key_fails_before_the_pool_is_touched(vm_named, store, pool_reader, plan_for, tmp_path):
+    from backups.restore.plan import request_restore, run_restore
+    from backups.stores import create_store
+    from backups.choices import Trigger
+    vm_backup = back_up(vm_named("test-vm-4"), store, BackupMethod.NORMAL)
+    run = request_restore(plan_for(vm_backup), trigger=Trigger.CLI, queue=False)
+    other = create_store(name="other", path=str(tmp_path / "other"), passphrase="another passphrase here")
+    store.set_data_key(other.data_key())
+    store.save()
+    before = vms_and_vdis(pool_reader)
+
+    run = run_restore(run.pk)
+
+    assert run.status == RunStatus.FAILED
+    assert "cannot open data store local" in run.error
+    assert vms_and_vdis(pool_reader) == before

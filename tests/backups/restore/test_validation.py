@@ -119,3 +119,14 @@ def test_keeping_the_identity_on_the_per_disk_path_is_refused(point_plan, pool):
     problems = validate_plan(plan)
     assert ("identity", "identity") in [(p.step, p.field) for p in problems]
     assert "keeping the original UUID" in " ".join(p.message for p in problems)
+
+
+def test_an_interface_with_no_matching_network_is_left_for_the_administrator(point_plan, pool):
+    _, make = point_plan
+    for number, network in enumerate(Network.objects.filter(pool=pool)):
+        Network.objects.filter(pk=network.pk).update(name=f"renamed {number}", bridge=f"br{number}", uuid=f"new-{number}")
+    plan = make()
+    assert plan.network_by_vif == {}
+    problems = validate_plan(plan)
+    assert [(p.step, p.field) for p in problems] == [("network", "network_0")]
+    assert "Pool-wide network associated with eth0" in problems[0].message
