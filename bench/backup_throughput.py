@@ -108,6 +108,7 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--size-gib", type=int, default=4)
     parser.add_argument("--change", type=float, default=0.02, help="fraction of 64 KiB blocks rewritten on day 2")
+    parser.add_argument("--compression-level", type=int, default=None, help="zstd level of the store (default: the store's default)")
     parser.add_argument("--keep", action="store_true", help="keep the work directory")
     args = parser.parse_args()
     if not shutil.which("restic"):
@@ -131,7 +132,8 @@ def main():
         with open(passphrase_file, "w") as f:
             f.write(PASSPHRASE)
         store_dir = os.path.join(workdir, "store")
-        console.manage("add_store", "bench", "--path", store_dir, "--passphrase-file", passphrase_file)
+        level = ["--compression-level", str(args.compression_level)] if args.compression_level else []
+        console.manage("add_store", "bench", "--path", store_dir, "--passphrase-file", passphrase_file, *level)
 
         restic_repo = os.path.join(workdir, "restic")
         restic_env = dict(os.environ, RESTIC_PASSWORD=PASSPHRASE, RESTIC_CACHE_DIR=os.path.join(workdir, "restic-cache"))
