@@ -23,7 +23,7 @@ START_CHOICES = [
     ("resume", "Resumed from the saved memory"),
 ]
 MEMORY_START_MODES = {"suspended", "resume"}
-LEFT_OUT = ""   # value of the "no network: leave the interface out" choice
+LEFT_OUT = "none"   # value of the "no network: leave the interface out" choice ("" is "not chosen yet")
 
 
 def disk_field_name(disk_key: str) -> str:
@@ -104,12 +104,15 @@ class TargetForm(forms.Form):
             if with_memory or not disk.is_memory:   # the memory image only counts when it is restored
                 self.fields[name].widget.attrs["data-disk-size"] = disk.virtual_size
             self.disk_fields.append((disk, name))
-        network_choices = [(str(n.pk), _network_label(n)) for n in Network.objects.filter(pool=pool)]
+        network_choices = [("", "Choose a network…")]
+        network_choices += [(str(n.pk), _network_label(n)) for n in Network.objects.filter(pool=pool)]
         network_choices.append((LEFT_OUT, "No network: leave this interface out"))
         for vif in details.vifs:
             name = vif_field_name(vif.device)
             self.fields[name] = forms.ChoiceField(
-                choices=network_choices, required=False,
+                choices=network_choices,
+                error_messages={"required": "No network of the target pool matches this interface: choose one, "
+                                            "or leave the interface out."},
                 label=f"Network for interface {vif.device} (was {vif.network_name or 'an unknown network'})",
             )
             self.vif_fields.append((vif, name))
@@ -123,7 +126,7 @@ class TargetForm(forms.Form):
 
     def selected_networks(self) -> dict:
         networks = {n.pk: n for n in Network.objects.filter(pool=self.pool)}
-        return {vif.device: networks.get(int(self.cleaned_data[name])) if self.cleaned_data[name] else None
+        return {vif.device: None if self.cleaned_data[name] == LEFT_OUT else networks.get(int(self.cleaned_data[name]))
                 for vif, name in self.vif_fields}
 
 

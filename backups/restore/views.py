@@ -401,8 +401,9 @@ class RestoreTargetView(WizardStepView):
             sr = plan.sr_by_disk.get(disk.key)
             initial[disk_field_name(disk.key)] = sr.pk if sr else None
         for vif in details.vifs:
-            network = plan.network_by_vif.get(vif.device)
-            initial[vif_field_name(vif.device)] = str(network.pk) if network else LEFT_OUT
+            if vif.device in plan.network_by_vif:    # absent: no match, the administrator chooses
+                network = plan.network_by_vif[vif.device]
+                initial[vif_field_name(vif.device)] = str(network.pk) if network else LEFT_OUT
         return TargetForm(initial=initial, pool=plan.target_pool, details=details,
                           with_memory=plan.start_mode in MEMORY_START_MODES)
 

@@ -189,10 +189,12 @@ def test_step_3_rebuilds_storage_and_networks_when_another_pool_is_chosen(operat
     form = response.context["form"]
     assert form.pool == other and not form.is_bound
     assert form.initial["sr_vbd0"] == dr_sr.pk
-    assert form.initial[vif_field] == "", "no network of that name or bridge in dr-site: left out"
+    assert vif_field not in form.initial, "no network of that name or bridge in dr-site: the user chooses"
     assert "now come from pool dr-site" in response.content.decode()
 
-    response = operator_client.post(reverse("backups:restore_target"), target_data(form))
+    unchosen = operator_client.post(reverse("backups:restore_target"), target_data(form))
+    assert "choose one, or leave the interface out" in unchosen.context["form"].errors[vif_field][0]
+    response = operator_client.post(reverse("backups:restore_target"), target_data(form, **{vif_field: "none"}))
     assert response.status_code == 302 and response.url == reverse("backups:restore_options")
     state = operator_client.session[SESSION_KEY]
     assert state["target_pool"] == other.pk and state["sr_by_disk"] == {"vbd0": dr_sr.pk}
@@ -209,7 +211,7 @@ def test_step_3_can_leave_an_interface_out(operator_client, point):
     assert vif_fields, "test-vm-2 has network interfaces"
 
     response = operator_client.post(reverse("backups:restore_target"),
-                                    target_data(form, **{vif_fields[0]: ""}))
+                                    target_data(form, **{vif_fields[0]: "none"}))
 
     assert response.status_code == 302
     assert operator_client.session[SESSION_KEY]["network_by_vif"][vif_fields[0][len("network_"):]] is None
