@@ -9,6 +9,7 @@ problem next to the field it names, and "Start restore" checks it once more (req
 validates again) before queuing the run. The views stay thin: defaults, checks and the
 restore itself live in backups.restore.plan.
 """
+import calendar
 from collections import OrderedDict
 from dataclasses import dataclass
 
@@ -372,8 +373,6 @@ class RestorePointView(WizardStepView):
 
 def calendar_months(days):
     """Month grids (weeks of 7 cells, Monday first) for the months that have restore points."""
-    import calendar
-
     months = OrderedDict()
     for day in days:
         months.setdefault((day.year, day.month), None)
