@@ -175,12 +175,16 @@ def _restore_vm(run, progress):
                 for vif in conn.xenapi.VM.get_VIFs(vm_ref):
                     conn.xenapi.VIF.set_locking_mode(vif, "disabled")
             progress.check_cancelled(force=True)
-            _start(conn, vm_ref, plan, progress)
+            _untag(conn, vm_ref)
         except BaseException:
             progress.phase(RestorePhase.CLEANING_UP)
             _clean_up_after_failure(conn, run, progress)
             raise
-        _untag(conn, vm_ref)
+        try:        # the VM is complete now: a start that fails leaves it restored, halted
+            _start(conn, vm_ref, plan, progress)
+        except XenAPI.Failure as exc:
+            progress.warn(f"the VM was restored but could not be {'resumed' if plan.start_mode == StartMode.RESUME else 'started'}: "
+                          f"{' '.join(map(str, exc.details))}")
         for vdi_ref in replaced_vdis:
             _destroy_vdi(conn, vdi_ref, progress, "a disk of the replaced original VM")
         if run.replication_policy is not None:

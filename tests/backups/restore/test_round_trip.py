@@ -122,3 +122,14 @@ def test_a_point_restores_into_a_second_pool(vm_named, store, pool_reader, plan_
     vif = other_reader.xenapi.VM.get_VIFs(other_reader.vm(run.restored_vm_uuid))[0]
     network = other_reader.xenapi.VIF.get_network(vif)
     assert other_reader.xenapi.network.get_uuid(network) == plan.network_by_vif["0"].uuid
+
+
+def test_a_vm_that_cannot_be_started_stays_restored_with_a_warning(sim, vm_named, store, pool_reader, plan_for):
+    vm_backup = back_up(vm_named("test-vm-2"), store, BackupMethod.NORMAL)
+    sim.control.fail_next_call("VM.start", ["HOST_NOT_ENOUGH_FREE_MEMORY", "67108864", "0"])
+
+    run = restore(plan_for(vm_backup, start_mode="running"))
+
+    assert run.status == RunStatus.WARNING, run.error
+    assert any("could not be started: HOST_NOT_ENOUGH_FREE_MEMORY" in w for w in run.warnings)
+    assert pool_reader.xenapi.VM.get_power_state(pool_reader.vm(run.restored_vm_uuid)) == "Halted"
