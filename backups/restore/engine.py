@@ -179,6 +179,8 @@ def _restore_vm(run, progress):
         except BaseException:
             progress.phase(RestorePhase.CLEANING_UP)
             _clean_up_after_failure(conn, run, progress)
+            if replaced_vdis:
+                _report_kept_original_disks(conn, details, replaced_vdis, progress)
             raise
         try:        # the VM is complete now: a start that fails leaves it restored, halted
             _start(conn, vm_ref, plan, progress)
@@ -210,6 +212,25 @@ def _original_disks_to_replace(conn, plan, details):
             if len(xenapi.VDI.get_VBDs(vbd_record["VDI"])) == 1:
                 disks.append(vbd_record["VDI"])
     return disks
+
+
+def _report_kept_original_disks(conn, details, vdis, progress):
+    """A forced import that failed may already have removed the original VM's record (xapi
+    does so before reading the disks); its disks are never deleted then: say where they are."""
+    xenapi = conn.xenapi
+    try:
+        xenapi.VM.get_by_uuid(details.vm_uuid)
+        return
+    except XenAPI.Failure:
+        pass
+    uuids = []
+    for vdi in vdis:
+        try:
+            uuids.append(xenapi.VDI.get_uuid(vdi))
+        except XenAPI.Failure:
+            pass
+    progress.warn(f"the pool removed the original VM {details.vm_name} when the import began; its disks are "
+                  f"kept untouched: {', '.join(uuids)}")
 
 
 # -- path A: PUT /import of a rebuilt XVA --------------------------------------------------------

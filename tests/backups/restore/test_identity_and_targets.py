@@ -110,3 +110,21 @@ def test_an_interface_mapped_to_no_network_is_left_out(vm_named, store, pool_rea
 
     assert run.status == RunStatus.SUCCESS, run.error
     assert pool_reader.xenapi.VM.get_VIFs(pool_reader.vm(run.restored_vm_uuid)) == []
+
+
+def test_a_failed_replace_keeps_the_original_disks_and_says_where_they_are(sim, vm_named, store, pool_reader, plan_for):
+    vm = vm_named("test-vm-2")
+    original_disks = restored_disks(pool_reader, vm.uuid)
+    old_vdis = set(pool_reader.disks(vm.uuid).values())
+    vm_backup = back_up(vm, store, BackupMethod.NORMAL)
+    sim.control.drop_transfer(after_bytes=3 << 20, count=1)
+
+    run = restore(plan_for(vm_backup, identity="keep", replace_original=True, name="test-vm-2"))
+
+    assert run.status == RunStatus.FAILED
+    _, vdis = vms_and_vdis(pool_reader)
+    assert old_vdis <= vdis
+    assert {pool_reader.raw(uuid) for uuid in old_vdis} == set(original_disks.values())
+    # xapi (and the simulator) remove the halted original when a forced import begins
+    assert vm.uuid not in vms_and_vdis(pool_reader)[0]
+    assert any("kept untouched" in w and all(u in w for u in old_vdis) for w in run.warnings)
