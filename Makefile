@@ -6,7 +6,7 @@ PG_URL ?= postgres://postgres@127.0.0.1:5432/test
 REDIS_TEST_URL ?= redis://127.0.0.1:6379/15
 PYTEST_ARGS ?=
 
-.PHONY: venv demo test test-unit test-integration bench clean
+.PHONY: venv demo test test-unit test-postgres test-integration bench clean
 
 venv: $(VENV)/.installed
 
@@ -19,12 +19,19 @@ $(VENV)/.installed: requirements.txt
 demo: venv
 	$(BIN)/python -m sesamweb.demo
 
-# Unit and end-to-end tier on the embedded default (SQLite, ORM broker), then the
-# integration tier on PostgreSQL and Redis.
-test: test-unit test-integration
+# Three tiers: everything (browser tests included) on the embedded default (SQLite, ORM
+# broker, database relay for live updates); every database-backed test again on PostgreSQL;
+# then the tests written for PostgreSQL + Redis (Redis broker and channel layer, processes
+# sharing the database).
+test: test-unit test-postgres test-integration
 
 test-unit: venv
 	$(BIN)/python -m pytest -m "not integration" $(PYTEST_ARGS)
+
+DB_TESTS := tests/sesamweb tests/xenpools tests/backups --ignore=tests/backups/repository --ignore=tests/backups/formats
+
+test-postgres: venv
+	DATABASE_URL=$(PG_URL) $(BIN)/python -m pytest -m "not integration and not e2e" $(DB_TESTS) $(PYTEST_ARGS)
 
 test-integration: venv
 	DATABASE_URL=$(PG_URL) REDIS_URL=$(REDIS_TEST_URL) $(BIN)/python -m pytest -m integration $(PYTEST_ARGS)

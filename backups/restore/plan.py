@@ -20,6 +20,7 @@ from xenpools.choices import PowerState
 from xenpools.models import VM, Host, Network, Pool, StorageRepository
 
 from ..choices import RunStatus, Trigger, VerifyState
+from ..cli import human_bytes
 from ..formats.xva import NULL_REF, XvaError, parse_ova_xml
 from ..models import RestorePoint
 from ..models_restore import RestoreKind, RestoreRun
@@ -289,8 +290,8 @@ def _check_storage(plan, details, pool):
         total = sum(d.virtual_size for d in disks)
         if total > sr.free_space:
             problems.append(PlanProblem("storage", f"sr_{disks[0].key}", (
-                f"SR {sr} has {_gib(sr.free_space)} free; the {len(disks)} disk(s) restored there need "
-                f"{_gib(total)}: choose another SR or free space")))
+                f"SR {sr} has {_size(sr.free_space)} free; the {len(disks)} disk(s) restored there need "
+                f"{_size(total)}: choose another SR or free space")))
     unknown = set(plan.sr_by_disk) - set(details.disk_keys)
     if unknown:
         problems.append(PlanProblem("storage", "sr_by_disk", f"the restore point has no disk {', '.join(sorted(unknown))}"))
@@ -403,8 +404,8 @@ def _check_start(plan, details):
     return []
 
 
-def _gib(count):
-    return f"{count / 2**30:.1f} GiB"
+def _size(count):
+    return human_bytes(max(0, count))
 
 
 # -- requesting -------------------------------------------------------------------------------
@@ -454,8 +455,8 @@ def request_disk_restore(point: RestorePoint, disk_key: str, sr: StorageReposito
     if not _holds_disks(sr):
         problems.append(PlanProblem("storage", "sr", f"SR {sr} holds ISO images, not disks"))
     elif disk.virtual_size > sr.free_space:
-        problems.append(PlanProblem("storage", "sr", f"SR {sr} has {_gib(sr.free_space)} free; the disk needs "
-                                    f"{_gib(disk.virtual_size)}"))
+        problems.append(PlanProblem("storage", "sr", f"SR {sr} has {_size(sr.free_space)} free; the disk needs "
+                                    f"{_size(disk.virtual_size)}"))
     if problems:
         raise RestorePlanError(problems)
     name = name or f"{disk.name or disk_key} of {details.vm_name} (restored {timezone.localtime():%Y-%m-%d %H:%M})"
