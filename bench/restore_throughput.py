@@ -196,12 +196,16 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--size-gib", type=float, default=2)
     parser.add_argument("--repeat", type=int, default=3, help="rounds, alternating the tools; medians are reported")
+    parser.add_argument("--sim-data", default=None,
+                        help="directory for the simulated pool's disks (e.g. /dev/shm: the pool's own storage "
+                             "speed is then out of the measurement, as a real pool's SR is)")
     parser.add_argument("--keep", action="store_true", help="keep the work directory")
     args = parser.parse_args()
     if not shutil.which("restic"):
         raise SystemExit("restic is not installed (apt-get install restic)")
     workdir = tempfile.mkdtemp(prefix="sesam-restore-bench-")
-    sim = SimHandle(os.path.join(workdir, "sim"), ["--test-vms", "1"]).start()
+    sim_dir = tempfile.mkdtemp(prefix="sesam-restore-sim-", dir=args.sim_data) if args.sim_data else os.path.join(workdir, "sim")
+    sim = SimHandle(sim_dir, ["--test-vms", "1"]).start()
     times = {"sesamweb": [], "sesamweb_wall": [], "restic_import": [], "restic_null": [], "sesamweb_null": []}
     identical = True
     try:
@@ -255,6 +259,8 @@ def main():
         sim.stop()
         if not args.keep:
             shutil.rmtree(workdir, ignore_errors=True)
+            if args.sim_data:
+                shutil.rmtree(sim_dir, ignore_errors=True)
 
     m = {name: median(values) for name, values in times.items()}
     results = {
