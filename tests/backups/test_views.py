@@ -347,22 +347,6 @@ def test_the_dashboard_counts_a_vm_as_protected_only_by_an_undamaged_point(audit
     assert dashboard_summary().vms_protected == 1
 
 
-@pytest.fixture(scope="module")
-def s3_endpoint():
-    moto_server = pytest.importorskip("moto.server", reason="moto[server] is not installed")
-    import socket
-
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-    server = moto_server.ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
-    server.start()
-    try:
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        server.stop()
-
-
 def test_an_administrator_creates_an_s3_store_and_its_secret_is_never_shown(admin_client, s3_endpoint):
     import boto3
 
