@@ -7,9 +7,11 @@ from datetime import timedelta
 
 from django.db.models import Count, Q, Sum
 from django.utils import timezone
+from django.utils.timesince import timesince
 
 from backups.choices import RunStatus, VerifyState
-from backups.models import BackupRun, RestorePoint, VmBackup
+from backups.models import BackupRun, ReplicationPolicy, RestorePoint, VmBackup
+from backups.restore.replication import replication_status
 from xenpools.choices import PowerState
 from xenpools.models import VM, Pool
 
@@ -41,6 +43,8 @@ class Summary:
     bytes_stored: int = 0                 # after dedup and compression
     bytes_covered: int = 0                # disk bytes those restore points cover
     alerts: list = field(default_factory=list)
+    replication_policies: int = 0
+    replication: list = field(default_factory=list)   # per policy and VM: the latest replica
 
     def as_json(self):
         return asdict(self)
@@ -119,9 +123,27 @@ def _backup_figures(summary, now):
                                     failed.get_absolute_url()))
 
 
+def _replication_figures(summary):
+    summary.replication_policies = ReplicationPolicy.objects.count()
+    tones = {RunStatus.SUCCESS: "ok", RunStatus.WARNING: "warn", RunStatus.FAILED: "danger",
+             RunStatus.RUNNING: "info", RunStatus.QUEUED: "info"}
+    for row in replication_status():
+        run = row["last_run"]
+        summary.replication.append({
+            "policy": row["policy"].name, "vm_name": row["vm_name"], "target_pool": str(row["target_pool"]),
+            "state": run.get_status_display(), "tone": tones.get(run.status, "muted"),
+            "url": run.get_absolute_url(), "error": run.error[:200],
+            "age": f"{timesince(row['last_replica_at'])} ago" if row["last_replica_at"] else "",
+        })
+        if run.status == RunStatus.FAILED:
+            summary.alerts.append(Alert("danger", f"Replication of {row['vm_name']} failed", run.error[:300],
+                                        run.get_absolute_url()))
+
+
 def dashboard_summary(now=None) -> Summary:
     summary = Summary()
     _pool_figures(summary)
     _vm_figures(summary)
     _backup_figures(summary, now or timezone.now())
+    _replication_figures(summary)
     return summary

@@ -71,3 +71,30 @@ def test_a_replica_that_cannot_be_made_is_a_warning_on_the_backup(vm_named, stor
     assert vm_backup.restore_point is not None
     assert any("replication everything" in w and "free" in w for w in vm_backup.warnings)
     assert not RestoreRun.objects.exists()
+
+
+def test_a_policy_made_on_the_command_line_shows_its_replicas_on_the_dashboard(vm_named, store, second_pool, admin_client):
+    from io import StringIO
+
+    from django.core.management import CommandError, call_command
+
+    other_pool, _, _ = second_pool
+    vm = vm_named("test-vm-2")
+    out = StringIO()
+    call_command("replication", "add", "dr-site", "--pool", other_pool.name, "--vm", vm.name, "--keep", "1",
+                 "--network", "Pool-wide network associated with eth0=Backup LAN", stdout=out)
+    assert "Replication policy dr-site" in out.getvalue()
+    with pytest.raises(CommandError, match="exists already"):
+        call_command("replication", "add", "dr-site", "--pool", other_pool.name, "--vm", vm.name)
+    page = admin_client.get("/").content.decode()
+    assert "No replica yet" in page
+
+    back_up(vm, store, BackupMethod.NORMAL)
+    [run] = run_queued_replicas()
+    assert run.status == RunStatus.SUCCESS, run.error
+
+    page = admin_client.get("/").content.decode()
+    assert "dr-site" in page and "Succeeded" in page
+    listing = StringIO()
+    call_command("replication", "list", stdout=listing)
+    assert "test-vm-2 [dr-site]: Succeeded" in listing.getvalue()
