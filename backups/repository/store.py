@@ -3,6 +3,7 @@
 store.json (plain JSON, no secrets in clear):
     format, version, store_id, created_at, chunk_size,
     compression {algorithm: zstd, level},
+    chunk_id (blake3-keyed | blake3; older stores: hmac-sha256 | sha256, see chunks.py),
     encryption {algorithm: none | aes-256-gcm, key_id, kdf {scrypt n r p salt}, nonce, wrapped_key},
     key_exported_at (null until the key file was exported)
 """
@@ -13,7 +14,7 @@ from datetime import datetime, timezone
 from . import keys as keys_module
 from .gc import collect_garbage
 from .backends import is_temporary
-from .chunks import ChunkCodec, chunk_key
+from .chunks import CHUNK_ID_ALGORITHMS, DEFAULT_CHUNK_ID, ChunkCodec, chunk_key
 from .errors import (
     BackupNotFoundError,
     KeyAlreadyExportedError,
@@ -64,6 +65,7 @@ class Repository:
             chunk_size=config["chunk_size"],
             compression_level=config["compression"]["level"],
             keys=keys,
+            chunk_id_algorithm=chunk_id_algorithm(config),
         )
 
     # -- create / open -----------------------------------------------------------------
@@ -88,6 +90,7 @@ class Repository:
             "created_at": _now_iso(),
             "chunk_size": chunk_size,
             "compression": {"algorithm": "zstd", "level": compression_level},
+            "chunk_id": DEFAULT_CHUNK_ID[encryption],
             "encryption": {"algorithm": "none"},
             "key_exported_at": None,
         }
@@ -96,12 +99,9 @@ class Repository:
             data_keys = keys_module.DataKeys.generate()
             config["encryption"] = {
                 "algorithm": "aes-256-gcm",
-                "chunk_id": "hmac-sha256",
                 "key_id": data_keys.key_id,
                 **keys_module.wrap_master_key(data_keys.master, passphrase, scrypt_n=scrypt_n),
             }
-        else:
-            config["chunk_id"] = "sha256"
         backend.put_atomic(STORE_FILE, _dump(config), overwrite=False) or _raise_exists(backend)
         return cls(backend, config, data_keys)
 
@@ -176,7 +176,7 @@ class Repository:
 
     # -- backups ---------------------------------------------------------------------------
     def start_backup(self, vm_uuid, started_at, *, parent=None, method=None,
-                     on_progress=None, max_in_flight=8, workers=None, lease_refresh=60.0):
+                     on_progress=None, max_in_flight=12, workers=None, lease_refresh=60.0):
         from .pipeline import BackupWriter
 
         return BackupWriter(self, vm_uuid, started_at, parent=parent, method=method,
@@ -268,7 +268,17 @@ def read_store_config(backend) -> dict:
     if config.get("version") != FORMAT_VERSION:
         raise UnsupportedFormatError(
             backend.location, f"store format version {config.get('version')} is not supported")
+    encrypted = config.get("encryption", {}).get("algorithm", "none") != "none"
+    if chunk_id_algorithm(config) not in CHUNK_ID_ALGORITHMS[encrypted]:
+        raise UnsupportedFormatError(
+            backend.location, f"unknown chunk id algorithm {chunk_id_algorithm(config)!r}")
     return config
+
+
+def chunk_id_algorithm(config) -> str:
+    """How the store names its chunks. Stores made before BLAKE3 recorded HMAC-SHA256 inside
+    "encryption" and SHA-256 at the top level."""
+    return config.get("chunk_id") or config.get("encryption", {}).get("chunk_id") or "sha256"
 
 
 def _dump(config):

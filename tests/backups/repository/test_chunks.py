@@ -1,6 +1,8 @@
 import hashlib
+import hmac
 import os
 
+import blake3
 import pytest
 
 from backups.repository import ChunkCorruptError
@@ -23,13 +25,32 @@ def test_it_compresses_only_when_that_saves_space(codec):
         assert codec.decode(cid, codec.encode(cid, data)) == data
 
 
-def test_encrypted_ids_are_keyed_and_plain_ids_are_sha256(codec):
+def test_encrypted_ids_are_keyed_blake3_and_plain_ids_are_blake3(codec):
     data = b"same content"
     other_store = ChunkCodec(chunk_size=1 << 20, keys=DataKeys.generate())
+    assert codec.chunk_id_algorithm == "blake3-keyed"
     assert codec.chunk_id(data) != other_store.chunk_id(data)
-    assert codec.chunk_id(data) != hashlib.sha256(data).hexdigest()
+    assert codec.chunk_id(data) != blake3.blake3(data).hexdigest()
     plain = ChunkCodec(chunk_size=1 << 20)
+    assert plain.chunk_id(data) == blake3.blake3(data).hexdigest()
+
+
+def test_stores_made_before_blake3_keep_their_sha256_ids():
+    data = b"same content"
+    keys = DataKeys.generate()
+    legacy = ChunkCodec(chunk_size=1 << 20, keys=keys, chunk_id_algorithm="hmac-sha256")
+    assert legacy.chunk_id(data) == hmac.new(keys.chunk_id, data, "sha256").hexdigest()
+    plain = ChunkCodec(chunk_size=1 << 20, chunk_id_algorithm="sha256")
     assert plain.chunk_id(data) == hashlib.sha256(data).hexdigest()
+    cid = legacy.chunk_id(data)
+    assert legacy.decode(cid, legacy.encode(cid, data)) == data
+
+
+def test_an_encrypted_store_never_uses_unkeyed_ids():
+    with pytest.raises(ValueError, match="not valid for an encrypted store"):
+        ChunkCodec(chunk_size=1 << 20, keys=DataKeys.generate(), chunk_id_algorithm="sha256")
+    with pytest.raises(ValueError, match="not valid for an unencrypted store"):
+        ChunkCodec(chunk_size=1 << 20, chunk_id_algorithm="blake3-keyed")
 
 
 def test_a_tampered_or_swapped_chunk_is_refused(codec):

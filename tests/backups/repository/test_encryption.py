@@ -1,5 +1,7 @@
 import hashlib
 
+import blake3
+
 from .conftest import CHUNK
 from .diskdata import text_block, write_disk
 
@@ -25,17 +27,18 @@ def test_an_encrypted_store_holds_no_plaintext_and_no_plain_hashes(repo, clock, 
     paths = " ".join(str(p) for p in store_dir.rglob("*"))
     for start in range(0, len(data), CHUNK):
         plain = data[start:start + CHUNK]
-        for digest in (hashlib.sha256(plain), hashlib.blake2b(plain, digest_size=32)):
+        for digest in (hashlib.sha256(plain), hashlib.blake2b(plain, digest_size=32),
+                       blake3.blake3(plain)):
             assert digest.hexdigest().encode() not in stored
             assert digest.hexdigest() not in paths
             assert digest.digest() not in stored
     assert set(manifest.disk("xvda").chunks) <= {p.name for p in store_dir.glob("chunks/*/*/*")}
 
 
-def test_a_plain_store_uses_sha256_ids(plain_repo, clock, store_dir):
+def test_a_plain_store_uses_blake3_ids(plain_repo, clock, store_dir):
     data = text_block(CHUNK, seed=4)
     with plain_repo.start_backup("vm-a", clock()) as writer:
         write_disk(writer, "xvda", data)
         manifest = writer.commit()
-    assert manifest.disk("xvda").chunks == [hashlib.sha256(data).hexdigest()]
+    assert manifest.disk("xvda").chunks == [blake3.blake3(data).hexdigest()]
     assert (store_dir / "chunks" / manifest.disk("xvda").chunks[0][:2]).is_dir()

@@ -9,10 +9,11 @@ from backups.repository import (
     StoreExistsError,
     StoreNotFoundError,
     StoreUnavailableError,
+    UnsupportedFormatError,
     WrongKeyError,
 )
 
-from .conftest import PASSPHRASE, TEST_SCRYPT_N
+from .conftest import CHUNK, PASSPHRASE, TEST_SCRYPT_N
 
 
 def test_it_creates_and_opens_an_encrypted_store(repo, store_dir):
@@ -20,6 +21,7 @@ def test_it_creates_and_opens_an_encrypted_store(repo, store_dir):
     assert config["encryption"]["algorithm"] == "aes-256-gcm"
     assert config["encryption"]["kdf"]["algorithm"] == "scrypt"
     assert config["compression"] == {"algorithm": "zstd", "level": 3}
+    assert config["chunk_id"] == "blake3-keyed"
     assert "master" not in json.dumps(config)
     opened = Repository.open(LocalBackend(store_dir), passphrase=PASSPHRASE)
     assert opened.is_encrypted
@@ -92,6 +94,38 @@ def test_a_plain_store_opens_without_a_key(plain_repo, store_dir):
     assert not opened.is_encrypted
     with pytest.raises(WrongKeyError):
         opened.export_key_file()
+
+
+def test_a_store_made_before_blake3_opens_with_its_recorded_ids(store_dir, clock):
+    """Stores of the first format recorded HMAC-SHA256 inside "encryption"; their backups
+    must stay readable and new backups must keep deduplicating against them."""
+    repo = Repository.create(LocalBackend(store_dir), passphrase=PASSPHRASE, scrypt_n=TEST_SCRYPT_N,
+                             chunk_size=CHUNK)
+    config = json.loads((store_dir / "store.json").read_text())
+    del config["chunk_id"]
+    config["encryption"]["chunk_id"] = "hmac-sha256"
+    (store_dir / "store.json").write_text(json.dumps(config))
+    legacy = Repository.open(LocalBackend(store_dir), passphrase=PASSPHRASE)
+    assert legacy.codec.chunk_id_algorithm == "hmac-sha256"
+    data = bytes(range(256)) * (CHUNK // 256)
+    for _ in range(2):
+        with legacy.start_backup("vm-1", clock()) as writer:
+            disk = writer.add_disk("vbd0", CHUNK)
+            disk.write(0, data)
+            disk.finish()
+            manifest = writer.commit()
+    assert manifest.totals["chunks_reused"] == 1
+    assert legacy.read_chunk(manifest.disks[0].chunks[0]) == data
+    assert repo.codec.chunk_id(data) != legacy.codec.chunk_id(data)
+
+
+def test_an_unknown_chunk_id_algorithm_is_refused(store_dir):
+    Repository.create(LocalBackend(store_dir), encryption=False, chunk_size=CHUNK)
+    config = json.loads((store_dir / "store.json").read_text())
+    config["chunk_id"] = "md5"
+    (store_dir / "store.json").write_text(json.dumps(config))
+    with pytest.raises(UnsupportedFormatError, match="md5"):
+        Repository.open(LocalBackend(store_dir))
 
 
 def test_it_refuses_to_create_over_an_existing_store(repo, store_dir):
