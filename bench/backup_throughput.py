@@ -12,6 +12,7 @@ Prints the ratios the backup engine issue asks for (goals in brackets):
   day-2 store growth sesamweb / restic         (<= 0.75)
   bytes read from the pool / changed bytes     (<= 1.5)
   peak RSS of the backup worker process        (< 150 MiB)
+and the CPU time each side used on day 1 (the simulator's share counted apart).
 
     .venv/bin/python bench/backup_throughput.py [--size-gib 4] [--keep]
 """
@@ -73,7 +74,15 @@ class Console:
         with sqlite3.connect(self.db) as db:
             db.row_factory = sqlite3.Row
             row = dict(db.execute("SELECT * FROM backups_vmbackup ORDER BY id DESC LIMIT 1").fetchone())
+        self.cpu = (usage.ru_utime, usage.ru_stime)
         return row, usage.ru_maxrss / 1024
+
+
+def cpu_seconds(pid):
+    """User + system CPU time a live process has used so far (from /proc)."""
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def duration(row):
@@ -140,10 +149,16 @@ def main():
         subprocess.run(["restic", "init", "-r", restic_repo, "-q"], env=restic_env, check=True)
 
         # -- day 1 ---------------------------------------------------------------------------
+        sim_cpu = cpu_seconds(sim.process.pid)
         day1, rss1 = console.backup(vm_uuid, "bench", "--incremental")
+        sesam_cpu = console.cpu
         sesam_day1 = duration(day1)
+        sim_cpu_sesam, sim_cpu = cpu_seconds(sim.process.pid) - sim_cpu, cpu_seconds(sim.process.pid)
         store_day1 = du(store_dir)
+        children = os.times()
         restic_day1 = restic_backup(sim, session, vm_uuid, restic_repo, restic_env)
+        restic_cpu = sum(os.times()[2:4]) - sum(children[2:4])   # restic is the only child waited for
+        sim_cpu_restic = cpu_seconds(sim.process.pid) - sim_cpu
         restic_size1 = du(restic_repo)
 
         # -- day 2 ---------------------------------------------------------------------------
@@ -166,6 +181,10 @@ def main():
         "day1_sesamweb_s": round(sesam_day1, 2), "day1_restic_s": round(restic_day1, 2),
         "day1_throughput_ratio": round(restic_day1 / sesam_day1, 2),
         "day1_sesamweb_MBps": round(size / sesam_day1 / 1e6), "day1_restic_MBps": round(size / restic_day1 / 1e6),
+        "day1_cpu_s": {"sesamweb_user": round(sesam_cpu[0], 1), "sesamweb_system": round(sesam_cpu[1], 1),
+                       "restic": round(restic_cpu, 1),
+                       "simulator_serving_sesamweb": round(sim_cpu_sesam, 1),
+                       "simulator_serving_restic": round(sim_cpu_restic, 1)},
         "store_day1_MB": round(store_day1 / 1e6, 1), "restic_day1_MB": round(restic_size1 / 1e6, 1),
         "day2_kind": day2["kind"], "changed_MB": round(changed_bytes / 1e6, 1),
         "day2_growth_sesamweb_MB": round(store_growth / 1e6, 1), "day2_growth_restic_MB": round(restic_growth / 1e6, 1),

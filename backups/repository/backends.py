@@ -5,6 +5,7 @@ Both expose the same small set of operations on slash-separated keys ("store.jso
 Every OS or S3 failure is mapped to a RepositoryError subclass naming the store location.
 """
 import errno
+import mmap
 import os
 import secrets
 import shutil
@@ -23,6 +24,9 @@ from .errors import (
 # Temporary files of an unfinished atomic write carry this marker; gc removes old ones.
 TEMP_MARKER = ".tmp-"
 NO_HARD_LINKS = {errno.EPERM, errno.ENOTSUP, errno.EOPNOTSUPP, errno.EMLINK, errno.ENOSYS}
+# Objects from this size up are written with O_DIRECT (see LocalBackend._write_new).
+DIRECT_IO_MIN_SIZE = 64 * 1024
+DIRECT_IO_ALIGNMENT = 4096  # a multiple of every device's logical block size
 
 
 @dataclass(frozen=True)
@@ -62,13 +66,22 @@ def is_temporary(key: str) -> bool:
 
 
 class LocalBackend:
-    """A directory on a local or network file system."""
+    """A directory on a local or network file system.
 
-    def __init__(self, path):
+    Chunks are written with O_DIRECT where the file system allows it: backup data is written
+    once and not read back soon, so it should not push the host's working set out of the
+    page cache. It is also cheaper: copying into fresh page-cache pages was the second
+    largest CPU cost of a backup worker (after zstd), and more so on a virtual machine whose
+    hypervisor takes freed guest pages back. File systems without O_DIRECT (tmpfs, some
+    FUSE mounts) get ordinary buffered writes."""
+
+    def __init__(self, path, *, direct_io=True):
         self.root = Path(path)
         self.location = str(self.root)
         self._dirs_to_sync = set()
         self._lock = threading.Lock()
+        self._direct_io = direct_io and hasattr(os, "O_DIRECT")
+        self._buffers = threading.local()  # one aligned buffer per writing thread
 
     # -- error mapping -------------------------------------------------------------
     def _error(self, exc: OSError, key: str, writing: bool):
@@ -109,11 +122,7 @@ class LocalBackend:
         path = self._path(key)
         tmp = path.with_name(path.name + TEMP_MARKER + secrets.token_hex(6))
         try:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            with open(tmp, "xb") as f:
-                f.write(data)
-                f.flush()
-                os.fsync(f.fileno())
+            self._write_new(tmp, data)
             if overwrite:
                 os.replace(tmp, path)
             else:
@@ -141,6 +150,78 @@ class LocalBackend:
         with self._lock:
             self._dirs_to_sync.add(path.parent)
         return True
+
+    def _write_new(self, tmp: Path, data):
+        """Create tmp with data, durably (fsync)."""
+        length = len(data)
+        direct = self._direct_io and length >= DIRECT_IO_MIN_SIZE
+        fd = self._create(tmp, direct)
+        try:
+            if direct:
+                try:
+                    self._write_direct(fd, data, length)
+                except OSError as exc:
+                    if exc.errno != errno.EINVAL:
+                        raise
+                    # Accepted at open, refused at write (some network file systems).
+                    self._direct_io = False
+                    os.close(fd)
+                    fd = os.open(tmp, os.O_WRONLY | os.O_TRUNC | os.O_CLOEXEC)
+                    self._write_all(fd, memoryview(data))
+            else:
+                self._write_all(fd, memoryview(data))
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+
+    def _write_direct(self, fd, data, length):
+        """Write through an aligned buffer, padded to whole blocks, then cut to length."""
+        padded = -(-length // DIRECT_IO_ALIGNMENT) * DIRECT_IO_ALIGNMENT
+        buffer = getattr(self._buffers, "buffer", None)
+        if buffer is None or len(buffer) < padded:
+            buffer = self._buffers.buffer = mmap.mmap(-1, padded)  # page-aligned
+        buffer[:length] = data
+        buffer[length:padded] = bytes(padded - length)
+        self._write_all(fd, memoryview(buffer)[:padded])
+        os.ftruncate(fd, length)
+
+    @staticmethod
+    def _write_all(fd, view):
+        while view:
+            view = view[os.write(fd, view):]
+
+    def _create(self, tmp: Path, direct=False) -> int:
+        """Open a new file, creating its directories on first use (one failed open per new
+        fan-out directory is cheaper than a mkdir call for every chunk)."""
+        try:
+            return self._open_new(tmp, direct)
+        except FileNotFoundError:
+            pass
+        directory = tmp.parent
+        new_dirs = []
+        while not directory.is_dir() and directory != self.root:
+            new_dirs.append(directory)
+            directory = directory.parent
+        self._check_root()  # never recreate the store's own directory (an unmounted share)
+        tmp.parent.mkdir(parents=True, exist_ok=True)
+        with self._lock:  # a new directory is durable once the entry in its parent is
+            self._dirs_to_sync.update(d.parent for d in new_dirs)
+        return self._open_new(tmp, direct)
+
+    def _open_new(self, tmp: Path, direct) -> int:
+        flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC
+        if direct:
+            try:
+                return os.open(tmp, flags | os.O_DIRECT, 0o666)
+            except OSError as exc:
+                if exc.errno != errno.EINVAL:
+                    raise
+                self._direct_io = False  # this file system has no O_DIRECT
+                try:  # some kernels refuse O_DIRECT only after creating the file
+                    os.unlink(tmp)
+                except FileNotFoundError:
+                    pass
+        return os.open(tmp, flags, 0o666)
 
     def exists(self, key):
         try:

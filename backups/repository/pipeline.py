@@ -1,12 +1,19 @@
 """The parallel backup writer.
 
     caller thread: DiskWriter.write(offset, data) re-chunks at the store's chunk size,
-                   skips all-zero chunks, hands each chunk to a worker thread
-    worker thread: (patch a parent chunk) -> id -> dedup check -> zstd -> AES-GCM -> put
+                   skips all-zero chunks, hands each chunk to the encoding stage
+    encode thread: (patch a parent chunk) -> id -> dedup check -> zstd -> AES-GCM
+    store thread:  put (a local write with fsync, or an S3 PUT)
 
-At most `max_in_flight` chunks are queued or being processed (memory stays bounded at about
-max_in_flight x chunk size); results are recorded by chunk index as they finish, so one slow
-(text) chunk never stalls the others. Each worker thread owns its zstd compressor (ChunkCodec).
+Two stages because they wait on different things: encoding keeps the CPUs busy (one thread
+per core), storing mostly waits for the disk's fsync or the network, so several of those
+run at once without taking CPU from encoding. A chunk becomes visible under its final name
+only once it is durable, as before; only the waiting moved off the encoding threads.
+
+At most `max_in_flight` chunks are queued or in either stage (memory stays bounded at about
+2 x max_in_flight x chunk size: the plaintext and its encoded blob); results are recorded by
+chunk index as they finish, so one slow (text) chunk never stalls the others. Each encoding
+thread owns its zstd compressor (ChunkCodec).
 
 Dedup: a chunk whose id is already known (written or seen during this backup, or listed by
 the parent's manifest) costs nothing; otherwise an existence check, and an existing chunk is
@@ -34,7 +41,7 @@ PROGRESS_INTERVAL = 0.25  # seconds: at most four progress calls per second
 
 class BackupWriter:
     def __init__(self, repo, vm_uuid, started_at, *, parent=None, method=None, on_progress=None,
-                 max_in_flight=8, workers=None, lease_refresh=60.0):
+                 max_in_flight=12, workers=None, store_workers=4, lease_refresh=60.0):
         self.repo = repo
         self.backend = repo.backend
         self.codec = repo.codec
@@ -58,8 +65,10 @@ class BackupWriter:
         self._error = None
         self._state = "open"
         self._slots = threading.BoundedSemaphore(max(1, max_in_flight))
-        self._executor = ThreadPoolExecutor(max_workers=workers or max(2, os.cpu_count() or 2),
-                                            thread_name_prefix="chunk-writer")
+        self._encoders = ThreadPoolExecutor(max_workers=workers or max(2, os.cpu_count() or 2),
+                                            thread_name_prefix="chunk-encoder")
+        self._storers = ThreadPoolExecutor(max_workers=max(1, store_workers),
+                                           thread_name_prefix="chunk-store")
         self.totals = {"bytes_read": 0, "bytes_new": 0, "bytes_stored": 0, "chunks_total": 0,
                        "chunks_new": 0, "chunks_reused": 0, "chunks_zero": 0}
         self._last_progress = 0.0
@@ -153,7 +162,8 @@ class BackupWriter:
                                                 "run the backup again")
 
     def _close(self):
-        self._executor.shutdown(wait=True)
+        self._encoders.shutdown(wait=True)
+        self._storers.shutdown(wait=True)
         self._stop_refresh.set()
         self._refresher.join()
         try:
@@ -183,7 +193,7 @@ class BackupWriter:
                 self._idle.wait()
 
     def _dispatch(self, disk, index, data, base_id=None, ranges=None):
-        """Hand one chunk to a worker (blocks while max_in_flight chunks are busy)."""
+        """Hand one chunk to the encoders (blocks while max_in_flight chunks are busy)."""
         if base_id is None and is_zero(data):
             with self._lock:
                 disk.chunks[index] = None
@@ -195,7 +205,7 @@ class BackupWriter:
         with self._lock:
             self._pending += 1
         try:
-            self._executor.submit(self._store_chunk, disk, index, data, base_id, ranges)
+            self._encoders.submit(self._encode_chunk, disk, index, data, base_id, ranges)
         except BaseException:
             self._task_done()
             raise
@@ -206,7 +216,10 @@ class BackupWriter:
             self._pending -= 1
             self._idle.notify_all()
 
-    def _store_chunk(self, disk, index, data, base_id, ranges):
+    def _encode_chunk(self, disk, index, data, base_id, ranges):
+        """Encoding stage; hands a new chunk's blob to the store stage, which then owns the
+        chunk's slot. Every other outcome is recorded here."""
+        handed_over = False
         try:
             if self._error is not None or self._state == "aborted":
                 return
@@ -217,42 +230,63 @@ class BackupWriter:
                     patched[start:end] = data[start:end]
                 data = patched
             if is_zero(data):
-                chunk_id, new, stored = None, False, 0
-            else:
-                chunk_id = self.codec.chunk_id(data)
+                self._record(disk, index, None)
+                return
+            chunk_id = self.codec.chunk_id(data)
+            with self._lock:
+                known = chunk_id in self._known
+            if known:
+                self._record(disk, index, chunk_id)
+                return
+            key = chunk_key(chunk_id)
+            if self.backend.exists(key):
+                self.backend.touch(key)
                 with self._lock:
-                    known = chunk_id in self._known
-                new, stored = False, 0
-                if not known:
-                    key = chunk_key(chunk_id)
-                    if self.backend.exists(key):
-                        self.backend.touch(key)
-                        with self._lock:
-                            self._touched.add(chunk_id)
-                    else:
-                        blob = self.codec.encode(chunk_id, data)
-                        new = self.backend.put_atomic(key, blob, overwrite=False)
-                        stored = len(blob) if new else 0
-                    with self._lock:
-                        self._known.add(chunk_id)
-            with self._lock:
-                disk.chunks[index] = chunk_id
-                t = self.totals
-                t["chunks_total"] += 1
-                if chunk_id is None:
-                    t["chunks_zero"] += 1
-                elif new:
-                    t["chunks_new"] += 1
-                    t["bytes_new"] += len(data)
-                    t["bytes_stored"] += stored
-                else:
-                    t["chunks_reused"] += 1
+                    self._touched.add(chunk_id)
+                    self._known.add(chunk_id)
+                self._record(disk, index, chunk_id)
+                return
+            blob = self.codec.encode(chunk_id, data)
+            self._storers.submit(self._store_chunk, disk, index, chunk_id, key, blob, len(data))
+            handed_over = True
         except BaseException as exc:
+            self._fail(exc)
+        finally:
+            if not handed_over:
+                self._task_done()
+
+    def _store_chunk(self, disk, index, chunk_id, key, blob, length):
+        try:
+            if self._error is not None or self._state == "aborted":
+                return
+            new = self.backend.put_atomic(key, blob, overwrite=False)
             with self._lock:
-                if self._error is None:
-                    self._error = exc
+                self._known.add(chunk_id)
+            self._record(disk, index, chunk_id, new_bytes=length if new else 0,
+                         stored=len(blob) if new else 0)
+        except BaseException as exc:
+            self._fail(exc)
         finally:
             self._task_done()
+
+    def _record(self, disk, index, chunk_id, new_bytes=0, stored=0):
+        with self._lock:
+            disk.chunks[index] = chunk_id
+            t = self.totals
+            t["chunks_total"] += 1
+            if chunk_id is None:
+                t["chunks_zero"] += 1
+            elif new_bytes:
+                t["chunks_new"] += 1
+                t["bytes_new"] += new_bytes
+                t["bytes_stored"] += stored
+            else:
+                t["chunks_reused"] += 1
+
+    def _fail(self, exc):
+        with self._lock:
+            if self._error is None:
+                self._error = exc
 
     def _report_progress(self, force=False):
         if self.on_progress is None:
