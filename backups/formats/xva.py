@@ -98,6 +98,10 @@ class _GzipSource:
         except zlib.error as exc:
             raise XvaError(f"gzip stream is damaged: {exc}") from exc
 
+    def read(self, n: int) -> bytes:
+        buf = bytearray(n)
+        return bytes(buf[:self.readinto(buf)])
+
     def _readinto(self, buf) -> int:
         want = len(buf)
         while True:
@@ -132,19 +136,30 @@ class _ZstdSource:
         except zstandard.ZstdError as exc:
             raise XvaError(f"zstd stream is damaged: {exc}") from exc
 
+    def read(self, n: int) -> bytes:
+        try:
+            return self._reader.read(n)
+        except zstandard.ZstdError as exc:
+            raise XvaError(f"zstd stream is damaged: {exc}") from exc
 
-def _read_full(source, n: int) -> bytearray:
-    """Exactly n bytes (short reads looped); fewer only at end of stream."""
-    buf = bytearray(n)
-    view = memoryview(buf)
-    got = 0
+
+def _read_full(source, n: int) -> bytes:
+    """Exactly n bytes (short reads looped); fewer only at end of stream.
+
+    Data members are read with read(), not readinto() a zeroed buffer: the stream fills a new
+    bytes object directly, which the backup writer can then keep without copying it."""
+    data = source.read(n)
+    if len(data) == n or not data:
+        return data
+    pieces = [data]
+    got = len(data)
     while got < n:
-        k = source.readinto(view[got:])
-        if not k:
-            del view
-            return buf[:got]
-        got += k
-    return buf
+        more = source.read(n - got)
+        if not more:
+            break
+        pieces.append(more)
+        got += len(more)
+    return b"".join(pieces)
 
 
 def _looks_like_tar_header(block: bytes) -> bool:
@@ -400,7 +415,7 @@ class XvaStreamReader:
         prefix = b""
         if compression == "auto":
             counting = _CountingStream(stream)
-            prefix = bytes(_read_full(counting, BLOCK))
+            prefix = _read_full(counting, BLOCK)
             compression = self._sniff(prefix)
             self._raw = _CountingStream(stream, prefix)
             self._raw.count = counting.count
@@ -435,7 +450,7 @@ class XvaStreamReader:
     def _next_member(self) -> tuple[str, int] | None:
         """Header of the next regular member as (name, size); None at end of archive."""
         while True:
-            header = bytes(_read_full(self._source, BLOCK))
+            header = _read_full(self._source, BLOCK)
             if len(header) < BLOCK:
                 raise XvaError("stream ended without the tar end-of-archive marker "
                                "(truncated export)")
@@ -482,11 +497,11 @@ class XvaStreamReader:
                 self._pending_size = int(value)
             pos += int(length_text)
 
-    def _read_payload(self, name: str, size: int) -> bytearray:
-        data = _read_full(self._source, size + _padding(size))
-        if len(data) < size + _padding(size):
+    def _read_payload(self, name: str, size: int) -> bytes:
+        data = _read_full(self._source, size)
+        padding = _padding(size)
+        if len(data) < size or (padding and len(_read_full(self._source, padding)) < padding):
             raise XvaError(f"stream ended inside member {name!r} (truncated export)")
-        del data[size:]
         return data
 
     # -- public API
@@ -502,10 +517,10 @@ class XvaStreamReader:
                 raise XvaError(f"first member is {name!r}, expected 'ova.xml'")
             if size > 64 << 20:
                 raise XvaError(f"ova.xml member is implausibly large ({size} bytes)")
-            self._ova = bytes(self._read_payload(name, size))
+            self._ova = self._read_payload(name, size)
         return self._ova
 
-    def blocks(self) -> Iterator[tuple[str, int, memoryview]]:
+    def blocks(self) -> Iterator[tuple[str, int, bytes]]:
         """(VDI ref, byte offset in the VDI, data) for each non-empty data member."""
         meta = parse_ova_xml(self.ova_xml())
         seen: set[str] = set()
@@ -535,7 +550,7 @@ class XvaStreamReader:
             data = self._read_payload(name, size)
             self._check_sum(name, data)
             if size:
-                yield member_ref, offset, memoryview(data)
+                yield member_ref, offset, data
             offset += size
             last_n = n
         if ref is not None:
@@ -544,7 +559,7 @@ class XvaStreamReader:
         if missing:
             raise XvaError(f"the stream has no blocks for VDI(s) {missing} named in ova.xml")
 
-    def _check_sum(self, data_name: str, data: bytearray) -> None:
+    def _check_sum(self, data_name: str, data: bytes) -> None:
         member = self._next_member()
         if member is None:
             raise XvaError(f"member {data_name!r} has no checksum member (stream ended)")
@@ -552,7 +567,7 @@ class XvaStreamReader:
         match = _CHECKSUM_MEMBER.match(name)
         if not match or name.rsplit(".", 1)[0] != data_name:
             raise XvaError(f"member {data_name!r} is followed by {name!r}, not its checksum")
-        expected = bytes(self._read_payload(name, size)).decode("ascii", "replace")
+        expected = self._read_payload(name, size).decode("ascii", "replace")
         if self._verify:
             actual = _CHECKSUMS[match.group(3)](data)
             if actual != expected:
