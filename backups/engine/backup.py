@@ -28,6 +28,7 @@ from ..models import RestorePoint, VmBackup
 from ..repository import RepositoryError, StoreError, WrongKeyError
 from ..restore.replication import replicate_after_backup
 from ..stores import open_repository
+from .allocator import keep_buffers_resident
 from .prepare import BackupFailed, describe_failure, failure_code, prepare_vm, release
 from .progress import BackupCancelled, ProgressReporter
 from .snapshots import CHAIN_KEY, destroy_snapshot, find_tagged_snapshots, snapshot_disks
@@ -109,6 +110,7 @@ def cleanup_leftovers(conn, reporter=None):
 # -- the backup ------------------------------------------------------------------------------
 def run_vm_backup(vm_backup_id, *, owner=None):
     """Run one queued VM backup to its end. Returns the VmBackup, or None if another worker has it."""
+    keep_buffers_resident()
     fail_abandoned_backups()
     owner = owner or worker_identity()
     if not acquire_lease(vm_backup_id, owner):

@@ -26,6 +26,7 @@ from xenpools.connection import PoolConnection, PoolError, PoolTaskFailed
 from xenpools.inventory import sync_pool
 
 from ..choices import RunStatus
+from ..engine.allocator import keep_buffers_resident
 from ..formats.xva import NULL_REF, XvaError, parse_ova_xml
 from ..models_restore import RestoreKind, RestorePhase, RestoreRun
 from ..repository import ChunkCorruptError, RepositoryError, StoreError, WrongKeyError
@@ -78,6 +79,7 @@ def fail_abandoned_restores(now=None):
 # -- the run ---------------------------------------------------------------------------------
 def run_restore(run_id, *, owner=None):
     """Run one queued restore to its end. Returns the RestoreRun, or None if another worker has it."""
+    keep_buffers_resident()
     fail_abandoned_restores()
     owner = owner or worker_identity()
     if not acquire_lease(run_id, owner):
