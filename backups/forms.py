@@ -6,6 +6,7 @@ from django.utils.html import format_html
 
 from .choices import BackupMethod, QuiesceFallback, StoreKind
 from .models import DataStore
+from .repository.chunks import DEFAULT_COMPRESSION_LEVEL
 
 MIN_PASSPHRASE_LENGTH = 12
 
@@ -58,8 +59,10 @@ class DataStoreForm(forms.Form):
                                            "are strong and easy to keep.")
     passphrase_confirm = forms.CharField(required=False, strip=False, label="Passphrase again",
                                          widget=forms.PasswordInput(render_value=False))
-    compression_level = forms.IntegerField(min_value=1, max_value=19, initial=3, label="zstd level",
-                                           help_text="3 is fast and compresses well; higher levels cost CPU.")
+    compression_level = forms.IntegerField(
+        min_value=1, max_value=19, initial=DEFAULT_COMPRESSION_LEVEL, label="zstd level",
+        help_text="1 is the fastest; 3 saves about 2 % more space for a quarter more CPU; "
+                  "higher levels cost much more CPU.")
     cluster = forms.CharField(max_length=100, required=False, label="Worker cluster",
                               help_text="Leave empty unless a remote device server writes to this store.")
 

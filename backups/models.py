@@ -21,6 +21,7 @@ from .choices import (
     Trigger,
     VerifyState,
 )
+from .repository.chunks import DEFAULT_COMPRESSION_LEVEL
 
 
 class DataStore(models.Model):
@@ -42,7 +43,7 @@ class DataStore(models.Model):
     key_encrypted = models.TextField(blank=True)
     key_exported_at = models.DateTimeField(null=True, blank=True)
     chunk_size = models.PositiveIntegerField(default=1024 * 1024)
-    compression_level = models.PositiveSmallIntegerField(default=3)
+    compression_level = models.PositiveSmallIntegerField(default=DEFAULT_COMPRESSION_LEVEL)
     cluster = models.CharField(
         max_length=100, blank=True,
         help_text="Worker cluster (remote device server) that runs backups to this store; empty: the default",

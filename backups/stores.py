@@ -18,6 +18,7 @@ from .choices import StoreKind
 from .models import DataStore
 from .repository import LocalBackend, Repository, S3Backend
 from .repository import keys as repository_keys
+from .repository.chunks import DEFAULT_COMPRESSION_LEVEL
 
 _open_repositories = {}
 _open_lock = threading.Lock()
@@ -34,7 +35,7 @@ def backend_for(store: DataStore):
 
 def create_store(*, name, kind=StoreKind.LOCAL, path="", passphrase=None, encrypted=True,
                  s3_endpoint="", s3_bucket="", s3_prefix="", s3_region="", s3_access_key="", s3_secret="",
-                 chunk_size=None, compression_level=3, cluster="", max_parallel_streams=2) -> DataStore:
+                 chunk_size=None, compression_level=DEFAULT_COMPRESSION_LEVEL, cluster="", max_parallel_streams=2) -> DataStore:
     """Create the repository on the medium, then the DataStore row (audited).
 
     The repository is written first: if the medium is unusable nothing is saved; if saving

@@ -34,6 +34,10 @@ FLAG_COMPRESSED = 0x01
 FLAG_ENCRYPTED = 0x02
 HEADER_SIZE = 5
 NONCE_SIZE = 12
+# zstd level 1: on bench/backup_throughput.py's 4 GiB image, level 3 made a store 1.9 % smaller
+# (1651 vs 1682 MB on day 1) for 25 % more worker CPU (8.2 vs 6.5 s) and a 12 % slower
+# backup; level 1 is also what Proxmox Backup Server uses. Each store can choose another.
+DEFAULT_COMPRESSION_LEVEL = 1
 CHUNK_ID_ALGORITHMS = {True: ("blake3-keyed", "hmac-sha256"), False: ("blake3", "sha256")}
 DEFAULT_CHUNK_ID = {encrypted: names[0] for encrypted, names in CHUNK_ID_ALGORITHMS.items()}
 
@@ -57,7 +61,8 @@ class ChunkCodec:
     """Computes ids and encodes/decodes chunks. Safe to share between threads: each thread
     gets its own zstd (de)compressor (a shared ZstdCompressor crashed the process)."""
 
-    def __init__(self, *, chunk_size, compression_level=3, keys=None, chunk_id_algorithm=None):
+    def __init__(self, *, chunk_size, compression_level=DEFAULT_COMPRESSION_LEVEL, keys=None,
+                 chunk_id_algorithm=None):
         self.chunk_size = chunk_size
         self.compression_level = compression_level
         self.encrypted = keys is not None

@@ -41,7 +41,7 @@ PROGRESS_INTERVAL = 0.25  # seconds: at most four progress calls per second
 
 class BackupWriter:
     def __init__(self, repo, vm_uuid, started_at, *, parent=None, method=None, on_progress=None,
-                 max_in_flight=12, workers=None, store_workers=4, lease_refresh=60.0):
+                 max_in_flight=8, workers=None, store_workers=4, lease_refresh=60.0):
         self.repo = repo
         self.backend = repo.backend
         self.codec = repo.codec

@@ -14,7 +14,7 @@ from datetime import datetime, timezone
 from . import keys as keys_module
 from .gc import collect_garbage
 from .backends import is_temporary
-from .chunks import CHUNK_ID_ALGORITHMS, DEFAULT_CHUNK_ID, ChunkCodec, chunk_key
+from .chunks import CHUNK_ID_ALGORITHMS, DEFAULT_CHUNK_ID, DEFAULT_COMPRESSION_LEVEL, ChunkCodec, chunk_key
 from .errors import (
     BackupNotFoundError,
     KeyAlreadyExportedError,
@@ -47,7 +47,6 @@ FORMAT_VERSION = 1
 # blocks on a 1 GiB disk at 120 MB with 1 MiB chunks against 291 MB with 4 MiB (2.4x).
 DEFAULT_CHUNK_SIZE = 1 << 20
 ALLOWED_CHUNK_SIZES = {1 << n for n in range(16, 25)}  # 64 KiB .. 16 MiB
-DEFAULT_COMPRESSION_LEVEL = 3
 
 
 def _now_iso():
@@ -176,7 +175,7 @@ class Repository:
 
     # -- backups ---------------------------------------------------------------------------
     def start_backup(self, vm_uuid, started_at, *, parent=None, method=None,
-                     on_progress=None, max_in_flight=12, workers=None, lease_refresh=60.0):
+                     on_progress=None, max_in_flight=8, workers=None, lease_refresh=60.0):
         from .pipeline import BackupWriter
 
         return BackupWriter(self, vm_uuid, started_at, parent=parent, method=method,

@@ -6,6 +6,7 @@ from django.core.management.base import BaseCommand, CommandError
 from backups.choices import StoreKind
 from backups.models import DataStore
 from backups.repository import StoreError, StoreExistsError
+from backups.repository.chunks import DEFAULT_COMPRESSION_LEVEL
 from backups.stores import create_store
 from sesamweb.audit.log import acting_as
 
@@ -26,7 +27,8 @@ class Command(BaseCommand):
         key.add_argument("--passphrase-file", help="file holding the passphrase that protects the store's key")
         key.add_argument("--no-encryption", action="store_true", help="store chunks unencrypted")
         parser.add_argument("--region", default="")
-        parser.add_argument("--compression-level", type=int, default=3)
+        parser.add_argument("--compression-level", type=int, default=DEFAULT_COMPRESSION_LEVEL,
+                            help=f"zstd level, 1-19 (default {DEFAULT_COMPRESSION_LEVEL})")
         parser.add_argument("--cluster", default="", help="worker cluster (remote device server) of this store")
 
     def handle(self, *args, name, path, s3_url, passphrase_file, no_encryption, region, compression_level,

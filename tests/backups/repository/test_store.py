@@ -20,7 +20,7 @@ def test_it_creates_and_opens_an_encrypted_store(repo, store_dir):
     config = json.loads((store_dir / "store.json").read_text())
     assert config["encryption"]["algorithm"] == "aes-256-gcm"
     assert config["encryption"]["kdf"]["algorithm"] == "scrypt"
-    assert config["compression"] == {"algorithm": "zstd", "level": 3}
+    assert config["compression"] == {"algorithm": "zstd", "level": 1}
     assert config["chunk_id"] == "blake3-keyed"
     assert "master" not in json.dumps(config)
     opened = Repository.open(LocalBackend(store_dir), passphrase=PASSPHRASE)
