@@ -3,7 +3,7 @@
     .venv/bin/python bench/repository_pipeline.py [--size-gib 1] [--dir /tmp] [--no-fsync]
 
 Backs up a generated disk (40 % zeros, 30 % text, 30 % random, every block unique) into a
-fresh encrypted store (zstd-3, AES-256-GCM, keyed HMAC-SHA256 ids) in 1.5 MiB pieces, so
+fresh encrypted store (the defaults: zstd-1, AES-256-GCM, keyed BLAKE3 ids) in 1.5 MiB pieces, so
 the writer re-chunks. Blocks are built by copying from small pre-generated pools, so the
 generator costs little next to the pipeline. Then a second backup of the same disk (all
 dedup) and a full restore read (decrypt, decompress, id check). Rates are MB/s of disk size;
