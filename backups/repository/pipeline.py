@@ -7,7 +7,9 @@
 
 Two stages because they wait on different things: encoding keeps the CPUs busy (one thread
 per core), storing mostly waits for the disk's fsync or the network, so several of those
-run at once without taking CPU from encoding. A chunk becomes visible under its final name
+run at once without taking CPU from encoding. On a remote store (S3) the existence check
+of the dedup step is a network round trip too, so it runs on a store thread between naming
+the chunk and compressing it. A chunk becomes visible under its final name
 only once it is durable, as before; only the waiting moved off the encoding threads.
 
 At most `max_in_flight` chunks are queued or in either stage (memory stays bounded at about
@@ -205,7 +207,7 @@ class BackupWriter:
         with self._lock:
             self._pending += 1
         try:
-            self._encoders.submit(self._encode_chunk, disk, index, data, base_id, ranges)
+            self._encoders.submit(self._run_step, self._identify, disk, index, data, base_id, ranges)
         except BaseException:
             self._task_done()
             raise
@@ -216,58 +218,74 @@ class BackupWriter:
             self._pending -= 1
             self._idle.notify_all()
 
-    def _encode_chunk(self, disk, index, data, base_id, ranges):
-        """Encoding stage; hands a new chunk's blob to the store stage, which then owns the
-        chunk's slot. Every other outcome is recorded here."""
-        handed_over = False
+    # A chunk's way through the stages. Each step returns True when it handed the chunk on
+    # to another stage, which then owns the chunk's slot; any other outcome ends it here.
+    def _run_step(self, step, *args):
+        handed_on = False
         try:
-            if self._error is not None or self._state == "aborted":
-                return
-            if base_id is not None:
-                # A partial write over a parent chunk: start from the parent's content.
-                patched = bytearray(self.repo.read_chunk(base_id))
-                for start, end in ranges:
-                    patched[start:end] = data[start:end]
-                data = patched
-            if is_zero(data):
-                self._record(disk, index, None)
-                return
-            chunk_id = self.codec.chunk_id(data)
-            with self._lock:
-                known = chunk_id in self._known
-            if known:
-                self._record(disk, index, chunk_id)
-                return
-            key = chunk_key(chunk_id)
-            if self.backend.exists(key):
-                self.backend.touch(key)
-                with self._lock:
-                    self._touched.add(chunk_id)
-                    self._known.add(chunk_id)
-                self._record(disk, index, chunk_id)
-                return
-            blob = self.codec.encode(chunk_id, data)
-            self._storers.submit(self._store_chunk, disk, index, chunk_id, key, blob, len(data))
-            handed_over = True
+            if self._error is None and self._state != "aborted":
+                handed_on = step(*args)
         except BaseException as exc:
             self._fail(exc)
         finally:
-            if not handed_over:
+            if not handed_on:
                 self._task_done()
 
-    def _store_chunk(self, disk, index, chunk_id, key, blob, length):
-        try:
-            if self._error is not None or self._state == "aborted":
-                return
-            new = self.backend.put_atomic(key, blob, overwrite=False)
-            with self._lock:
-                self._known.add(chunk_id)
-            self._record(disk, index, chunk_id, new_bytes=length if new else 0,
-                         stored=len(blob) if new else 0)
-        except BaseException as exc:
-            self._fail(exc)
-        finally:
-            self._task_done()
+    def _hand_on(self, pool, step, *args):
+        pool.submit(self._run_step, step, *args)
+        return True
+
+    def _identify(self, disk, index, data, base_id, ranges):
+        """Encoding stage: patch a partial chunk, name it, skip what is zero or known."""
+        if base_id is not None:
+            # A partial write over a parent chunk: start from the parent's content.
+            patched = bytearray(self.repo.read_chunk(base_id))
+            for start, end in ranges:
+                patched[start:end] = data[start:end]
+            data = patched
+        if is_zero(data):
+            self._record(disk, index, None)
+            return False
+        chunk_id = self.codec.chunk_id(data)
+        with self._lock:
+            known = chunk_id in self._known
+        if known:
+            self._record(disk, index, chunk_id)
+            return False
+        if self.backend.remote:  # an existence check waits for the network: not on a CPU thread
+            return self._hand_on(self._storers, self._look_up, disk, index, chunk_id, data)
+        if self._reuse_if_stored(disk, index, chunk_id):
+            return False
+        return self._encode(disk, index, chunk_id, data)
+
+    def _look_up(self, disk, index, chunk_id, data):
+        """Store stage, remote stores: reuse a stored chunk, else send it to be encoded."""
+        if self._reuse_if_stored(disk, index, chunk_id):
+            return False
+        return self._hand_on(self._encoders, self._encode, disk, index, chunk_id, data)
+
+    def _reuse_if_stored(self, disk, index, chunk_id):
+        key = chunk_key(chunk_id)
+        if not self.backend.exists(key):
+            return False
+        self.backend.touch(key)
+        with self._lock:
+            self._touched.add(chunk_id)
+            self._known.add(chunk_id)
+        self._record(disk, index, chunk_id)
+        return True
+
+    def _encode(self, disk, index, chunk_id, data):
+        blob = self.codec.encode(chunk_id, data)
+        return self._hand_on(self._storers, self._store, disk, index, chunk_id, blob, len(data))
+
+    def _store(self, disk, index, chunk_id, blob, length):
+        new = self.backend.put_atomic(chunk_key(chunk_id), blob, overwrite=False)
+        with self._lock:
+            self._known.add(chunk_id)
+        self._record(disk, index, chunk_id, new_bytes=length if new else 0,
+                     stored=len(blob) if new else 0)
+        return False
 
     def _record(self, disk, index, chunk_id, new_bytes=0, stored=0):
         with self._lock:

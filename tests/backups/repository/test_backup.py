@@ -1,4 +1,5 @@
 import os
+import threading
 
 import pytest
 
@@ -9,6 +10,8 @@ from backups.repository import (
     LocalBackend,
     Repository,
 )
+
+from backups.repository.chunks import chunk_key
 
 from .conftest import CHUNK, PASSPHRASE
 from .diskdata import mixed_disk, read_disk, text_block, write_disk
@@ -197,3 +200,42 @@ def test_usage_counts_stored_chunks(repo, clock, store_dir):
     assert usage["chunks"] == 4
     assert usage["chunk_bytes"] == manifest.totals["bytes_stored"]
     assert usage["free_bytes"] > 0
+
+
+class SlowLookupBackend(LocalBackend):
+    """A remote-looking store whose existence check for the first chunk answers only once
+    the second chunk has been stored (or after a timeout, which fails the test)."""
+
+    remote = True
+
+    def __init__(self, path, first_key, second_key):
+        super().__init__(path)
+        self.first_key, self.second_key = first_key, second_key
+        self.second_stored = threading.Event()
+        self.first_waited_for_second = None
+
+    def exists(self, key):
+        if key == self.first_key:
+            self.first_waited_for_second = self.second_stored.wait(timeout=10)
+        return super().exists(key)
+
+    def put_atomic(self, key, data, *, overwrite=True):
+        written = super().put_atomic(key, data, overwrite=overwrite)
+        if key == self.second_key:
+            self.second_stored.set()
+        return written
+
+
+def test_a_slow_existence_check_on_a_remote_store_does_not_hold_up_encoding(store_dir, clock):
+    """With one encoding thread, a lookup made on that thread would block every other chunk;
+    on a remote store lookups run on the store threads instead."""
+    repo = Repository.create(LocalBackend(store_dir), encryption=False, chunk_size=CHUNK)
+    first, second = text_block(CHUNK, seed=1), text_block(CHUNK, seed=2)
+    keys = [chunk_key(repo.codec.chunk_id(block)) for block in (first, second)]
+    repo.backend = SlowLookupBackend(store_dir, *keys)
+    with repo.start_backup("vm-a", clock(), workers=1) as writer:
+        write_disk(writer, "xvda", first + second, piece=CHUNK)
+        manifest = writer.commit()
+    assert repo.backend.first_waited_for_second is True
+    assert read_disk(repo, manifest.id, "xvda") == first + second
+    assert manifest.totals["chunks_new"] == 2
