@@ -4,9 +4,21 @@ Client -> server: {"subscribe": ["vms", "pool:3"]} and {"unsubscribe": [...]}.
 Server -> client: {"subscribed": [...]} acknowledgements, {"error": ..., "topic": ...} for a
 refused topic, and {"topic": ..., "event": {...}} for each event.
 Close codes: 4401 not signed in, 4403 signed in without a role.
+
+The user is checked again before events are delivered, at most every RECHECK_SECONDS: a
+socket whose session ended (signed out, password changed, account deactivated) is closed
+with 4401, one whose user lost every role with 4403, and topics the user's role no longer
+allows are dropped with an error. Nothing is sent to a socket between its user losing access
+and that check but events already allowed a moment earlier.
 """
+import time
+from importlib import import_module
+from types import SimpleNamespace
+
 from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncJsonWebsocketConsumer
+from django.conf import settings
+from django.contrib.auth import get_user
 
 from sesamweb.accounts.roles import user_can, user_role
 
@@ -17,12 +29,14 @@ from .topics import group_name, is_valid_topic, topic_capability
 CLOSE_UNAUTHENTICATED = 4401
 CLOSE_FORBIDDEN = 4403
 MAX_TOPICS = 50
+RECHECK_SECONDS = 30
 
 
 class LiveConsumer(AsyncJsonWebsocketConsumer):
     async def connect(self):
         self.topics = set()
         self.relay = None
+        self.recheck_at = time.monotonic() + RECHECK_SECONDS
         user = self.scope.get("user")
         # Accept first: a close before accept reaches the browser as a bare HTTP 403 without
         # the code, and the page could not tell "sign in again" from "no access".
@@ -70,7 +84,40 @@ class LiveConsumer(AsyncJsonWebsocketConsumer):
             await self.send_json({"subscribed": accepted})
 
     async def live_event(self, message):
-        await self.send_json({"topic": message["topic"], "event": message["event"]})
+        if time.monotonic() >= self.recheck_at and not await self._still_allowed():
+            return
+        if message["topic"] in self.topics:
+            await self.send_json({"topic": message["topic"], "event": message["event"]})
+
+    async def _still_allowed(self):
+        """Check the user again; close the socket or drop topics they may no longer follow."""
+        self.recheck_at = time.monotonic() + RECHECK_SECONDS
+        user, allowed = await database_sync_to_async(self._current_access)()
+        if not user.is_authenticated:
+            await self.close(code=CLOSE_UNAUTHENTICATED)
+            return False
+        if allowed is None:
+            await self.close(code=CLOSE_FORBIDDEN)
+            return False
+        for topic in sorted(self.topics - allowed):
+            await self.channel_layer.group_discard(group_name(topic), self.channel_name)
+            self.topics.discard(topic)
+            await self.send_json({"error": "You are no longer allowed to follow this topic.", "topic": topic})
+        return True
+
+    def _current_access(self):
+        """(user as the session now says, topics of this socket they may follow or None
+        without a role). Reads the session afresh: Django's own checks then apply (session
+        ended, password changed, user inactive)."""
+        session = self.scope.get("session")
+        key = session.session_key if session is not None else None
+        store = import_module(settings.SESSION_ENGINE).SessionStore(session_key=key)
+        user = get_user(SimpleNamespace(session=store))
+        if not user.is_authenticated or user.pk != self.scope["user"].pk:
+            return SimpleNamespace(is_authenticated=False), None
+        if user_role(user) is None:
+            return user, None
+        return user, {topic for topic in self.topics if user_can(user, topic_capability(topic))}
 
 
 def _topic_list(value):

@@ -209,3 +209,90 @@ def test_a_socket_from_another_site_is_refused(operator_user):
         connected, _ = await live_socket(headers).connect()
         assert not connected
     run(scenario)
+
+
+@pytest.fixture
+def recheck_every_event(monkeypatch):
+    from sesamweb.live import consumers
+    monkeypatch.setattr(consumers, "RECHECK_SECONDS", 0)
+
+
+def change_elsewhere(change):
+    """Run a change in another thread with its own database connection (another request)."""
+    def run():
+        try:
+            change()
+        finally:
+            connection.close()
+    thread = threading.Thread(target=run)
+    thread.start()
+    thread.join()
+
+
+def deactivate(user):
+    user.is_active = False
+    user.save()
+
+
+def change_password(user):
+    user.set_password("a new passphrase for alice")
+    user.save()
+
+
+def demote_to_auditor(user):
+    from django.contrib.auth.models import Group
+    user.groups.set([Group.objects.get_or_create(name="auditor")[0]])
+
+
+def test_a_deactivated_user_loses_an_open_socket(operator_user, recheck_every_event):
+    headers = socket_headers(operator_user)
+    async def scenario():
+        from asgiref.sync import sync_to_async
+        ws = live_socket(headers)
+        await ws.connect()
+        await ws.send_json_to({"subscribe": ["run:7"]})
+        await ws.receive_json_from(timeout=5)
+        await sync_to_async(publish_from_another_thread, thread_sensitive=False)("run:7", {"type": "progress", "n": 1})
+        assert (await ws.receive_json_from(timeout=10))["event"] == {"type": "progress", "n": 1}
+        await sync_to_async(change_elsewhere, thread_sensitive=False)(lambda: deactivate(operator_user))
+        await sync_to_async(publish_from_another_thread, thread_sensitive=False)("run:7", {"type": "progress", "n": 2})
+        assert await ws.receive_output(timeout=10) == {"type": "websocket.close", "code": 4401}
+    run(scenario)
+
+
+def test_a_socket_whose_session_ended_is_closed(operator_user, recheck_every_event):
+    headers = socket_headers(operator_user)
+    async def scenario():
+        from asgiref.sync import sync_to_async
+        ws = live_socket(headers)
+        await ws.connect()
+        await ws.send_json_to({"subscribe": ["run:8"]})
+        await ws.receive_json_from(timeout=5)
+        # A password change ends every session made with the old password.
+        await sync_to_async(change_elsewhere, thread_sensitive=False)(lambda: change_password(operator_user))
+        await sync_to_async(publish_from_another_thread, thread_sensitive=False)("run:8", {"type": "progress", "n": 1})
+        assert await ws.receive_output(timeout=10) == {"type": "websocket.close", "code": 4401}
+    run(scenario)
+
+
+def test_a_user_who_lost_a_capability_loses_the_topic_but_keeps_the_socket(admin_user,
+                                                                           recheck_every_event):
+    register_topic("secrets-test", MANAGE)
+    try:
+        headers = socket_headers(admin_user)
+        async def scenario():
+            from asgiref.sync import sync_to_async
+            ws = live_socket(headers)
+            await ws.connect()
+            await ws.send_json_to({"subscribe": ["secrets-test", "dashboard"]})
+            assert await ws.receive_json_from(timeout=5) == {"subscribed": ["secrets-test", "dashboard"]}
+            await sync_to_async(change_elsewhere, thread_sensitive=False)(lambda: demote_to_auditor(admin_user))
+            await sync_to_async(publish_from_another_thread, thread_sensitive=False)("secrets-test", {"type": "progress", "n": 1})
+            assert await ws.receive_json_from(timeout=10) == {
+                "error": "You are no longer allowed to follow this topic.", "topic": "secrets-test"}
+            await sync_to_async(publish_from_another_thread, thread_sensitive=False)("dashboard", {"type": "progress", "n": 2})
+            assert await ws.receive_json_from(timeout=10) == {"topic": "dashboard", "event": {"type": "progress", "n": 2}}
+            await ws.disconnect()
+        run(scenario)
+    finally:
+        register_topic("secrets-test", VIEW)
