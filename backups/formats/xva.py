@@ -69,21 +69,6 @@ class _CountingStream:
         self.count += len(data)
         return data
 
-    def readinto(self, buf) -> int:
-        if self._prefix:
-            n = min(len(buf), len(self._prefix))
-            buf[:n] = self._prefix[:n]
-            self._prefix = self._prefix[n:]
-            return n
-        if hasattr(self._stream, "readinto"):
-            n = self._stream.readinto(buf) or 0
-        else:
-            data = self._stream.read(len(buf))
-            n = len(data)
-            buf[:n] = data
-        self.count += n
-        return n
-
 
 class _GzipSource:
     """Streaming gunzip with bounded output per call; concatenated gzip members allowed."""
@@ -92,24 +77,19 @@ class _GzipSource:
         self._raw = raw
         self._inflate = zlib.decompressobj(16 + zlib.MAX_WBITS)
 
-    def readinto(self, buf) -> int:
+    def read(self, n: int) -> bytes:
         try:
-            return self._readinto(buf)
+            return self._read(n)
         except zlib.error as exc:
             raise XvaError(f"gzip stream is damaged: {exc}") from exc
 
-    def read(self, n: int) -> bytes:
-        buf = bytearray(n)
-        return bytes(buf[:self.readinto(buf)])
-
-    def _readinto(self, buf) -> int:
-        want = len(buf)
+    def _read(self, want: int) -> bytes:
         while True:
             if self._inflate.eof:  # end of one gzip member; another may follow
                 rest = self._inflate.unused_data + self._inflate.unconsumed_tail \
                     or self._raw.read(READ_SIZE)
                 if not rest:
-                    return 0
+                    return b""
                 self._inflate = zlib.decompressobj(16 + zlib.MAX_WBITS)
                 data = self._inflate.decompress(rest, want)
             elif self._inflate.unconsumed_tail:
@@ -120,8 +100,7 @@ class _GzipSource:
                     raise XvaError("gzip stream ended before its end marker (truncated export)")
                 data = self._inflate.decompress(compressed, want)
             if data:
-                buf[: len(data)] = data
-                return len(data)
+                return data
 
 
 class _ZstdSource:
@@ -129,12 +108,6 @@ class _ZstdSource:
         self._reader = zstandard.ZstdDecompressor().stream_reader(
             raw, read_size=READ_SIZE, read_across_frames=True
         )
-
-    def readinto(self, buf) -> int:
-        try:
-            return self._reader.readinto(buf)
-        except zstandard.ZstdError as exc:
-            raise XvaError(f"zstd stream is damaged: {exc}") from exc
 
     def read(self, n: int) -> bytes:
         try:
@@ -146,8 +119,8 @@ class _ZstdSource:
 def _read_full(source, n: int) -> bytes:
     """Exactly n bytes (short reads looped); fewer only at end of stream.
 
-    Data members are read with read(), not readinto() a zeroed buffer: the stream fills a new
-    bytes object directly, which the backup writer can then keep without copying it."""
+    Read with read(), not readinto() a zeroed buffer: the stream fills a new bytes object
+    directly, which the backup writer can then keep without copying it."""
     data = source.read(n)
     if len(data) == n or not data:
         return data

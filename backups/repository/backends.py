@@ -5,6 +5,7 @@ Both expose the same small set of operations on slash-separated keys ("store.jso
 Every OS or S3 failure is mapped to a RepositoryError subclass naming the store location.
 """
 import errno
+import fcntl
 import mmap
 import os
 import secrets
@@ -167,10 +168,12 @@ class LocalBackend:
                 except OSError as exc:
                     if exc.errno != errno.EINVAL:
                         raise
-                    # Accepted at open, refused at write (some network file systems).
+                    # Accepted at open, refused at write (some network file systems): the
+                    # same file, without O_DIRECT, from the start.
                     self._direct_io = False
-                    os.close(fd)
-                    fd = os.open(tmp, os.O_WRONLY | os.O_TRUNC | os.O_CLOEXEC)
+                    fcntl.fcntl(fd, fcntl.F_SETFL, fcntl.fcntl(fd, fcntl.F_GETFL) & ~os.O_DIRECT)
+                    os.ftruncate(fd, 0)
+                    os.lseek(fd, 0, os.SEEK_SET)
                     self._write_all(fd, memoryview(data))
             else:
                 self._write_all(fd, memoryview(data))

@@ -197,10 +197,7 @@ class BackupWriter:
     def _dispatch(self, disk, index, data, base_id=None, ranges=None):
         """Hand one chunk to the encoders (blocks while max_in_flight chunks are busy)."""
         if base_id is None and is_zero(data):
-            with self._lock:
-                disk.chunks[index] = None
-                self.totals["chunks_zero"] += 1
-                self.totals["chunks_total"] += 1
+            self._record(disk, index, None)
             return
         self._raise_if_failed()
         self._slots.acquire()

@@ -93,7 +93,7 @@ class LiveConsumer(AsyncJsonWebsocketConsumer):
         """Check the user again; close the socket or drop topics they may no longer follow."""
         self.recheck_at = time.monotonic() + RECHECK_SECONDS
         user, allowed = await database_sync_to_async(self._current_access)()
-        if not user.is_authenticated:
+        if user is None:
             await self.close(code=CLOSE_UNAUTHENTICATED)
             return False
         if allowed is None:
@@ -106,15 +106,15 @@ class LiveConsumer(AsyncJsonWebsocketConsumer):
         return True
 
     def _current_access(self):
-        """(user as the session now says, topics of this socket they may follow or None
-        without a role). Reads the session afresh: Django's own checks then apply (session
-        ended, password changed, user inactive)."""
+        """(user as the session now says or None when signed out, topics of this socket they
+        may follow or None without a role). Reads the session afresh: Django's own checks
+        then apply (session ended, password changed, user inactive)."""
         session = self.scope.get("session")
         key = session.session_key if session is not None else None
         store = import_module(settings.SESSION_ENGINE).SessionStore(session_key=key)
         user = get_user(SimpleNamespace(session=store))
         if not user.is_authenticated or user.pk != self.scope["user"].pk:
-            return SimpleNamespace(is_authenticated=False), None
+            return None, None
         if user_role(user) is None:
             return user, None
         return user, {topic for topic in self.topics if user_can(user, topic_capability(topic))}
