@@ -58,6 +58,11 @@ class PoolUnreachable(PoolError):
     pass
 
 
+class PoolConnectionLost(PoolUnreachable):
+    """A logged-in session's connection broke mid-call (the master died, a network blip, an
+    empty or cut reply). The call may or may not have run: callers retry on a new connection."""
+
+
 class PoolAuthenticationFailed(PoolError):
     pass
 
@@ -321,7 +326,34 @@ class PoolConnection:
 
     @property
     def xenapi(self):
-        return self.session.xenapi
+        """`conn.xenapi.VM.get_record(ref)`: every call goes through `call`, on whichever
+        session is current, so a reference held across a master change keeps working."""
+        return _Calls(self.call)
+
+    def call(self, method: str, params: tuple):
+        """One XenAPI call. HOST_IS_SLAVE (the master moved; xapi refuses before doing
+        anything, so the call is safe to repeat) is followed to the new master and the call
+        made again there; a broken connection becomes PoolConnectionLost, the one error the
+        engine retries on (it never sees socket, HTTP or XML parser errors)."""
+        for _hop in range(MAX_REDIRECTS + 1):
+            try:
+                return self.session.xenapi_request(method, params)
+            except XenAPI.Failure as failure:
+                if failure.details[:1] != ["HOST_IS_SLAVE"] or len(failure.details) < 2:
+                    raise
+                logger.info("pool %s: the master moved from %s to %s; following it",
+                            self.address.host, self.master_address, failure.details[1])
+                self._follow_master(failure.details[1])
+            except TRANSPORT_ERRORS as exc:
+                raise PoolConnectionLost(
+                    f"lost the connection to {self.master_address} during {method}: {exc or exc.__class__.__name__}"
+                ) from exc
+        raise PoolError(f"too many HOST_IS_SLAVE redirections during {method}")
+
+    def _follow_master(self, host):
+        self._discard_session()
+        self.candidates = [host, *[c for c in self.candidates if c != host]]
+        self.login()
 
     # login, redirection, failover -----------------------------------------------------------
     def login(self):
@@ -586,6 +618,21 @@ def _send_body(sock, body):
         return
     for block in body:
         sock.sendall(block)
+
+
+class _Calls:
+    """Attribute access builds a XenAPI method name (`VM.get_record`); calling it sends it."""
+
+    __slots__ = ("_call", "_name")
+
+    def __init__(self, call, name=None):
+        self._call, self._name = call, name
+
+    def __getattr__(self, name):
+        return _Calls(self._call, f"{self._name}.{name}" if self._name else name)
+
+    def __call__(self, *params):
+        return self._call(self._name, params)
 
 
 def decode_task_result(result: str):

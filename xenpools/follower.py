@@ -19,7 +19,7 @@ from django.db import DatabaseError, close_old_connections, connection as db_con
 from django.utils import timezone
 
 from .broadcast import publish_pool_state, publish_vm_changes
-from .connection import TRANSPORT_ERRORS, PoolConnection, PoolError, PoolUnreachable
+from .connection import TRANSPORT_ERRORS, PoolConnection, PoolConnectionLost, PoolError, PoolUnreachable
 from .inventory import CLASSES, InventoryWriter, health_for
 from .models import Pool
 
@@ -54,9 +54,7 @@ class EventFollower:
                     with PoolConnection.open(self.pool, rpc_timeout=rpc_timeout) as connection:
                         backoff = BACKOFF_START
                         self.follow(connection)
-                except PoolError as exc:
-                    self._mark_unhealthy(exc)
-                except (*TRANSPORT_ERRORS, xmlrpc.client.Fault, XenAPI.Failure) as exc:
+                except (PoolConnectionLost, *TRANSPORT_ERRORS, xmlrpc.client.Fault, XenAPI.Failure) as exc:
                     # A working connection broke (often: the master died or changed). Reconnect at
                     # once, which fails over to the survivors; only if that fails is the pool unhealthy.
                     logger.info("pool %s: connection lost (%s); reconnecting", self.pool.name, exc)
@@ -64,6 +62,8 @@ class EventFollower:
                         last_quick_retry = time.monotonic()
                         continue
                     self._mark_unhealthy(PoolUnreachable(f"lost the connection to pool {self.pool.name}: {exc}"))
+                except PoolError as exc:
+                    self._mark_unhealthy(exc)
                 except DatabaseError as exc:
                     # e.g. "database is locked" under load: start again from a fresh dump.
                     logger.warning("pool %s: database error, following again: %s", self.pool.name, exc)

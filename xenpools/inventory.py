@@ -23,7 +23,7 @@ from django.utils import timezone
 
 from .choices import PoolHealth
 from .connection import (
-    TRANSPORT_ERRORS, PoolAuthenticationFailed, PoolCertificateError, PoolConnection, PoolError, PoolUnreachable,
+    TRANSPORT_ERRORS, PoolAuthenticationFailed, PoolConnectionLost, PoolCertificateError, PoolConnection, PoolError, PoolUnreachable,
 )
 from .models import VDI, VIF, VM, Host, Network, Pool, StorageRepository, VirtualDisk
 
@@ -54,7 +54,7 @@ def fetch_records(connection: PoolConnection) -> dict:
     for attempt in (1, 2):
         try:
             return {cls: getattr(connection.xenapi, cls).get_all_records() for cls in CLASSES}
-        except (*TRANSPORT_ERRORS, xmlrpc.client.Fault, XenAPI.Failure) as exc:
+        except (PoolConnectionLost, *TRANSPORT_ERRORS, xmlrpc.client.Fault, XenAPI.Failure) as exc:
             master_moved = not isinstance(exc, XenAPI.Failure) or exc.details[:1] == ["HOST_IS_SLAVE"]
             if attempt == 2 or not master_moved:
                 if isinstance(exc, XenAPI.Failure):

@@ -18,7 +18,7 @@ from django.utils import timezone
 
 from sesamweb.audit.choices import AuditAction
 from sesamweb.audit.log import acting_as, record_event
-from xenpools.connection import PoolConnection, PoolError, PoolTaskFailed, PoolUnreachable
+from xenpools.connection import PoolConnection, PoolConnectionLost, PoolError, PoolTaskFailed, PoolUnreachable
 
 from ..choices import BackupKind, BackupMethod, BackupPhase, RunStatus
 from ..formats.nbd import NbdError
@@ -329,7 +329,26 @@ def _warn_once(reporter, text):
 
 def _clean_up(conn, vm_backup, prepared, keep):
     """Delete our snapshot, keeping the chain disks (emptied where NBD can read the next
-    increments) for the next incremental; restart an offline VM."""
+    increments) for the next incremental; restart an offline VM. A connection that broke
+    (often the reason the backup failed: the master died) is opened again, failing over to
+    the new master, so that nothing is left on the pool."""
+    for attempt in (1, 2):
+        try:
+            if attempt == 2:
+                conn.reconnect()
+            return _clean_up_once(conn, vm_backup, prepared, keep)
+        except PoolConnectionLost as exc:
+            if attempt == 1:
+                log.info("backup %s: %s; reconnecting to clean up", vm_backup.pk, exc)
+                continue
+            error = exc
+        except PoolError as exc:
+            error = exc
+        keep.clear()
+        return [f"cleanup on the pool failed: {error}; the next backup will retry it"]
+
+
+def _clean_up_once(conn, vm_backup, prepared, keep):
     problems = []
     keep_refs = []
     xenapi = conn.xenapi
@@ -338,7 +357,7 @@ def _clean_up(conn, vm_backup, prepared, keep):
             ref = xenapi.VDI.get_by_uuid(link["vdi_uuid"])
             xenapi.VDI.add_to_other_config(ref, CHAIN_KEY, str(vm_backup.pk))
             keep_refs.append(ref)
-    except (XenAPI.Failure, PoolError, OSError) as exc:
+    except XenAPI.Failure as exc:
         problems.append(f"could not keep the snapshot for the next incremental backup: {describe_failure(exc)}")
         keep.clear()
         keep_refs = []
@@ -347,7 +366,7 @@ def _clean_up(conn, vm_backup, prepared, keep):
         if keep_refs and nbd_mode(xenapi) is not None:
             for ref in keep_refs:    # NBD reads the next changes from the new snapshot: keep only CBT metadata
                 xenapi.VDI.data_destroy(ref)
-    except (XenAPI.Failure, PoolError, OSError) as exc:
+    except XenAPI.Failure as exc:
         problems.append(f"cleanup on the pool failed: {describe_failure(exc)}; the next backup will retry it")
     return problems
 

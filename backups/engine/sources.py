@@ -15,6 +15,8 @@ from contextlib import contextmanager
 
 import XenAPI
 
+from xenpools.connection import PoolError
+
 from ..formats.cbt import changed_bytes, changed_ranges
 from ..formats.nbd import connect_from_nbd_info
 from ..formats.vhd import read_vhd_stream
@@ -54,21 +56,21 @@ def transfer(conn, label, method, path, query):
     finally:
         try:
             xenapi.task.destroy(task)
-        except (XenAPI.Failure, OSError):
+        except (XenAPI.Failure, PoolError):
             pass
 
 
 def _cancel_and_wait(xenapi, task, timeout=30):
     try:
         xenapi.task.cancel(task)
-    except (XenAPI.Failure, OSError):
+    except (XenAPI.Failure, PoolError):
         return
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         try:
             if xenapi.task.get_status(task) != "pending":
                 return
-        except (XenAPI.Failure, OSError):
+        except (XenAPI.Failure, PoolError):
             return
         time.sleep(0.2)
 

@@ -429,13 +429,13 @@ def _abort_task(conn, task):
     xenapi = conn.xenapi
     try:
         xenapi.task.cancel(task)
-    except (XenAPI.Failure, OSError):
+    except (XenAPI.Failure, PoolError):
         pass
     deadline = time.monotonic() + ABORT_TIMEOUT
     while time.monotonic() < deadline:
         try:
             record = xenapi.task.get_record(task)
-        except (XenAPI.Failure, OSError):
+        except (XenAPI.Failure, PoolError):
             return None
         if record["status"] not in ("pending", "cancelling"):
             error = [str(e) for e in record.get("error_info") or []]

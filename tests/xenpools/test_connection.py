@@ -1,9 +1,14 @@
 """PoolConnection against the simulator: login, errors an admin can act on, redirects, TLS pins."""
+import http.server
+import threading
+from xml.parsers.expat import ExpatError
+
 import XenAPI
 import pytest
 
 from xenpools.connection import (
-    PoolAuthenticationFailed, PoolCertificateChanged, PoolCertificateUnknown, PoolConnection, PoolUnreachable,
+    PoolAuthenticationFailed, PoolCertificateChanged, PoolCertificateUnknown, PoolConnection,
+    PoolConnectionLost, PoolUnreachable,
     fetch_fingerprint, parse_address,
 )
 from xenpools.models import Pool
@@ -109,3 +114,51 @@ def test_it_rejects_addresses_it_cannot_use(text):
 def test_https_to_a_plain_http_pool_says_so(sim):
     with pytest.raises(PoolUnreachable, match="TLS handshake with 127.0.0.1:.* use http://"):
         PoolConnection.probe(f"https://127.0.0.1:{sim.port}", "root", sim.password, fingerprint=None)
+
+
+def test_a_held_xenapi_follows_a_planned_master_move(sim, make_pool):
+    pool = make_pool(sim)
+    with PoolConnection.open(pool) as connection:
+        xenapi = connection.xenapi          # held across the move, as the engine does
+        vms = xenapi.VM.get_all()
+        member = next(ref for ref, host in xenapi.host.get_all_records().items() if host["address"] == "127.0.0.2")
+        sim.control.move_master(xenapi.host.get_uuid(member))
+
+        assert xenapi.VM.get_all() == vms     # HOST_IS_SLAVE from the old master, answered by the new one
+
+        assert connection.master_address == "127.0.0.2"
+    pool.refresh_from_db()
+    assert pool.master_address == "127.0.0.2"
+
+
+class _EmptyReplyHandler(http.server.BaseHTTPRequestHandler):
+    """A master dying mid-call: the reply's headers arrive, its XML body never does."""
+
+    def do_POST(self):
+        self.rfile.read(int(self.headers["Content-Length"]))
+        self.send_response(200)
+        self.send_header("Content-Type", "text/xml")
+        self.send_header("Content-Length", "0")
+        self.end_headers()
+
+    def log_message(self, *args):
+        pass
+
+
+def test_a_broken_reply_mid_call_is_a_lost_connection_not_a_parser_error(sim, make_pool):
+    pool = make_pool(sim)
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _EmptyReplyHandler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        with PoolConnection.open(pool) as connection:
+            connection.session = XenAPI.Session(f"http://127.0.0.1:{server.server_port}")
+            connection.session._session = "OpaqueRef:dead"
+
+            with pytest.raises(PoolConnectionLost, match="lost the connection to 127.0.0.1 during VM.get_all") as lost:
+                connection.xenapi.VM.get_all()
+            assert isinstance(lost.value, PoolUnreachable)       # what the engine retries on
+            assert isinstance(lost.value.__cause__, ExpatError)
+            connection.session = None
+    finally:
+        server.shutdown()
+        server.server_close()

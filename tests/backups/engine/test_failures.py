@@ -163,3 +163,28 @@ def test_a_cancelled_backup_stops_and_cleans_up(sim, vm_named, store, pool_reade
     assert run.status == RunStatus.CANCELLED
     assert pool_reader.snapshots() == []
     assert no_restore_point(store, vm)
+
+
+def test_the_master_moving_mid_backup_is_followed_and_leaves_no_snapshot(sim, vm_named, store, pool_reader):
+    # A planned master change (pool.designate_new_master) restarts xapi on both hosts: the
+    # export breaks and the old master answers every call with HOST_IS_SLAVE.
+    vm = vm_named("test-vm-4")
+    expected = pool_reader.raw(pool_reader.disks(vm.uuid)["0"])
+    hosts = pool_reader.xenapi.host.get_all_records()
+    member_uuid = next(h["uuid"] for h in hosts.values() if h["address"] == "127.0.0.2")
+    pool_reader.close()
+    sim.control.rate_limit(8 * 1024 * 1024)
+    run, thread = back_up_in_background(vm, store)
+    wait_for_phase(run, "streaming")
+    sim.control.move_master(member_uuid)
+    thread.join(180)
+
+    vm_backup = run.vm_backups.get()
+    assert vm_backup.status in (RunStatus.SUCCESS, RunStatus.WARNING), vm_backup.error
+    repo = open_repository(store)
+    data = b"".join(d for _, d in repo.open_disk(vm_backup.restore_point.point_id, "vbd0").stream())
+    assert data == expected
+    survivor = sim.session(sim.member_url(1))
+    snapshots = [r for r in survivor.xenapi.VM.get_all_records().values() if r["is_a_snapshot"]]
+    survivor.xenapi.session.logout()
+    assert snapshots == []
