@@ -25,10 +25,11 @@ class RunStatus(models.TextChoices):
     WARNING = "warning", "Succeeded with warnings"
     FAILED = "failed", "Failed"
     CANCELLED = "cancelled", "Cancelled"
+    SKIPPED = "skipped", "Skipped"
 
     @classmethod
     def finished(cls):
-        return {cls.SUCCESS, cls.WARNING, cls.FAILED, cls.CANCELLED}
+        return {cls.SUCCESS, cls.WARNING, cls.FAILED, cls.CANCELLED, cls.SKIPPED}
 
 
 class BackupPhase(models.TextChoices):

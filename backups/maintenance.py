@@ -65,7 +65,8 @@ def verify_points(store, points=None, on_progress=None):
 
 def prune_store(store, policy: RetentionPolicy, *, vm_uuid=None, confirm_last=False, dry_run=False):
     repo = open_repository(store)
-    plan = repo.prune(policy, vm_uuid=vm_uuid, confirm_last=confirm_last, dry_run=dry_run)
+    pinned = set(RestorePoint.objects.filter(store=store, protected=True).values_list("point_id", flat=True))
+    plan = repo.prune(policy, vm_uuid=vm_uuid, confirm_last=confirm_last, dry_run=dry_run, pinned=pinned)
     if not dry_run:
         RestorePoint.objects.filter(store=store, point_id__in=plan.remove).delete()
         record_event(AuditAction.PRUNE, target=store,

@@ -89,12 +89,28 @@ class BackupRun(models.Model):
     started_at = models.DateTimeField(null=True, blank=True)
     finished_at = models.DateTimeField(null=True, blank=True)
     message = models.TextField(blank=True)
+    job = models.ForeignKey("BackupJob", null=True, blank=True, on_delete=models.SET_NULL, related_name="runs")
+    schedule = models.ForeignKey("JobSchedule", null=True, blank=True, on_delete=models.SET_NULL, related_name="runs")
+    slot = models.DateTimeField(null=True, blank=True, help_text="The schedule time this run was for")
+    window_ends_at = models.DateTimeField(null=True, blank=True,
+                                          help_text="VMs not started by then are skipped and reported")
 
     class Meta:
         ordering = ["-created_at"]
+        indexes = [models.Index(fields=["job", "-created_at"], name="backups_run_job_recent")]
 
     def __str__(self):
         return f"Backup run #{self.pk}"
+
+    @property
+    def is_finished(self):
+        return self.status in RunStatus.finished()
+
+    @property
+    def duration_seconds(self):
+        if not self.started_at:
+            return None
+        return ((self.finished_at or timezone.now()) - self.started_at).total_seconds()
 
     def get_absolute_url(self):
         return reverse("backups:run_detail", args=[self.pk])
@@ -135,6 +151,10 @@ class VmBackup(models.Model):
     error = models.TextField(blank=True)
     restore_point = models.ForeignKey("RestorePoint", null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
     cancel_requested = models.BooleanField(default=False)
+    # Jobs: when the VM's task was handed to the workers (at most max_parallel_vms at a time),
+    # and why this backup is full or incremental.
+    dispatched_at = models.DateTimeField(null=True, blank=True)
+    kind_reason = models.CharField(max_length=200, blank=True)
     attempts = models.PositiveSmallIntegerField(default=0, help_text="Transfers started (retries after a broken connection)")
 
     # Lease: a re-delivered task must never run a second copy of the same backup.
@@ -197,6 +217,10 @@ class RestorePoint(models.Model):
     verified_at = models.DateTimeField(null=True, blank=True)
     # Chain state for the next incremental: the kept snapshot VDI of each disk.
     chain = models.JSONField(default=dict, blank=True)
+    job = models.ForeignKey("BackupJob", null=True, blank=True, on_delete=models.SET_NULL, related_name="points")
+    # Protected by hand: never pruned, never deleted, until unprotected (both audited).
+    protected = models.BooleanField(default=False, db_index=True)
+    protected_note = models.CharField(max_length=200, blank=True)
 
     class Meta:
         ordering = ["-taken_at"]
@@ -205,3 +229,4 @@ class RestorePoint(models.Model):
     def __str__(self):
         return f"{self.vm_name} @ {self.taken_at:%Y-%m-%d %H:%M}"
 from .models_restore import *  # noqa: F401,F403,E402
+from .jobs.models import *  # noqa: F401,F403,E402

@@ -13,7 +13,7 @@ from sesamweb.audit.log import record_event
 from sesamweb.live.publish import publish
 
 from .choices import BackupMethod, QuiesceFallback, RunStatus, Trigger
-from .engine.backup import fail_abandoned_backups, finish_run_if_done, run_vm_backup
+from .engine.backup import LEASE_STALE_AFTER, fail_abandoned_backups, finish_run_if_done, run_vm_backup
 from .models import BackupRun, VmBackup
 
 
@@ -31,8 +31,9 @@ def request_backup(*, vm, store, method, incremental=False, trigger=Trigger.MANU
     if vm.is_snapshot:
         raise BackupRequestError(f"{vm.name} is a snapshot, not a VM")
     fail_abandoned_backups()
-    if VmBackup.objects.filter(vm_uuid=vm.uuid, status__in=[RunStatus.QUEUED, RunStatus.RUNNING]).exists():
-        raise BackupRequestError(f"a backup of {vm.name} is already queued or running")
+    busy = VmBackup.objects.filter(vm_uuid=vm.uuid, status__in=[RunStatus.QUEUED, RunStatus.RUNNING]).first()
+    if busy is not None:
+        raise BackupRequestError(busy_message(busy))
     with transaction.atomic():
         run = BackupRun.objects.create(trigger=trigger, requested_by=user if user and user.is_authenticated else None)
         vm_backup = VmBackup.objects.create(
@@ -47,6 +48,20 @@ def request_backup(*, vm, store, method, incremental=False, trigger=Trigger.MANU
     publish("runs", {"type": "run.queued", "run": run.pk, "vm_name": vm.name})
     publish("dashboard", {"type": "run.queued", "run": run.pk})
     return run
+
+
+def busy_message(busy: VmBackup, now=None) -> str:
+    """Why another backup of the VM cannot start now, and when it can."""
+    if busy.status == RunStatus.QUEUED:
+        return f"a backup of {busy.vm_name} is already queued (run #{busy.run_id})"
+    now = now or timezone.now()
+    silent = (now - busy.lease_heartbeat).total_seconds() if busy.lease_heartbeat else 0
+    if silent < 30:
+        return f"a backup of {busy.vm_name} is already running (run #{busy.run_id}, worker {busy.lease_owner})"
+    takeover = busy.lease_heartbeat + timezone.timedelta(seconds=LEASE_STALE_AFTER)
+    return (f"a backup of {busy.vm_name} (run #{busy.run_id}) has been silent since "
+            f"{timezone.localtime(busy.lease_heartbeat):%H:%M:%S} (worker {busy.lease_owner}); "
+            f"it will be taken over at {timezone.localtime(takeover):%H:%M:%S} if it stays silent")
 
 
 def queue_run(run: BackupRun):

@@ -2,13 +2,19 @@
 from django_q.tasks import async_task
 
 from .engine.backup import run_vm_backup
+from .jobs.runs import after_vm_backup, skip_if_window_closed
 from .maintenance import collect_garbage, prune_store, refresh_catalog, verify_points
 from .models import DataStore
 from .repository import RetentionPolicy
 
 
 def run_vm_backup_task(vm_backup_id: int) -> str:
-    vm_backup = run_vm_backup(vm_backup_id)
+    if skip_if_window_closed(vm_backup_id):
+        return f"backup #{vm_backup_id} skipped: the run window closed before it started"
+    try:
+        vm_backup = run_vm_backup(vm_backup_id)
+    finally:
+        after_vm_backup(vm_backup_id)        # a job's next VM starts, retention after the last
     if vm_backup is None:
         return f"backup #{vm_backup_id} is already being run by another worker"
     return f"{vm_backup.vm_name}: {vm_backup.status}" + (f" ({vm_backup.error})" if vm_backup.error else "")

@@ -57,16 +57,36 @@ def acquire_lease(vm_backup_id, owner) -> bool:
     return claimed == 1
 
 
+def owner_is_dead(owner) -> bool:
+    """A lease owner that was a process on this host which no longer exists: dead for sure, no
+    need to wait for its heartbeat to go stale. (A reused pid only delays that to the stale
+    timeout.)"""
+    host, _, pid = (owner or "").rpartition(":")
+    if host != socket.gethostname() or not pid.isdigit():
+        return False
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:
+        return False
+    return False
+
+
 def fail_abandoned_backups(now=None):
-    """Backups whose worker stopped heart-beating (killed, host lost) are marked failed.
+    """Backups whose worker stopped heart-beating (killed, host lost), or whose process on this
+    host is gone, are marked failed.
 
     Their snapshots are removed by the next backup of the same pool (cleanup_leftovers)."""
     cutoff = (now or timezone.now()) - timezone.timedelta(seconds=LEASE_STALE_AFTER)
-    stale = VmBackup.objects.filter(status=RunStatus.RUNNING, lease_heartbeat__lt=cutoff)
+    running = VmBackup.objects.filter(status=RunStatus.RUNNING)
+    stale = [(b, {"lease_heartbeat__lt": cutoff}) for b in running.filter(lease_heartbeat__lt=cutoff)]
+    stale += [(b, {"lease_owner": b.lease_owner})
+              for b in running.exclude(pk__in=[b.pk for b, _ in stale]).only("pk", "lease_owner", "run_id")
+              if owner_is_dead(b.lease_owner)]
     failed = []
-    for vm_backup in stale:
-        updated = VmBackup.objects.filter(pk=vm_backup.pk, status=RunStatus.RUNNING,
-                                          lease_heartbeat__lt=cutoff).update(
+    for vm_backup, still in stale:
+        updated = VmBackup.objects.filter(pk=vm_backup.pk, status=RunStatus.RUNNING, **still).update(
             status=RunStatus.FAILED, finished_at=timezone.now(), phase=BackupPhase.DONE,
             error=f"the worker {vm_backup.lease_owner} stopped during the backup (killed or lost); "
                   "no restore point was written",
@@ -397,7 +417,7 @@ def _index_restore_point(vm_backup, repo, manifest, keep, conn):
             virtual_size=sum(d.virtual_size for d in manifest.disks),
             bytes_new=totals.get("bytes_new", vm_backup.bytes_new),
             bytes_stored=totals.get("bytes_stored", vm_backup.bytes_stored),
-            has_memory=bool(manifest.metadata.get("has_memory")), chain=keep,
+            has_memory=bool(manifest.metadata.get("has_memory")), chain=keep, job_id=vm_backup.run.job_id,
         ),
     )
     return point
@@ -412,22 +432,30 @@ class BackupRunState:
             status=RunStatus.RUNNING, started_at=timezone.now())
 
 
+def run_outcome(statuses):
+    """A run's status from its VMs': a failure fails it; skipped VMs (run window, already
+    running) make it "with warnings", as does a run that found nothing to back up."""
+    if statuses and all(s == RunStatus.SUCCESS for s in statuses):
+        return RunStatus.SUCCESS
+    if any(s == RunStatus.FAILED for s in statuses):
+        return RunStatus.FAILED
+    if statuses and all(s == RunStatus.CANCELLED for s in statuses):
+        return RunStatus.CANCELLED
+    return RunStatus.WARNING
+
+
 def finish_run_if_done(run_id):
     from ..models import BackupRun
 
     with transaction.atomic():
         statuses = list(VmBackup.objects.filter(run_id=run_id).values_list("status", flat=True))
-        if not statuses or any(s in (RunStatus.QUEUED, RunStatus.RUNNING) for s in statuses):
+        if any(s in (RunStatus.QUEUED, RunStatus.RUNNING) for s in statuses):
             return
-        if all(s == RunStatus.SUCCESS for s in statuses):
-            status = RunStatus.SUCCESS
-        elif all(s in (RunStatus.SUCCESS, RunStatus.WARNING) for s in statuses):
-            status = RunStatus.WARNING
-        elif all(s == RunStatus.CANCELLED for s in statuses):
-            status = RunStatus.CANCELLED
-        else:
-            status = RunStatus.FAILED
-        BackupRun.objects.filter(pk=run_id).update(status=status, finished_at=timezone.now())
+        status = run_outcome(statuses)
+        updated = BackupRun.objects.filter(pk=run_id).exclude(status__in=RunStatus.finished()).update(
+            status=status, finished_at=timezone.now())
+    if not updated:
+        return
     from sesamweb.live.publish import publish
     publish(f"run:{run_id}", {"type": "run.finished", "run": run_id, "status": status})
     publish("dashboard", {"type": "run.finished", "run": run_id, "status": status})

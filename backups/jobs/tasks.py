@@ -1,0 +1,79 @@
+"""django-q2 entry points for jobs (thin: load the rows, call runs/retention, say what happened)."""
+import logging
+from datetime import datetime
+
+from xenpools.connection import PoolConnection, PoolError
+from xenpools.models import Pool
+
+from ..choices import RunStatus, Trigger
+from ..engine.backup import cleanup_leftovers, fail_abandoned_backups, finish_run_if_done
+from ..models import BackupJob, BackupRun, JobSchedule
+from .runs import JobRunError, dispatch, finish_job_run, start_job_run
+from .schedules import rearm
+
+log = logging.getLogger(__name__)
+
+WATCHDOG_TASK = "backups.jobs.tasks.job_watchdog"
+
+
+def run_job(job_id: int, schedule_id: int | None = None, slot: str | None = None, trigger: str = Trigger.SCHEDULE,
+            user_id: int | None = None) -> str:
+    """What a job's schedule (or Run now) calls: start a run of the job."""
+    job = BackupJob.objects.select_related("store").filter(pk=job_id).first()
+    if job is None:
+        return f"job #{job_id} no longer exists"
+    schedule = JobSchedule.objects.filter(pk=schedule_id, job=job).first() if schedule_id else None
+    if schedule is not None:
+        rearm(schedule)
+    if trigger == Trigger.SCHEDULE and not job.enabled:
+        return f"job {job.name} is disabled"
+    user = None
+    if user_id:
+        from django.contrib.auth import get_user_model
+
+        user = get_user_model().objects.filter(pk=user_id).first()
+    slot_time = datetime.fromisoformat(slot) if slot else None
+    try:
+        run = start_job_run(job, trigger=trigger, user=user, schedule=schedule, slot=slot_time)
+    except JobRunError as exc:
+        return f"job {job.name} did not run: {exc}"
+    return f"job {job.name}: run #{run.pk} with {run.vm_backups.count()} VM(s)"
+
+
+def job_watchdog() -> str:
+    """Every minute: backups whose worker died are failed (at once when it was a process on
+    this host), their snapshots removed from the pool, and job runs with free slots or a
+    closed window moved on. Nothing stays "running" forever."""
+    failed = fail_abandoned_backups()
+    cleaned = 0
+    pool_ids = set()
+    if failed:
+        from ..models import VmBackup
+
+        pool_ids = set(VmBackup.objects.filter(pk__in=failed).exclude(pool=None).values_list("pool_id", flat=True))
+    for pool in Pool.objects.filter(pk__in=pool_ids):
+        try:
+            with PoolConnection.open(pool) as conn:
+                cleaned += cleanup_leftovers(conn)
+        except PoolError as exc:
+            log.info("watchdog: cannot clean up pool %s yet: %s", pool, exc)
+    moved = 0
+    for run in BackupRun.objects.filter(job__isnull=False, status__in=[RunStatus.QUEUED, RunStatus.RUNNING]):
+        moved += len(dispatch(run.pk))
+        finish_run_if_done(run.pk)
+        run.refresh_from_db()
+        if run.is_finished:
+            finish_job_run(run)
+    return f"{len(failed)} abandoned backup(s) failed, {cleaned} leftover(s) removed, {moved} VM(s) dispatched"
+
+
+def queue_job_run(job, user=None) -> str:
+    """Run now: the run starts on a worker (the page follows it live)."""
+    from django_q.tasks import async_task
+
+    return async_task(
+        "backups.jobs.tasks.run_job", job.pk, trigger=Trigger.MANUAL,
+        user_id=user.pk if user is not None and user.is_authenticated else None,
+        task_name=f"run of job {job.name}", group=f"job-{job.pk}",
+    )
+

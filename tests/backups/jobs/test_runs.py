@@ -1,0 +1,94 @@
+"""A job's run: rule evaluated at each run, VMs dispatched within the job's limit, full or
+incremental decided and explained, skips reported, retry of the failed VMs."""
+import pytest
+
+from backups.choices import BackupKind, RunStatus, Trigger
+from backups.jobs.runs import JobRunError, dispatch, retry_failed, start_job_run
+from backups.models import VmBackup
+from xenpools.models import VM
+
+pytestmark = pytest.mark.slow
+
+
+def test_a_tag_rule_picks_up_a_vm_tagged_after_the_job_was_made(make_job, vm_named, run_queued_tasks):
+    job = make_job(rule_tags=["nightly"])
+    first = start_job_run(job, trigger=Trigger.MANUAL)
+    assert first.vm_backups.count() == 0
+    first.refresh_from_db()
+    assert first.status == RunStatus.WARNING and "no VM matches" in first.message
+
+    vm = vm_named("test-vm-1")
+    VM.objects.filter(pk=vm.pk).update(tags=["nightly"], tags_index=VM.index_tags(["nightly"]))
+    run = start_job_run(job, trigger=Trigger.MANUAL)
+    run_queued_tasks()
+
+    run.refresh_from_db()
+    backup = run.vm_backups.get()
+    assert (backup.vm_name, backup.status) == ("test-vm-1", RunStatus.SUCCESS), backup.error
+    assert backup.restore_point.job == job
+    assert backup.kind_reason == "full: no earlier restore point on this data store"
+    assert run.status == RunStatus.SUCCESS
+
+
+def test_no_more_than_the_jobs_limit_is_dispatched_at_once(make_job, pool, monkeypatch):
+    from backups.jobs import runs
+
+    sent = []
+    monkeypatch.setattr(runs, "async_task", lambda func, pk, **kwargs: sent.append(pk))
+    job = make_job(rule_name_pattern="test-vm-*", max_parallel_vms=2)
+    run = start_job_run(job, trigger=Trigger.MANUAL)
+
+    assert run.vm_backups.count() >= 3
+    assert len(sent) == 2
+    assert dispatch(run.pk) == []                 # both slots still busy
+    VmBackup.objects.filter(pk=sent[0]).update(status=RunStatus.SUCCESS)
+    assert len(dispatch(run.pk)) == 1
+
+
+def test_the_second_run_is_incremental_and_every_nth_is_full(make_job, vm_named, run_queued_tasks):
+    vm = vm_named("test-vm-1")
+    job = make_job(selection="explicit", full_every=1)
+    job.vms.add(vm)
+    kinds = []
+    for _ in range(3):
+        run = start_job_run(job, trigger=Trigger.MANUAL)
+        run_queued_tasks()
+        backup = run.vm_backups.get()
+        assert backup.status in (RunStatus.SUCCESS, RunStatus.WARNING), backup.error
+        kinds.append((backup.kind, backup.kind_reason.split(":")[0]))
+    assert kinds == [(BackupKind.FULL, "full"), (BackupKind.INCREMENTAL, "incremental"), (BackupKind.FULL, "full")]
+
+
+def test_a_vm_already_being_backed_up_is_skipped_with_the_reason(make_job, vm_named, monkeypatch):
+    from backups.jobs import runs
+
+    monkeypatch.setattr(runs, "async_task", lambda *args, **kwargs: None)
+    vm = vm_named("test-vm-1")
+    job = make_job(selection="explicit")
+    job.vms.add(vm)
+    start_job_run(job, trigger=Trigger.MANUAL)
+    second = start_job_run(job, trigger=Trigger.MANUAL)
+
+    skipped = second.vm_backups.get()
+    assert skipped.status == RunStatus.SKIPPED
+    assert "already queued or running" in skipped.error
+
+
+def test_retry_runs_only_the_failed_vms(make_job, vm_named, run_queued_tasks):
+    job = make_job(selection="explicit")
+    job.vms.add(vm_named("test-vm-1"), vm_named("test-vm-2"))
+    run = start_job_run(job, trigger=Trigger.MANUAL)
+    run_queued_tasks()
+    run.refresh_from_db()
+    VmBackup.objects.filter(run=run, vm_name="test-vm-2").update(status=RunStatus.FAILED, error="boom")
+    run.status = RunStatus.FAILED
+    run.save()
+
+    retry = retry_failed(run)
+    run_queued_tasks()
+
+    assert [b.vm_name for b in retry.vm_backups.all()] == ["test-vm-2"]
+    retry.refresh_from_db()
+    assert retry.status in (RunStatus.SUCCESS, RunStatus.WARNING)
+    with pytest.raises(JobRunError, match="no VM of this run failed"):
+        retry_failed(retry)
