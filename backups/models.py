@@ -155,6 +155,8 @@ class VmBackup(models.Model):
     # and why this backup is full or incremental.
     dispatched_at = models.DateTimeField(null=True, blank=True)
     kind_reason = models.CharField(max_length=200, blank=True)
+    # Disk positions (VBD userdevice) left out of this backup, from the job's excluded disks.
+    excluded_disks = models.JSONField(default=list, blank=True)
     attempts = models.PositiveSmallIntegerField(default=0, help_text="Transfers started (retries after a broken connection)")
 
     # Lease: a re-delivered task must never run a second copy of the same backup.

@@ -29,6 +29,7 @@ from ..repository import RepositoryError, StoreError, WrongKeyError
 from ..restore.replication import replicate_after_backup
 from ..stores import open_repository
 from .allocator import keep_buffers_resident
+from .preflight import BackupSkipped, run_preflight
 from .prepare import BackupFailed, describe_failure, failure_code, prepare_vm, release
 from .progress import BackupCancelled, ProgressReporter
 from .snapshots import CHAIN_KEY, destroy_snapshot, find_tagged_snapshots, snapshot_disks
@@ -146,6 +147,8 @@ def run_vm_backup(vm_backup_id, *, owner=None):
         outcome = RunStatus.WARNING if vm_backup.warnings else RunStatus.SUCCESS
     except BackupCancelled as exc:
         outcome, vm_backup.error = RunStatus.CANCELLED, str(exc)
+    except BackupSkipped as exc:
+        outcome, vm_backup.error = RunStatus.SKIPPED, str(exc)
     except BackupFailed as exc:
         vm_backup.error = str(exc)
     except WrongKeyError as exc:
@@ -189,6 +192,9 @@ def _run(vm_backup, reporter):
     with PoolConnection.open(vm_backup.pool) as conn:
         cleanup_leftovers(conn, reporter)
         vm_ref = _find_vm(conn, vm_backup.vm_uuid)
+        previous = RestorePoint.objects.filter(store=vm_backup.store, vm_uuid=vm_backup.vm_uuid).order_by("-taken_at")[:20]
+        for text in run_preflight(conn.xenapi, vm_ref, vm_backup, repo, previous):
+            reporter.warn(text)
         parent = _chain_parent(vm_backup) if vm_backup.incremental else None
         if vm_backup.incremental and _enable_cbt(conn, vm_ref) and parent is not None:
             reporter.warn("full backup instead of incremental: changed block tracking was disabled on the VM's disk")
@@ -199,6 +205,8 @@ def _run(vm_backup, reporter):
         prepared = prepare_vm(conn, vm_ref, vm_backup, snapshot_name=name)
         for text in prepared.warnings:
             reporter.warn(text)
+        if vm_backup.excluded_disks:
+            _leave_out_disks(conn, prepared, vm_backup, reporter)
         vm_backup.downtime_seconds = prepared.downtime_seconds
         keep = {}
         try:
@@ -218,6 +226,21 @@ def _run(vm_backup, reporter):
         replicate_after_backup(vm_backup, reporter.warn)     # queues replicas; never fails the backup
         if keep:
             _drop_older_chains(conn, point)
+
+
+def _leave_out_disks(conn, prepared, vm_backup, reporter):
+    """Excluded disks are removed from our snapshot before it is read, so neither the export
+    nor the changed-block path sees them (the VM's own disks are untouched)."""
+    if not prepared.snapshot_uuid:
+        reporter.warn("the excluded disks were backed up too: an offline backup without a snapshot "
+                      "exports the VM itself, with every disk")
+        return
+    xenapi = conn.xenapi
+    for vbd_ref in xenapi.VM.get_VBDs(prepared.export_ref):
+        vbd = xenapi.VBD.get_record(vbd_ref)
+        if vbd["type"] == "Disk" and vbd["userdevice"] in vm_backup.excluded_disks and vbd["VDI"] != "OpaqueRef:NULL":
+            xenapi.VBD.destroy(vbd_ref)
+            xenapi.VDI.destroy(vbd["VDI"])
 
 
 def _find_vm(conn, vm_uuid):
@@ -323,7 +346,7 @@ def _stream_once(conn, vm_backup, reporter, repo, prepared, parent):
                 record = xenapi.VDI.get_record(ref)
                 keep[key] = {"vdi_uuid": record["uuid"], "virtual_size": int(record["virtual_size"])}
         metadata.update({"kind": vm_backup.kind, "chain": keep, "has_memory": prepared.preserve_power_state,
-                         "warnings": list(vm_backup.warnings)})
+                         "warnings": list(vm_backup.warnings), "excluded_disks": list(vm_backup.excluded_disks)})
         writer.attach("ova.xml", ova_xml)
         writer.set_metadata(metadata)
         reporter.phase(BackupPhase.COMMITTING)

@@ -31,6 +31,9 @@ class BackupJob(models.Model):
     rule_name_pattern = models.CharField(max_length=200, blank=True,
                                          help_text="Shell-style pattern on the VM name, e.g. web-* or db-??")
     rule_power_states = models.JSONField(default=list, blank=True, help_text="Only VMs in these power states")
+    excluded_disks = models.JSONField(
+        default=list, blank=True,
+        help_text="UUIDs of disks (VDIs) never backed up, e.g. scratch or swap disks; restored VMs come back without them")
     excluded_vms = models.ManyToManyField("xenpools.VM", blank=True, related_name="excluded_from_jobs",
                                           help_text="Never these VMs (\"all VMs except\")")
 

@@ -75,11 +75,14 @@ def start_job_run(job, *, trigger=Trigger.SCHEDULE, user=None, schedule=None, sl
     if schedule is not None and slot is not None:
         notes += _missed_slots(schedule, slot, now)
     busy = set(VmBackup.objects.filter(status__in=ACTIVE).values_list("vm_uuid", flat=True))
+    vms = list(select_vms(job))
+    excluded = excluded_positions(job, vms)
     rows = []
-    for vm in select_vms(job):
+    for vm in vms:
         incremental, reason = decide_kind(job, vm.uuid, schedule=schedule, now=now)
         row = VmBackup(
             run=run, vm=vm, pool=vm.pool, vm_uuid=vm.uuid, vm_name=vm.name, store=job.store, method=job.method,
+            excluded_disks=excluded.get(vm.pk, []),
             incremental=incremental, kind_reason=reason, quiesce_fallback=job.quiesce_fallback,
             restart_after_snapshot=job.restart_after_snapshot, allow_hard_shutdown=job.allow_hard_shutdown,
             shutdown_timeout=job.shutdown_timeout, transfer_compression=job.transfer_compression,
@@ -103,6 +106,19 @@ def start_job_run(job, *, trigger=Trigger.SCHEDULE, user=None, schedule=None, sl
                          + (f"; {run.message}" if run.message else ""))
     transaction.on_commit(lambda: _after_start(run.pk))
     return run
+
+
+def excluded_positions(job, vms):
+    """{vm pk: [userdevice, ...]} of the job's excluded disks among these VMs' disks."""
+    if not job.excluded_disks:
+        return {}
+    from xenpools.models import VirtualDisk
+
+    positions = {}
+    for vm_id, userdevice in (VirtualDisk.objects.filter(vm__in=vms, vdi__uuid__in=job.excluded_disks)
+                              .values_list("vm_id", "userdevice")):
+        positions.setdefault(vm_id, []).append(userdevice)
+    return positions
 
 
 def _after_start(run_id):
@@ -192,10 +208,12 @@ def retry_failed(run, user=None) -> BackupRun:
         retry = BackupRun.objects.create(trigger=Trigger.MANUAL, requested_by=user if user is not None and user.is_authenticated else None,
                                          job=job, message=f"retry of the failed VMs of run #{run.pk}")
         rows = []
+        excluded = excluded_positions(job, [old.vm for old in failed])
         for old in failed:
             incremental, reason = decide_kind(job, old.vm_uuid, now=now)
             rows.append(VmBackup(
                 run=retry, vm=old.vm, pool=old.vm.pool, vm_uuid=old.vm_uuid, vm_name=old.vm.name, store=job.store,
+                excluded_disks=excluded.get(old.vm.pk, []),
                 method=job.method, incremental=incremental, kind_reason=reason,
                 quiesce_fallback=job.quiesce_fallback, restart_after_snapshot=job.restart_after_snapshot,
                 allow_hard_shutdown=job.allow_hard_shutdown, shutdown_timeout=job.shutdown_timeout,

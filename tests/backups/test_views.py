@@ -142,8 +142,27 @@ def test_back_up_now_refuses_a_second_backup_of_the_same_vm(operator_client, inv
     operator_client.post(url, {"store": data_store.pk, "method": "normal", "quiesce_fallback": "fail"})
     response = operator_client.post(url, {"store": data_store.pk, "method": "normal", "quiesce_fallback": "fail"})
     assert response.status_code == 400
-    assert "already queued or running" in response.content.decode()
+    assert "a backup of web-01 is already queued (run #" in response.content.decode()
     assert len(queued_tasks()) == 1
+
+
+def test_a_silent_backup_says_since_when_and_when_it_will_be_taken_over(operator_client, inventory, data_store):
+    from datetime import timedelta
+
+    from backups.models import VmBackup
+    from django.utils import timezone
+
+    url = reverse("backups:backup_now", args=[inventory["web"].pk])
+    operator_client.post(url, {"store": data_store.pk, "method": "normal", "quiesce_fallback": "fail"})
+    heard = timezone.now() - timedelta(seconds=60)
+    VmBackup.objects.update(status="running", lease_owner="otherhost:4242", lease_heartbeat=heard)
+
+    response = operator_client.post(url, {"store": data_store.pk, "method": "normal", "quiesce_fallback": "fail"})
+
+    text = response.content.decode()
+    assert f"has been silent since {timezone.localtime(heard):%H:%M:%S} (worker otherhost:4242)" in text
+    taken_over = timezone.localtime(heard + timedelta(seconds=120))
+    assert f"it will be taken over at {taken_over:%H:%M:%S} if it stays silent" in text
 
 
 def test_a_quiesced_backup_needs_support_or_the_fallback(operator_client, inventory, data_store):

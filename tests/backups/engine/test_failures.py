@@ -84,11 +84,27 @@ def test_a_connection_that_keeps_dropping_fails_cleanly(sim, vm_named, store, po
     assert no_restore_point(store, vm)
 
 
-def test_a_full_storage_repository_on_snapshot_fails_with_a_clear_message(sim, vm_named, store, pool_reader):
+def test_a_snapshot_that_would_not_fit_its_sr_is_skipped_before_it_is_taken(sim, vm_named, store, pool_reader):
     vm = vm_named("test-vm-1")
     vdi = pool_reader.xenapi.VDI.get_by_uuid(pool_reader.disks(vm.uuid)["0"])
     sr_uuid = pool_reader.xenapi.SR.get_uuid(pool_reader.xenapi.VDI.get_SR(vdi))
-    sim.control.fill_sr(sr=sr_uuid, free_bytes=0)
+    sr_name = pool_reader.xenapi.SR.get_name_label(pool_reader.xenapi.VDI.get_SR(vdi))
+    sim.control.fill_sr(sr=sr_uuid, free_bytes=2 * 1024 * 1024)
+
+    vm_backup = back_up(vm, store)
+
+    assert vm_backup.status == RunStatus.SKIPPED, vm_backup.error
+    assert vm_backup.error.startswith("skipped before the snapshot: storage repository ")
+    assert f"storage repository {sr_name} has 2.1 MB free; the snapshot needs about" in vm_backup.error
+    assert vm_backup.run.status == RunStatus.WARNING
+    assert pool_reader.xenapi.VM.get_power_state(pool_reader.vm(vm.uuid)) == "Running"
+    assert pool_reader.snapshots() == []
+
+
+def test_an_sr_that_fills_up_after_the_check_fails_the_snapshot_with_a_clear_message(sim, vm_named, store, pool_reader):
+    # The storage manager's own refusal (sm_exec.ml: SR_BACKEND_FAILURE_44, "There is insufficient space").
+    vm = vm_named("test-vm-1")
+    sim.control.fail_next_call("VM.snapshot", ["SR_BACKEND_FAILURE_44", "", "There is insufficient space", ""])
 
     vm_backup = back_up(vm, store)
 
@@ -188,3 +204,26 @@ def test_the_master_moving_mid_backup_is_followed_and_leaves_no_snapshot(sim, vm
     snapshots = [r for r in survivor.xenapi.VM.get_all_records().values() if r["is_a_snapshot"]]
     survivor.xenapi.session.logout()
     assert snapshots == []
+
+
+def test_a_data_store_without_room_skips_the_backup_before_the_snapshot(vm_named, store, pool_reader, monkeypatch):
+    vm = vm_named("test-vm-1")
+    first = back_up(vm, store)
+    assert first.status == RunStatus.SUCCESS, first.error
+    monkeypatch.setattr(backends.LocalBackend, "free_space", lambda self: first.bytes_stored // 2)
+
+    second = back_up(vm, store)
+
+    assert second.status == RunStatus.SKIPPED
+    assert f"data store local has {first.bytes_stored // 2 / 1e6:.1f} MB free" in second.error
+    assert pool_reader.snapshots() == []
+
+
+def test_a_first_backup_that_may_not_fit_the_data_store_goes_ahead_with_a_warning(vm_named, store, monkeypatch):
+    vm = vm_named("test-vm-1")
+    monkeypatch.setattr(backends.LocalBackend, "free_space", lambda self: 1000)
+
+    vm_backup = back_up(vm, store)
+
+    assert vm_backup.status == RunStatus.WARNING, vm_backup.error
+    assert any("before compression and deduplication; it may not fit" in w for w in vm_backup.warnings)

@@ -92,3 +92,53 @@ def test_retry_runs_only_the_failed_vms(make_job, vm_named, run_queued_tasks):
     assert retry.status in (RunStatus.SUCCESS, RunStatus.WARNING)
     with pytest.raises(JobRunError, match="no VM of this run failed"):
         retry_failed(retry)
+
+
+def test_the_prediction_says_full_or_incremental_and_which_vms_would_not_fit(make_job, vm_named, run_queued_tasks):
+    from backups.jobs.prediction import predict
+    from xenpools.models import StorageRepository
+
+    job = make_job(selection="explicit")
+    job.vms.add(vm_named("test-vm-1"), vm_named("test-vm-2"))
+    start_job_run(job, trigger=Trigger.MANUAL)
+    run_queued_tasks()
+    sr = vm_named("test-vm-2").disks.filter(type="Disk").first().vdi.sr
+    StorageRepository.objects.filter(pk=sr.pk).update(physical_utilisation=sr.physical_size)
+
+    predicted = {p.vm.name: p for p in predict(job)}
+
+    assert predicted["test-vm-1"].kind_label == "Incremental"
+    assert predicted["test-vm-2"].incremental and predicted["test-vm-2"].reason.startswith("incremental")
+    assert any(f"storage repository {sr.name} has" in text for text in predicted["test-vm-2"].problems)
+
+
+def test_an_excluded_disk_is_left_out_of_the_backup_and_the_vm_keeps_it(make_job, vm_named, pool, pool_reader,
+                                                                         run_queued_tasks):
+    from backups.stores import open_repository
+    from xenpools.inventory import sync_pool
+
+    vm = vm_named("test-vm-3")
+    xenapi = pool_reader.xenapi
+    vm_ref = pool_reader.vm(vm.uuid)
+    first_vdi = xenapi.VDI.get_by_uuid(pool_reader.disks(vm.uuid)["0"])
+    scratch = xenapi.VDI.create({"name_label": "scratch", "name_description": "", "SR": xenapi.VDI.get_SR(first_vdi),
+                                 "virtual_size": str(8 << 20), "type": "user", "sharable": False, "read_only": False,
+                                 "other_config": {}, "xenstore_data": {}, "sm_config": {}, "tags": []})
+    xenapi.VBD.create({"VM": vm_ref, "VDI": scratch, "userdevice": "1", "bootable": False, "mode": "RW",
+                       "type": "Disk", "empty": False, "other_config": {}, "qos_algorithm_type": "",
+                       "qos_algorithm_params": {}})
+    sync_pool(pool)
+    job = make_job(selection="explicit", excluded_disks=[xenapi.VDI.get_uuid(scratch)])
+    job.vms.add(vm)
+
+    run = start_job_run(job, trigger=Trigger.MANUAL)
+    run_queued_tasks()
+
+    backup = run.vm_backups.get()
+    assert backup.status in (RunStatus.SUCCESS, RunStatus.WARNING), backup.error
+    assert backup.excluded_disks == ["1"]
+    manifest = open_repository(job.store).load_manifest(backup.restore_point.point_id)
+    assert [d.key for d in manifest.disks] == ["vbd0"]
+    assert manifest.metadata["excluded_disks"] == ["1"]
+    assert sorted(pool_reader.disks(vm.uuid)) == ["0", "1"]          # the VM itself keeps its disk
+    assert pool_reader.snapshots() == []
