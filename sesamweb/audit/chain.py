@@ -19,7 +19,8 @@ from django.db.models import TextChoices
 from .checkpoints import Checkpoint, data_directory_path, read_checkpoint
 from .models import GENESIS_HASH, HMAC_SHA256, LEGACY_SHA256, AuditEvent
 
-_MAX_POSITION_PROBES = 1000  # reorder detection costs two queries per broken row
+_MAX_PROBES = 1000  # reorder and deletion checks cost a query or two per broken row
+_MAX_SHIFT = 32  # rows renumbered to hide up to this many deleted rows are still recognised
 
 
 class BreakKind(TextChoices):
@@ -96,32 +97,51 @@ class _Breaks(list):
         self.append(ChainBreak(kind, list(sequences), list(ids), detail))
 
 
-def _original_position(event) -> int | None:
-    """Where a row was written. Ids grow with the sequence as rows are appended, so if the
-    rows' sequence numbers were permuted, the row with the k-th smallest id was the k-th."""
+def _position_by_id(event) -> int | None:
+    """Ids grow with the sequence as rows are appended, so if the rows' sequence numbers
+    were permuted, the row with the k-th smallest id was the k-th."""
     rank = AuditEvent.objects.filter(pk__lt=event.pk).count()
     return AuditEvent.objects.order_by("sequence").values_list("sequence", flat=True)[rank:rank + 1].first()
 
 
+def _original_position(event, probes) -> int | None:
+    """Where an intact row that fails at its current position was written: another row's
+    place (swapped), or a few places later (renumbered to close the gap of deleted rows)."""
+    candidates = [event.sequence + shift for shift in range(1, _MAX_SHIFT + 1)]
+    if probes[0] < _MAX_PROBES:
+        probes[0] += 1
+        candidates.insert(0, _position_by_id(event))
+    for candidate in candidates:
+        if candidate not in (None, event.sequence) and event.compute_hash(sequence=candidate) == event.hash:
+            return candidate
+    return None
+
+
+def _points_to_a_row(prev_hash, probes) -> bool:
+    if probes[0] >= _MAX_PROBES:
+        return True  # unknown: do not claim a deletion
+    probes[0] += 1
+    return AuditEvent.objects.filter(hash=prev_hash).exists()
+
+
 def _row_problem(event, keyed_seen, probes):
-    """(kind, detail) when the row does not match its own hash, else None."""
+    """(kind, detail, position written at) when the row does not match its own hash, else None."""
     if event.chain_version not in (LEGACY_SHA256, HMAC_SHA256):
-        return BreakKind.EDITED, f"unknown chain version {event.chain_version}"
+        return BreakKind.EDITED, f"unknown chain version {event.chain_version}", event.sequence
     matches = event.compute_hash() == event.hash
     if event.chain_version == LEGACY_SHA256 and keyed_seen:
         if matches:
-            return BreakKind.REHASHED, "an unkeyed hash after keyed events (rewritten without the key)"
-        return BreakKind.EDITED, "its content does not match its hash"
+            return BreakKind.REHASHED, "an unkeyed hash after keyed events (rewritten without the key)", event.sequence
+        return BreakKind.EDITED, "its content does not match its hash", event.sequence
     if matches:
         return None
     if event.chain_version == HMAC_SHA256 and event.compute_plain_hash() == event.hash:
-        return BreakKind.REHASHED, "plain SHA-256 where the keyed HMAC belongs (edited, then re-hashed without the key)"
-    if probes[0] < _MAX_POSITION_PROBES:
-        probes[0] += 1
-        original = _original_position(event)
-        if original not in (None, event.sequence) and event.compute_hash(sequence=original) == event.hash:
-            return BreakKind.REORDERED, f"written as event #{original}"
-    return BreakKind.EDITED, "its content does not match its hash"
+        return (BreakKind.REHASHED, "plain SHA-256 where the keyed HMAC belongs (edited, then re-hashed without the key)",
+                event.sequence)
+    original = _original_position(event, probes)
+    if original is not None:
+        return BreakKind.REORDERED, f"written as event #{original}", original
+    return BreakKind.EDITED, "its content does not match its hash", event.sequence
 
 
 @dataclass
@@ -152,16 +172,17 @@ def _walk(breaks: _Breaks, watch: int | None) -> _Walk:
         if problem:
             breaks.add(problem[0], [event.sequence], [event.pk], problem[1])
         if event.prev_hash != expected_prev and not gap:
-            moved = BreakKind.REORDERED in (problem and problem[0], previous_problem and previous_problem[0])
-            rewritten = previous_problem is not None  # the row before lost its original hash
-            if not moved and not rewritten:
-                if previous is not None and previous.chain_version == LEGACY_SHA256 and event.chain_version == HMAC_SHA256:
-                    breaks.add(BreakKind.REHASHED, [event.sequence], [event.pk],
-                               "the unkeyed events before it were rewritten")
-                else:
-                    before = f"event #{previous.sequence}" if previous else "the start of the log"
-                    breaks.add(BreakKind.DELETED, [event.sequence], [event.pk],
-                               f"its previous-hash does not match {before}: the row written before it is gone")
+            # Not explained by the row before having been rewritten, nor by this one being edited:
+            rewritten = previous_problem is not None and previous_problem[0] != BreakKind.REORDERED
+            edited = problem is not None and problem[0] != BreakKind.REORDERED
+            if rewritten or edited:
+                pass
+            elif previous is not None and previous.chain_version == LEGACY_SHA256 and event.chain_version == HMAC_SHA256:
+                breaks.add(BreakKind.REHASHED, [event.sequence], [event.pk], "the unkeyed events before it were rewritten")
+            elif event.prev_hash != GENESIS_HASH and not _points_to_a_row(event.prev_hash, probes):
+                written_at = problem[2] if problem else event.sequence
+                breaks.add(BreakKind.DELETED, [written_at - 1], [],
+                           f"the event written before id {event.pk} is gone (its previous-hash points to no row)")
         keyed_seen = keyed_seen or event.chain_version == HMAC_SHA256
         previous, previous_problem = event, problem
         expected_sequence, expected_prev = event.sequence + 1, event.hash
