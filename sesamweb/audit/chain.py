@@ -8,7 +8,8 @@ Kinds of break, each with the chain positions (#sequence) and row ids involved:
 - reordered: the row is intact but sits at another position than the one it was written at;
 - rehashed: the hash is a plain SHA-256 of the row where the keyed HMAC belongs (someone
   without the key edited rows and re-hashed them), or unkeyed rows follow keyed ones;
-- truncated: the newest rows are missing compared with the latest checkpoint;
+- truncated: the newest rows are missing compared with the latest checkpoint (or other events
+  stand where the checkpoint's last one was: the log was cut back and written on);
 - checkpoint: a checkpoint whose signature is wrong (forged or damaged).
 """
 from dataclasses import dataclass, field
@@ -149,6 +150,7 @@ class _Walk:
     checked: int = 0
     last: AuditEvent | None = None
     watched_hash: str | None = None  # of the row at the checkpoint's position
+    watched_intact: bool = False  # that row matches its own (keyed) hash
     count_to_watched: int = 0  # rows up to the checkpoint's position
 
 
@@ -169,6 +171,8 @@ def _walk(breaks: _Breaks, watch: int | None) -> _Walk:
             breaks.add(BreakKind.DELETED, list(range(expected_sequence, event.sequence)), [],
                        f"missing {after}before id {event.pk}")
         problem = _row_problem(event, keyed_seen, probes)
+        if event.sequence == watch:
+            walk.watched_intact = problem is None
         if problem:
             breaks.add(problem[0], [event.sequence], [event.pk], problem[1])
         if event.prev_hash != expected_prev and not gap:
@@ -201,8 +205,12 @@ def _compare_with_checkpoint(checkpoint, breaks, walk):
                    f"the {checkpoint} lists them; the log ends at #{last.sequence if last else 0}")
         return
     if walk.watched_hash is not None and walk.watched_hash != checkpoint.last_hash:
-        breaks.add(BreakKind.EDITED, [checkpoint.last_sequence], [],
-                   f"its hash differs from the one in the {checkpoint}")
+        if walk.watched_intact:  # a genuine event, but not the one signed: cut back, then written on
+            breaks.add(BreakKind.TRUNCATED, [checkpoint.last_sequence], [],
+                       f"not the event in the {checkpoint}: the log was cut back and new events written since")
+        else:
+            breaks.add(BreakKind.EDITED, [checkpoint.last_sequence], [],
+                       f"its hash differs from the one in the {checkpoint}")
     present = walk.count_to_watched
     if present < checkpoint.count and BreakKind.DELETED not in {b.kind for b in breaks}:
         breaks.add(BreakKind.DELETED, [], [],

@@ -150,8 +150,8 @@ def test_truncating_then_recording_new_events_is_found_too(events, attacker):
     for n in range(3):
         record_event(AuditAction.UPDATE, target_type="t", target_id=str(n))  # #5, #6, #7 anew
     (mismatch,) = verify_chain().breaks
-    assert (mismatch.kind, mismatch.sequences) == (BreakKind.EDITED, [6])
-    assert "differs from the one in the checkpoint" in mismatch.detail
+    assert (mismatch.kind, mismatch.sequences) == (BreakKind.TRUNCATED, [6])
+    assert "cut back and new events written since" in mismatch.detail
 
 
 def test_a_forged_checkpoint_is_reported(events, audit_checkpoint_dir):
