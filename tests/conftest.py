@@ -2,6 +2,7 @@
 (tests/fixtures/users.py), a headless browser (tests/fixtures/browser.py)."""
 import os
 import tempfile
+from pathlib import Path
 
 import pytest
 
@@ -14,6 +15,8 @@ os.environ.setdefault("SESAM_AUDIT_CHECKPOINT_DIR", tempfile.mkdtemp(prefix="ses
 
 @pytest.fixture(autouse=True)
 def audit_checkpoint_dir(settings, tmp_path_factory):
-    """Each test starts without an audit checkpoint (sesamweb/audit/checkpoints.py)."""
+    """Each test starts without an audit checkpoint (sesamweb/audit/checkpoints.py), in this
+    process and in the e2e server (whose database is flushed between tests)."""
+    (Path(os.environ["SESAM_AUDIT_CHECKPOINT_DIR"]) / "audit-checkpoint.json").unlink(missing_ok=True)
     settings.SESAM_AUDIT_CHECKPOINT_DIR = tmp_path_factory.mktemp("audit-checkpoints")
     return settings.SESAM_AUDIT_CHECKPOINT_DIR
