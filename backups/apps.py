@@ -1,6 +1,30 @@
 from django.apps import AppConfig
 
 
+def write_audit_checkpoint_to_stores(checkpoint):
+    """A copy of the audit checkpoint in each local data store: a witness of the audit log's
+    length kept with the backups, away from the database (sesamweb/audit/checkpoints.py)."""
+    import logging
+    from pathlib import Path
+
+    from sesamweb.audit.checkpoints import FILENAME, write_checkpoint_file
+
+    from .choices import StoreKind
+    from .models import DataStore
+
+    for path in DataStore.objects.filter(kind=StoreKind.LOCAL).exclude(path="").values_list("path", flat=True):
+        try:
+            if Path(path).is_dir():
+                write_checkpoint_file(Path(path) / FILENAME, checkpoint)
+        except OSError as error:  # one unwritable store must not cost the others their copy
+            logging.getLogger(__name__).warning("No audit checkpoint in store %s: %s", path, error)
+
+
 class BackupsConfig(AppConfig):
     name = "backups"
     verbose_name = "Backups"
+
+    def ready(self):
+        from sesamweb.audit.checkpoints import register_checkpoint_writer
+
+        register_checkpoint_writer(write_audit_checkpoint_to_stores)

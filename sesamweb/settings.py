@@ -42,6 +42,10 @@ def _persistent_secret(name, filename):
 SECRET_KEY = os.environ.get("DJANGO_SECRET_KEY") or _persistent_secret("DJANGO_SECRET_KEY", "django-secret.key")
 # Key that encrypts pool passwords and data store keys at rest (never the Django key).
 SESAM_SECRET_KEY = _persistent_secret("SESAM_SECRET_KEY", "sesam-secret.key")
+# Key of the audit log's HMAC chain and checkpoints. Unset: derived from SESAM_SECRET_KEY
+# with HKDF (sesamweb/audit/keys.py), so the one secrets file (or variable) kept outside
+# the database covers both. Changing it later makes the existing rows fail verification.
+SESAM_AUDIT_KEY = os.environ.get("SESAM_AUDIT_KEY", "")
 
 DEBUG = _env_bool("DJANGO_DEBUG", False)
 ALLOWED_HOSTS = [h.strip() for h in os.environ.get("ALLOWED_HOSTS", "localhost,127.0.0.1,[::1]").split(",") if h.strip()]
@@ -213,6 +217,12 @@ EMAIL_HOST_PASSWORD = os.environ.get("EMAIL_HOST_PASSWORD", "")
 EMAIL_USE_TLS = _env_bool("EMAIL_USE_TLS", False)
 DEFAULT_FROM_EMAIL = os.environ.get("DEFAULT_FROM_EMAIL", "sesamweb@localhost")
 SESAM_SYSLOG_ADDRESS = os.environ.get("SESAM_SYSLOG_ADDRESS", "")  # host:port (UDP)
+# Signed checkpoints of the audit chain's head, written outside the database (the data
+# directory, each local data store, syslog) after every N events or when the last one is
+# older than M minutes: what shows that the newest rows were deleted.
+SESAM_AUDIT_CHECKPOINT_EVERY = int(os.environ.get("SESAM_AUDIT_CHECKPOINT_EVERY", 100))
+SESAM_AUDIT_CHECKPOINT_MINUTES = float(os.environ.get("SESAM_AUDIT_CHECKPOINT_MINUTES", 60))
+SESAM_AUDIT_CHECKPOINT_DIR = Path(os.environ.get("SESAM_AUDIT_CHECKPOINT_DIR", DATA_DIR))
 
 LOGGING = {
     "version": 1,

@@ -9,6 +9,7 @@ the hash chain stays linear with several processes writing: SQLite transactions 
 IMMEDIATE (write lock), PostgreSQL takes a transaction-level advisory lock.
 """
 import json
+import logging
 from contextlib import contextmanager
 from contextvars import ContextVar
 from typing import Iterator
@@ -19,9 +20,11 @@ from django.utils import timezone
 
 from .choices import AuditOutcome
 from .context import acting_request
-from .models import GENESIS_HASH, AuditEvent
+from .checkpoints import after_event_committed
+from .models import CHAIN_VERSION, GENESIS_HASH, AuditEvent
 from .syslog import forward_to_syslog
 
+logger = logging.getLogger(__name__)
 # (user, source) set by acting_as() for code that runs outside a web request.
 _acting_actor = ContextVar("acting_actor", default=None)
 _CHAIN_LOCK_ID = 0x5E5A_A0D1  # any constant: the advisory lock guarding the chain's head
@@ -95,6 +98,14 @@ def _lock_chain_head():
     # SQLite: the IMMEDIATE transaction already holds the database write lock.
 
 
+def _after_commit(event):
+    forward_to_syslog(event)
+    try:
+        after_event_committed(event)
+    except Exception:  # the event is recorded; a missed checkpoint is only logged
+        logger.exception("Could not write the audit checkpoint after event #%s", event.sequence)
+
+
 def record_event(
     action: str,
     *,
@@ -146,8 +157,9 @@ def record_event(
             after=_jsonable(after),
             message=message,
             outcome=str(outcome),
+            chain_version=CHAIN_VERSION,
         )
         event.hash = event.compute_hash()
         event.save()
-        transaction.on_commit(lambda: forward_to_syslog(event))
+        transaction.on_commit(lambda: _after_commit(event))
     return event

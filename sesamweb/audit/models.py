@@ -1,20 +1,69 @@
-"""The audit log: an append-only, hash-chained record of every state change.
+"""The audit log: an append-only, HMAC-chained record of every state change.
 
 Each row carries `sequence` (1, 2, 3, ... with no gaps), the previous row's hash and its own
-hash = sha256(prev_hash + canonical JSON of the row). Editing, deleting or reordering a row
-breaks the chain, which `verify_chain` (and `manage.py verify_audit`) detects. The model
-refuses updates and deletes; database triggers (migration 0002) refuse them too, for anyone
-who bypasses the ORM.
+hash = HMAC-SHA256(audit key, prev_hash + canonical JSON of the row), the key coming from
+outside the database (keys.py). Editing, deleting, reordering or re-hashing a row breaks the
+chain, and signed checkpoints kept outside the database show when the newest rows were
+dropped: `verify_chain` (and `manage.py verify_audit`) reports every break. Rows written
+before the key existed keep their plain SHA-256 (chain_version 1); the first keyed row
+covers the last of them, so they are anchored too. The model refuses updates and deletes;
+database triggers refuse them too, for anyone who bypasses the ORM.
 """
 import hashlib
+import hmac
 import json
 
 from django.conf import settings
 from django.db import models
 
 from .choices import AuditAction, AuditOutcome
+from .keys import chain_key
 
 GENESIS_HASH = "0" * 64
+LEGACY_SHA256 = 1  # rows written before the chain was keyed
+HMAC_SHA256 = 2
+CHAIN_VERSION = HMAC_SHA256  # what record_event writes
+
+
+def canonical_json(fields: dict, chain_version: int) -> str:
+    """A row's content as stable JSON: the exact bytes its hash covers. Legacy rows keep
+    the content they were hashed with; keyed rows also cover their chain version."""
+    content = {
+        "sequence": fields["sequence"],
+        "created": fields["created"].isoformat(timespec="microseconds"),
+        "actor_id": fields["actor_id"],
+        "actor_username": fields["actor_username"],
+        "source": fields["source"],
+        "action": fields["action"],
+        "target_type": fields["target_type"],
+        "target_id": fields["target_id"],
+        "target_repr": fields["target_repr"],
+        "before": fields["before"],
+        "after": fields["after"],
+        "message": fields["message"],
+        "outcome": fields["outcome"],
+    }
+    if chain_version != LEGACY_SHA256:
+        content["chain_version"] = chain_version
+    return json.dumps(content, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+
+
+def plain_hash(prev_hash: str, canonical: str) -> str:
+    """The unkeyed SHA-256 of legacy rows: anyone can compute it, so it proves nothing alone."""
+    return hashlib.sha256((prev_hash + canonical).encode()).hexdigest()
+
+
+def keyed_hash(prev_hash: str, canonical: str) -> str:
+    return hmac.new(chain_key(), (prev_hash + canonical).encode(), hashlib.sha256).hexdigest()
+
+
+def row_hash(fields: dict, chain_version: int, prev_hash: str) -> str:
+    canonical = canonical_json(fields, chain_version)
+    if chain_version == LEGACY_SHA256:
+        return plain_hash(prev_hash, canonical)
+    if chain_version == HMAC_SHA256:
+        return keyed_hash(prev_hash, canonical)
+    raise ValueError(f"unknown audit chain version {chain_version!r}")
 
 
 class AppendOnlyError(Exception):
@@ -55,6 +104,7 @@ class AuditEvent(models.Model):
     outcome = models.CharField(max_length=20, choices=AuditOutcome.choices, default=AuditOutcome.SUCCESS)
     prev_hash = models.CharField(max_length=64, editable=False)
     hash = models.CharField(max_length=64, editable=False)
+    chain_version = models.PositiveSmallIntegerField(editable=False)
 
     objects = AuditEventQuerySet.as_manager()
 
@@ -75,27 +125,24 @@ class AuditEvent(models.Model):
         raise AppendOnlyError("The audit log is append-only: rows cannot be deleted.")
 
     # --- chain -------------------------------------------------------------------------
-    def canonical_json(self) -> str:
-        """The row's content as stable JSON: the exact bytes its hash covers."""
-        content = {
-            "sequence": self.sequence,
-            "created": self.created.isoformat(timespec="microseconds"),
-            "actor_id": self.actor_id,
-            "actor_username": self.actor_username,
-            "source": self.source,
-            "action": self.action,
-            "target_type": self.target_type,
-            "target_id": self.target_id,
-            "target_repr": self.target_repr,
-            "before": self.before,
-            "after": self.after,
-            "message": self.message,
-            "outcome": self.outcome,
-        }
-        return json.dumps(content, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    def _fields(self) -> dict:
+        return {name: getattr(self, name) for name in (
+            "sequence", "created", "actor_id", "actor_username", "source", "action", "target_type",
+            "target_id", "target_repr", "before", "after", "message", "outcome")}
 
-    def compute_hash(self) -> str:
-        return hashlib.sha256((self.prev_hash + self.canonical_json()).encode()).hexdigest()
+    def canonical_json(self) -> str:
+        return canonical_json(self._fields(), self.chain_version)
+
+    def compute_hash(self, *, sequence=None) -> str:
+        """The hash this row must carry (as it would at position `sequence`, if given)."""
+        fields = self._fields()
+        if sequence is not None:
+            fields["sequence"] = sequence
+        return row_hash(fields, self.chain_version, self.prev_hash)
+
+    def compute_plain_hash(self) -> str:
+        """SHA-256 without the key: what someone re-hashing rows without the key computes."""
+        return plain_hash(self.prev_hash, self.canonical_json())
 
     # --- display -----------------------------------------------------------------------
     @property

@@ -2,6 +2,8 @@
 
 Set SESAM_SYSLOG_ADDRESS=host:port (or [v6addr]:port). Each event is one datagram, sent
 after its transaction commits; a collector that is down never blocks or fails a change.
+Signed checkpoints of the chain's head (checkpoints.py) go the same way: the collector is
+the witness outside the console that shows when the newest rows were deleted.
 """
 import logging
 import os
@@ -49,7 +51,16 @@ def format_rfc5424(event) -> bytes:
     return f"{header} {data} {text}".encode("utf-8")
 
 
-def forward_to_syslog(event) -> None:
+def format_checkpoint(checkpoint) -> bytes:
+    params = {"id": checkpoint.last_id, "seq": checkpoint.last_sequence, "hash": checkpoint.last_hash,
+              "count": checkpoint.count, "time": checkpoint.time, "mac": checkpoint.mac}
+    data = "[auditCheckpoint@%d %s]" % (_ENTERPRISE_ID, " ".join(f'{k}="{_sd_escape(v)}"' for k, v in params.items()))
+    header = "<%d>1 %s %s sesamweb %d audit_checkpoint" % (
+        _FACILITY_AUDIT * 8 + 5, checkpoint.time.replace("+00:00", "Z"), socket.gethostname() or "-", os.getpid())
+    return f"{header} {data} Audit chain checkpoint: {checkpoint.count} events up to #{checkpoint.last_sequence}".encode()
+
+
+def _send(datagram: bytes, what: str) -> None:
     address = getattr(settings, "SESAM_SYSLOG_ADDRESS", "")
     if not address:
         return
@@ -57,6 +68,16 @@ def forward_to_syslog(event) -> None:
         host, port = parse_address(address)
         family = socket.AF_INET6 if ":" in host else socket.AF_INET
         with socket.socket(family, socket.SOCK_DGRAM) as sock:
-            sock.sendto(format_rfc5424(event), (host, port))
+            sock.sendto(datagram, (host, port))
     except (OSError, ValueError) as exc:
-        logger.warning("Could not forward audit event #%s to syslog %s: %s", event.sequence, address, exc)
+        logger.warning("Could not forward %s to syslog %s: %s", what, address, exc)
+
+
+def forward_to_syslog(event) -> None:
+    if getattr(settings, "SESAM_SYSLOG_ADDRESS", ""):
+        _send(format_rfc5424(event), f"audit event #{event.sequence}")
+
+
+def forward_checkpoint(checkpoint) -> None:
+    if getattr(settings, "SESAM_SYSLOG_ADDRESS", ""):
+        _send(format_checkpoint(checkpoint), f"audit checkpoint #{checkpoint.last_sequence}")

@@ -4,10 +4,16 @@ from sesamweb.audit.chain import verify_chain
 
 
 class Command(BaseCommand):
-    help = "Check the audit log's hash chain; exit non-zero naming the first row that was changed, removed or moved."
+    help = ("Check the audit log's keyed chain and compare its head with the latest signed checkpoint; "
+            "list every row that was edited, deleted, reordered or re-hashed, and rows truncated from the end. "
+            "Exits non-zero when anything is broken.")
 
-    def handle(self, *args, **options):
-        report = verify_chain()
+    def add_arguments(self, parser):
+        parser.add_argument("--checkpoint", action="append", default=[], metavar="FILE",
+                            help="also compare with this checkpoint copy (e.g. a data store's audit-checkpoint.json)")
+
+    def handle(self, *args, checkpoint, **options):
+        report = verify_chain(checkpoint_paths=checkpoint)
         if not report.ok:
             raise CommandError(str(report))
         self.stdout.write(self.style.SUCCESS(str(report)))
