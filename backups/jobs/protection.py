@@ -172,9 +172,12 @@ def vm_protection(vm, *, now=None) -> VmProtection:
 
 
 def vm_ids_with(protection, *, status=None, job_id=None):
-    """VM ids of a protection map with this status and/or covered by this job (list filters)."""
+    """VM ids of a protection map with this status (or one of these statuses) and/or covered
+    by this job (list filters)."""
+    statuses = (status,) if isinstance(status, str) else status
     return [vm_id for vm_id, item in protection.items()
-            if (not status or item.status == status) and (not job_id or any(job.pk == job_id for job in item.jobs))]
+            if (not statuses or item.status in statuses)
+            and (not job_id or any(job.pk == job_id for job in item.jobs))]
 
 
 def counts_per_pool(protection):
