@@ -2,9 +2,9 @@
 the tightest RPO among them, and whether that RPO is met as of `now`.
 
 Coverage is computed on read, with a fixed number of queries whatever the number of VMs,
-jobs or runs: the VM rows are loaded once, each job's rule is evaluated once in Python
-against them (rule_matcher mirrors selection.rule_filter), and the last good point per VM
-comes from one grouped query. A materialised coverage table was the alternative; it was not
+jobs or runs: the VM rows are loaded once and indexed by pool, tag and power state, each
+job's rule is evaluated once as a few set operations on them (_Inventory mirrors
+selection.rule_filter), and the last good point per VM comes from one grouped query. A materialised coverage table was the alternative; it was not
 chosen because it needs refreshing after every inventory sync, job save and run, and a VM
 that appeared since the last refresh would read as unprotected although the next run backs
 it up. Evaluating on read always agrees with select_vms (tests/backups/jobs/test_protection.py
@@ -15,14 +15,15 @@ import re
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
-from django.db.models import Max
+from django.db.models import BooleanField, ExpressionWrapper, Max, Q
 from django.utils import timezone
 
 from xenpools.models import VM
 
 from ..choices import VerifyState
-from ..models import BackupJob, RestorePoint
+from ..models import BackupJob, JobSchedule, RestorePoint
 from .choices import Protection, SelectionMode
+from .schedules import rpo_of
 from .selection import glob_to_regex
 
 AT_RISK = (Protection.MISSED, Protection.NEVER)
@@ -67,20 +68,41 @@ class _Rules:
     pools: set = field(default_factory=set)
 
 
-def rule_matcher(job, pool_ids):
-    """A predicate on a VM row (dict with pool_id, tags_index, name, power_state) that agrees
-    with selection.rule_filter for the job's rule."""
-    pools = set(pool_ids)
-    tags = [f"|{tag}|" for tag in job.rule_tags or []]
-    name = re.compile(glob_to_regex(job.rule_name_pattern), re.IGNORECASE) if job.rule_name_pattern else None
-    states = set(job.rule_power_states or [])
+class _Inventory:
+    """Live VM rows indexed by pool, tag and power state, so that a rule is a few set
+    operations (2,000 VMs x 200 jobs stays a matter of milliseconds)."""
 
-    def matches(row):
-        return ((not pools or row["pool_id"] in pools)
-                and (not tags or any(tag in (row["tags_index"] or "") for tag in tags))
-                and (name is None or name.search(row["name"]) is not None)
-                and (not states or row["power_state"] in states))
-    return matches
+    def __init__(self, rows):
+        self.rows = {row["id"]: row for row in rows if not row["deleted"]}
+        self.by_pool, self.by_tag, self.by_state, self.by_name = {}, {}, {}, {}
+        for vm_id, row in self.rows.items():
+            self.by_pool.setdefault(row["pool_id"], set()).add(vm_id)
+            self.by_state.setdefault(row["power_state"], set()).add(vm_id)
+            for tag in (row["tags_index"] or "").strip("|").split("|"):
+                if tag:
+                    self.by_tag.setdefault(tag, set()).add(vm_id)
+
+    def _union(self, index, keys):
+        return set().union(*(index.get(key, ()) for key in keys))
+
+    def matching(self, job, pool_ids) -> set:
+        """VM ids the job's rule selects; agrees with selection.rule_filter."""
+        chosen = set(self.rows)
+        if pool_ids:
+            chosen &= self._union(self.by_pool, pool_ids)
+        if job.rule_tags:
+            chosen &= self._union(self.by_tag, job.rule_tags)
+        if job.rule_power_states:
+            chosen &= self._union(self.by_state, job.rule_power_states)
+        if job.rule_name_pattern:
+            chosen &= self._named(job.rule_name_pattern)
+        return chosen
+
+    def _named(self, pattern) -> set:
+        if pattern not in self.by_name:             # jobs often share a pattern: match it once
+            name = re.compile(glob_to_regex(pattern), re.IGNORECASE)
+            self.by_name[pattern] = {vm_id for vm_id, row in self.rows.items() if name.search(row["name"])}
+        return self.by_name[pattern]
 
 
 def _job_rules(jobs):
@@ -94,24 +116,27 @@ def _job_rules(jobs):
 
 
 def job_rpos(jobs):
-    """{job id: RPO or None}; the jobs come with their schedules prefetched."""
-    return {job.pk: job.rpo() for job in jobs}
+    """{job id: RPO or None} (BackupJob.rpo for many jobs: their schedules in one query)."""
+    schedules = {}
+    for job_id, cron, tz in JobSchedule.objects.filter(enabled=True).values_list("job_id", "cron", "timezone"):
+        schedules.setdefault(job_id, []).append((cron, tz))
+    return {job.pk: rpo_of(job.rpo_hours, schedules.get(job.pk, [])) for job in jobs}
 
 
 def covering_jobs(rows, jobs):
-    """{VM id: [job, ...]} for live VM rows: explicit membership or rule match, minus the
-    job's excluded VMs. Disabled jobs cover nothing (their schedules never fire)."""
+    """{VM id: [job, ...]} for VM rows: explicit membership or rule match, minus the job's
+    excluded VMs; deleted VMs are covered by nothing. Disabled jobs cover nothing (their
+    schedules never fire)."""
     covering = {row["id"]: [] for row in rows}
-    live = [row for row in rows if row["removed_at"] is None]
+    inventory = _Inventory(rows)
     for rules in _job_rules([job for job in jobs if job.enabled]).values():
         job = rules.job
         if job.selection == SelectionMode.EXPLICIT:
-            chosen = (row for row in live if row["id"] in rules.explicit)
+            chosen = rules.explicit & inventory.rows.keys()
         else:
-            chosen = filter(rule_matcher(job, rules.pools), live)
-        for row in chosen:
-            if row["id"] not in rules.excluded:
-                covering[row["id"]].append(job)
+            chosen = inventory.matching(job, rules.pools)
+        for vm_id in chosen - rules.excluded:
+            covering[vm_id].append(job)
     return covering
 
 
@@ -125,7 +150,7 @@ def last_good_points(uuids=None):
 
 
 # -- status ---------------------------------------------------------------------------------
-VM_FIELDS = ("id", "uuid", "name", "pool_id", "tags_index", "power_state", "removed_at")
+VM_FIELDS = ("id", "uuid", "name", "pool_id", "tags_index", "power_state")
 
 
 def status_for(*, deleted, jobs, rpo, last_good_at, now):
@@ -143,21 +168,25 @@ def protection_map(vms=None, *, now=None, include_deleted=True) -> dict[int, VmP
     when they still have a good restore point). Seven queries whatever the sizes."""
     now = now or timezone.now()
     queryset = VM.objects.filter(is_snapshot=False) if vms is None else vms
-    rows = list(queryset.order_by().values(*VM_FIELDS))
+    # "deleted" as a boolean from the database: converting 2,000 removed_at values is not free.
+    rows = list(queryset.order_by().values(*VM_FIELDS, deleted=ExpressionWrapper(
+        Q(removed_at__isnull=False), output_field=BooleanField())))
     last_good = last_good_points(None if vms is None else {row["uuid"] for row in rows})
     if vms is None:
-        rows = [row for row in rows if row["removed_at"] is None or (include_deleted and row["uuid"] in last_good)]
+        rows = [row for row in rows if not row["deleted"] or (include_deleted and row["uuid"] in last_good)]
     elif not include_deleted:
-        rows = [row for row in rows if row["removed_at"] is None]
-    jobs = list(BackupJob.objects.prefetch_related("schedules"))
+        rows = [row for row in rows if not row["deleted"]]
+    jobs = list(BackupJob.objects.all())
     rpos = job_rpos(jobs)
+    # Tightest RPO first (no RPO last): each VM's covering jobs come out in this order.
+    jobs.sort(key=lambda job: (rpos[job.pk] is None, rpos[job.pk] or timedelta(0), job.name))
     covering = covering_jobs(rows, jobs)
     result = {}
     for row in rows:
-        jobs_of_vm = sorted(covering[row["id"]], key=lambda job: (rpos[job.pk] is None, rpos[job.pk] or timedelta(0), job.name))
+        jobs_of_vm = covering[row["id"]]
         rpo = rpos[jobs_of_vm[0].pk] if jobs_of_vm else None
         last = last_good.get(row["uuid"])
-        deleted = row["removed_at"] is not None
+        deleted = row["deleted"]
         result[row["id"]] = VmProtection(
             vm_id=row["id"], vm_uuid=row["uuid"], vm_name=row["name"], pool_id=row["pool_id"], deleted=deleted,
             status=status_for(deleted=deleted, jobs=jobs_of_vm, rpo=rpo, last_good_at=last, now=now),

@@ -81,6 +81,15 @@ def longest_gap(cron: str, tz: str) -> timedelta | None:
     return _longest_gap_from(cron, tz, timezone.now().replace(minute=0, second=0, microsecond=0))
 
 
+def rpo_of(rpo_hours, schedules) -> timedelta | None:
+    """A job's RPO: `rpo_hours` when set, else the longest gap between two runs of its
+    enabled schedules [(cron, tz)] plus an hour of grace (a nightly job: 25 hours)."""
+    if rpo_hours:
+        return timedelta(hours=rpo_hours)
+    gaps = [gap for gap in (longest_gap(cron, tz) for cron, tz in schedules) if gap is not None]
+    return max(gaps) + timedelta(hours=1) if gaps else None
+
+
 @lru_cache(maxsize=1024)
 def _longest_gap_from(cron: str, tz: str, start: datetime) -> timedelta | None:
     try:
