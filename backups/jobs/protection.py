@@ -27,6 +27,7 @@ from .schedules import rpo_of
 from .selection import glob_to_regex
 
 AT_RISK = (Protection.MISSED, Protection.NEVER)
+LIST_JOBS = 3
 
 
 @dataclass
@@ -55,6 +56,15 @@ class VmProtection:
     @property
     def at_risk(self):
         return self.status in AT_RISK
+
+    @property
+    def first_jobs(self):
+        """The jobs a list row names (the tightest RPOs); the VM page names them all."""
+        return self.jobs[:LIST_JOBS]
+
+    @property
+    def more_jobs(self):
+        return max(0, len(self.jobs) - LIST_JOBS)
 
 
 # -- coverage ---------------------------------------------------------------------------------

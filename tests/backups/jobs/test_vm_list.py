@@ -172,3 +172,15 @@ def test_the_vm_list_stays_within_its_query_budget_with_protection(auditor_clien
 def test_ages_are_shown_in_days_beyond_three_days(auditor_client, estate):
     make_point(estate["store"], estate["vms"]["spare"], timedelta(days=9), now=timezone.now())
     assert "9 d ago" in auditor_client.get(VM_LIST, {"q": "spare"}).content.decode()
+
+
+def test_a_row_names_the_three_tightest_jobs_and_counts_the_others(auditor_client, estate):
+    web1 = estate["vms"]["web-1"]
+    for hours in (1, 2, 3, 4):
+        job = BackupJob.objects.create(name=f"every {hours} h", store=estate["store"], selection=SelectionMode.EXPLICIT,
+                                       rpo_hours=hours)
+        job.vms.add(web1)
+    row = auditor_client.get(VM_LIST, {"q": "web-1"}).content.decode().split(f'data-vm-id="{web1.pk}"')[1]
+    jobs_cell = row.split('data-field="jobs">')[1].split("</td>")[0]
+    assert "every 1 h" in jobs_cell and "every 3 h" in jobs_cell and "every 4 h" not in jobs_cell
+    assert "+2 more" in jobs_cell                        # every 4 h and nightly
