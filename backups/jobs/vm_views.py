@@ -18,6 +18,10 @@ class _BulkView(CapabilityRequiredMixin, View):
         ids = [value for value in self.request.POST.getlist("vm") if value.isdigit()]
         return list(VM.objects.filter(pk__in=ids, is_snapshot=False).select_related("pool").order_by("name", "pk"))
 
+    def posted_pk(self, name):
+        value = self.request.POST.get(name, "")
+        return int(value) if value.isdigit() else 0          # not found, rather than an error
+
     def back(self):
         target = self.request.POST.get("next", "")
         if url_has_allowed_host_and_scheme(target, allowed_hosts={self.request.get_host()},
@@ -37,7 +41,7 @@ class VmsAddToJobView(_BulkView):
 
     def post(self, request):
         vms = self.selected_vms()
-        job = get_object_or_404(BackupJob, pk=request.POST.get("job") or 0)
+        job = get_object_or_404(BackupJob, pk=self.posted_pk("job"))
         if not vms:
             messages.error(request, "Select at least one VM.")
             return self.back()
@@ -57,7 +61,7 @@ class VmsBackUpNowView(_BulkView):
 
     def post(self, request):
         vms = self.selected_vms()
-        store = get_object_or_404(DataStore, pk=request.POST.get("store") or 0)
+        store = get_object_or_404(DataStore, pk=self.posted_pk("store"))
         if not vms:
             messages.error(request, "Select at least one VM.")
             return self.back()

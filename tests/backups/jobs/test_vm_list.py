@@ -184,3 +184,9 @@ def test_a_row_names_the_three_tightest_jobs_and_counts_the_others(auditor_clien
     jobs_cell = row.split('data-field="jobs">')[1].split("</td>")[0]
     assert "every 1 h" in jobs_cell and "every 3 h" in jobs_cell and "every 4 h" not in jobs_cell
     assert "+2 more" in jobs_cell                        # every 4 h and nightly
+
+
+def test_an_unknown_job_or_store_is_not_found(admin_client, estate):
+    vm = estate["vms"]["spare"]
+    assert admin_client.post(ADD_TO_JOB, {"vm": [vm.pk], "job": "x"}).status_code == 404
+    assert admin_client.post(BACK_UP_NOW, {"vm": [vm.pk], "store": "999"}).status_code == 404
