@@ -28,3 +28,10 @@ class BackupsConfig(AppConfig):
         from sesamweb.audit.checkpoints import register_checkpoint_writer
 
         register_checkpoint_writer(write_audit_checkpoint_to_stores)
+
+        # Protection columns, filters and bulk actions on the pool app's VM list.
+        from xenpools.extensions import register_vm_list_extension
+
+        from .jobs.vm_list import ProtectionColumns
+
+        register_vm_list_extension(ProtectionColumns())

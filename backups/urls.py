@@ -1,6 +1,7 @@
 from django.urls import include, path
 
 from . import views
+from .jobs import vm_views
 
 app_name = "backups"
 
@@ -10,6 +11,8 @@ urlpatterns = [
     path("runs/<int:pk>/cancel/", views.RunCancelView.as_view(), name="run_cancel"),
     path("vm-backups/<int:pk>/", views.VmBackupDetailView.as_view(), name="vm_backup_detail"),
     path("vms/<int:vm_pk>/back-up-now/", views.BackupNowView.as_view(), name="backup_now"),
+    path("vms/add-to-job/", vm_views.VmsAddToJobView.as_view(), name="vms_add_to_job"),
+    path("vms/back-up-now/", vm_views.VmsBackUpNowView.as_view(), name="vms_back_up_now"),
     path("stores/", views.StoreListView.as_view(), name="store_list"),
     path("stores/add/", views.StoreAddView.as_view(), name="store_add"),
     path("stores/<int:pk>/", views.StoreDetailView.as_view(), name="store_detail"),

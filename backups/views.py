@@ -39,6 +39,17 @@ def _with_totals(runs):
     ).prefetch_related("vm_backups__store")
 
 
+def _add_totals(runs):
+    """What _with_totals annotates, summed from each run's prefetched VM backups."""
+    for run in runs:
+        backups = run.vm_backups.all()
+        run.vm_count = len(backups)
+        for total, column in (("total_processed", "bytes_processed"), ("total_stored", "bytes_stored"),
+                              ("total_read", "bytes_read")):
+            setattr(run, total, sum(getattr(b, column) for b in backups) if backups else None)
+    return runs
+
+
 class RunListView(CapabilityRequiredMixin, ListView):
     template_name = "backups/run_list.html"
     context_object_name = "runs"
@@ -46,10 +57,14 @@ class RunListView(CapabilityRequiredMixin, ListView):
 
     def get_queryset(self):
         self.filterset = BackupRunFilterSet(self.request.GET, queryset=BackupRun.objects.all())
-        return _with_totals(self.filterset.qs).select_related("requested_by").order_by("-created_at", "-pk")
+        # No GROUP BY here: aggregating 100,000 runs to show 50 took seconds. The page's runs
+        # are summed from their prefetched VM backups (_add_totals).
+        return (self.filterset.qs.select_related("requested_by").prefetch_related("vm_backups__store")
+                .order_by("-created_at", "-pk"))
 
     def get_context_data(self, **kwargs):
         context = super().get_context_data(filterset=self.filterset, querystring=_querystring(self.request), **kwargs)
+        _add_totals(context["runs"])
         context["active_runs"] = [run.pk for run in context["runs"] if run.status not in RunStatus.finished()]
         return context
 

@@ -10,6 +10,7 @@ from sesamweb.accounts.permissions import MANAGE, OPERATE, CapabilityRequiredMix
 
 from .choices import PowerState
 from .connection import Address, PoolCertificateUnknown, PoolConnection, PoolError, parse_address
+from .extensions import vm_list_extensions
 from .filters import PoolFilterSet, VMFilterSet
 from .forms import PoolConnectionForm, PoolEditForm
 from .models import VM, VIF, Pool, StorageRepository, VirtualDisk
@@ -174,13 +175,24 @@ class VMListView(CapabilityRequiredMixin, ListView):
         data = self.request.GET.copy()
         data.setdefault("presence", "present")
         self.filterset = VMFilterSet(data, queryset=queryset)
-        return self.filterset.qs
+        queryset = self.filterset.qs
+        for extension in vm_list_extensions():
+            queryset = extension.filter_queryset(self, queryset)
+        return queryset
+
+    def get_template_names(self):
+        # backups/vm_list.html (protection columns, filters, bulk actions) extends ours, as
+        # backups/vm_detail.html does for the VM page; see xenpools/extensions.py.
+        return ["backups/vm_list.html", self.template_name]
 
     def get_context_data(self, **kwargs):
         query = self.request.GET.copy()
         query.pop("page", None)
-        return super().get_context_data(filterset=self.filterset, querystring=query.urlencode(),
-                                         current_ordering=self.request.GET.get("ordering", "name"), **kwargs)
+        context = super().get_context_data(filterset=self.filterset, querystring=query.urlencode(),
+                                           current_ordering=self.request.GET.get("ordering", "name"), **kwargs)
+        for extension in vm_list_extensions():
+            context.update(extension.context(self, context["vms"]))
+        return context
 
 
 class VMDetailView(CapabilityRequiredMixin, DetailView):

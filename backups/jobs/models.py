@@ -87,13 +87,9 @@ class BackupJob(models.Model):
     def rpo(self) -> timedelta | None:
         """The RPO: set on the job, or the longest gap between two runs of its schedules plus an
         hour of grace (a nightly job has an RPO of 25 hours)."""
-        if self.rpo_hours:
-            return timedelta(hours=self.rpo_hours)
-        from .schedules import longest_gap
+        from .schedules import rpo_of
 
-        gaps = [longest_gap(s.cron, s.timezone) for s in self.schedules.all() if s.enabled]
-        gaps = [g for g in gaps if g is not None]
-        return max(gaps) + timedelta(hours=1) if gaps else None
+        return rpo_of(self.rpo_hours, [(s.cron, s.timezone) for s in self.schedules.all() if s.enabled])
 
 
 class JobSchedule(models.Model):

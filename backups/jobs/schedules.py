@@ -9,6 +9,7 @@ croniter (kept up, and what django-q2 itself uses for cron) computes times;
 cron-descriptor turns an expression into words for the forms and pages.
 """
 from datetime import datetime, timedelta
+from functools import lru_cache
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError, available_timezones
 
 from cron_descriptor import Options, get_description
@@ -75,8 +76,24 @@ def times_between(cron: str, tz: str, start: datetime, end: datetime, limit: int
 
 def longest_gap(cron: str, tz: str) -> timedelta | None:
     """The longest time between two consecutive runs over the next eight days."""
+    # Pages read every job's RPO (protection status of each VM): the gaps are computed once
+    # per expression and hour, not 200 cron steps per job per page.
+    return _longest_gap_from(cron, tz, timezone.now().replace(minute=0, second=0, microsecond=0))
+
+
+def rpo_of(rpo_hours, schedules) -> timedelta | None:
+    """A job's RPO: `rpo_hours` when set, else the longest gap between two runs of its
+    enabled schedules [(cron, tz)] plus an hour of grace (a nightly job: 25 hours)."""
+    if rpo_hours:
+        return timedelta(hours=rpo_hours)
+    gaps = [gap for gap in (longest_gap(cron, tz) for cron, tz in schedules) if gap is not None]
+    return max(gaps) + timedelta(hours=1) if gaps else None
+
+
+@lru_cache(maxsize=1024)
+def _longest_gap_from(cron: str, tz: str, start: datetime) -> timedelta | None:
     try:
-        times = next_times(cron, tz, count=200)
+        times = next_times(cron, tz, count=200, after=start)
     except (ScheduleError, ValueError):
         return None
     horizon = times[0] + timedelta(days=8)

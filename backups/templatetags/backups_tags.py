@@ -91,3 +91,38 @@ def vm_backups_panel(context, vm, form=None):
         "points": points,
         "recent": VmBackup.objects.filter(vm_uuid=vm.uuid).select_related("store")[:5],
     }
+
+
+@register.filter
+def job_url(job):
+    """The job's page, or "" while the job pages are not installed."""
+    try:
+        return job.get_absolute_url()
+    except NoReverseMatch:
+        return ""
+
+
+@register.filter
+def hours_or_days(delta):
+    """A timedelta as people say an RPO or an age: "25 h", "3 d", "40 min"."""
+    if delta is None:
+        return ""
+    seconds = delta.total_seconds()
+    if seconds < 3600:
+        return f"{max(0, int(seconds // 60))} min"
+    if seconds < 72 * 3600:
+        return f"{seconds / 3600:.0f} h"
+    return f"{seconds / 86400:.0f} d"
+
+
+@register.inclusion_tag("backups/includes/vm_protection_panel.html", takes_context=True)
+def vm_protection_panel(context, vm):
+    """Protection status, covering jobs and the last good point, for the VM detail page."""
+    from ..jobs.protection import vm_protection
+
+    state = vm_protection(vm)
+    last_point = None
+    if state.last_good_at is not None:
+        last_point = (RestorePoint.objects.filter(vm_uuid=vm.uuid, taken_at=state.last_good_at)
+                      .exclude(verify_state=VerifyState.DAMAGED).select_related("store").first())
+    return {"vm": vm, "state": state, "last_point": last_point, "request": context["request"]}

@@ -5,12 +5,14 @@ Empty states are shown honestly ("No backups yet") rather than invented numbers.
 from dataclasses import asdict, dataclass, field
 from datetime import timedelta
 
-from django.db.models import Count, Q, Sum
+from django.db.models import Count, OuterRef, Q, Subquery, Sum
 from django.utils import timezone
-from django.utils.timesince import timesince
+from django.urls import NoReverseMatch, reverse
+from django.utils.timesince import timesince, timeuntil
 
 from backups.choices import RunStatus, VerifyState
-from backups.models import BackupRun, ReplicationPolicy, RestorePoint, VmBackup
+from backups.jobs.protection import counts_per_pool, protection_map
+from backups.models import BackupJob, BackupRun, JobSchedule, ReplicationPolicy, RestorePoint, VmBackup
 from backups.restore.replication import replication_status
 from xenpools.choices import PowerState
 from xenpools.models import VM, Pool
@@ -45,6 +47,11 @@ class Summary:
     alerts: list = field(default_factory=list)
     replication_policies: int = 0
     replication: list = field(default_factory=list)   # per policy and VM: the latest replica
+    jobs_total: int = 0
+    protection_pools: list = field(default_factory=list)  # per pool: protected / at risk / unprotected
+    protection_chart: list = field(default_factory=list)  # the totals, for the bar chart
+    next_runs: list = field(default_factory=list)         # the next scheduled runs, soonest first
+    failed_jobs: list = field(default_factory=list)       # jobs whose last run failed
 
     def as_json(self):
         return asdict(self)
@@ -140,10 +147,58 @@ def _replication_figures(summary):
                                         run.get_absolute_url()))
 
 
+def _job_url(job):
+    try:
+        return job.get_absolute_url()
+    except NoReverseMatch:     # the job pages are not installed
+        return ""
+
+
+def _job_figures(summary, now):
+    """Protection per pool (RPO met / at risk / in no job), the next runs, the failed jobs."""
+    summary.jobs_total = BackupJob.objects.count()
+    counts = counts_per_pool(protection_map(now=now, include_deleted=False))
+    vm_list = reverse("xenpools:vm_list")
+    totals = {"protected": 0, "at_risk": 0, "unprotected": 0}
+    for pool in Pool.objects.filter(pk__in=counts).order_by("name"):
+        row = counts[pool.pk]
+        for key in totals:
+            totals[key] += row[key]
+        summary.protection_pools.append({
+            "pool": pool.name, **row,
+            **{f"{key}_url": f"{vm_list}?pool={pool.pk}&protection={status}"
+               for key, status in (("protected", "met"), ("at_risk", "at_risk"), ("unprotected", "unprotected"))},
+        })
+    if counts:
+        summary.protection_chart = [
+            {"label": "Protected", "value": totals["protected"], "tone": "ok"},
+            {"label": "At risk", "value": totals["at_risk"], "tone": "danger"},
+            {"label": "Unprotected", "value": totals["unprotected"], "tone": "muted"},
+        ]
+    upcoming = (JobSchedule.objects.filter(enabled=True, job__enabled=True, q_schedule__next_run__isnull=False)
+                .select_related("job", "q_schedule").order_by("q_schedule__next_run", "pk")[:5])
+    for schedule in upcoming:
+        at = schedule.q_schedule.next_run
+        summary.next_runs.append({
+            "job": schedule.job.name, "url": _job_url(schedule.job), "at": at.isoformat(),
+            "at_local": timezone.localtime(at).strftime("%Y-%m-%d %H:%M"),
+            "in": timeuntil(at, now) if at > now else "due now", "schedule": str(schedule),
+        })
+    last_status = Subquery(BackupRun.objects.filter(job=OuterRef("pk")).order_by("-created_at", "-pk").values("status")[:1])
+    last_run = Subquery(BackupRun.objects.filter(job=OuterRef("pk")).order_by("-created_at", "-pk").values("pk")[:1])
+    failed = (BackupJob.objects.annotate(last_status=last_status, last_run=last_run)
+              .filter(last_status=RunStatus.FAILED).order_by("name"))
+    for job in failed:
+        summary.failed_jobs.append({"job": job.name, "url": _job_url(job),
+                                    "run_url": reverse("backups:run_detail", args=[job.last_run])})
+
+
 def dashboard_summary(now=None) -> Summary:
+    now = now or timezone.now()
     summary = Summary()
     _pool_figures(summary)
     _vm_figures(summary)
-    _backup_figures(summary, now or timezone.now())
+    _backup_figures(summary, now)
+    _job_figures(summary, now)
     _replication_figures(summary)
     return summary

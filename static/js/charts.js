@@ -1,6 +1,7 @@
 /* Small SVG charts from JSON, no library.
  *
  *   Charts.bar(element, [{label: "14:00", value: 3}, ...], {label: "Runs per hour"})
+ *   (a bar may carry tone: "ok" | "warn" | "danger" | "muted", the badge colours)
  *   Charts.line(element, [{label: "Mon", value: 1.5}, ...], {label: "Throughput", unit: "MB/s"})
  *
  * The SVG scales to its container; each bar / point carries a <title> for a tooltip and
@@ -76,7 +77,7 @@
     data.forEach((d, i) => {
       const h = (plotH * (Number(d.value) || 0)) / max;
       const rect = el("rect", { x: PAD.left + slot * i + slot * 0.15, y: PAD.top + plotH - h,
-        width: slot * 0.7, height: Math.max(h, 0), rx: 2, class: "chart-bar" }, svg);
+        width: slot * 0.7, height: Math.max(h, 0), rx: 2, class: "chart-bar" + (d.tone ? " chart-bar-" + d.tone : "") }, svg);
       el("title", {}, rect).textContent = `${d.label}: ${d.value}${options.unit ? " " + options.unit : ""}`;
     });
   }

@@ -154,6 +154,6 @@ def test_the_dashboard_with_backups_running(asgi_server, admin, page, screenshot
         BackupRun.objects.create(status=status)
     asgi_server.sign_in(page, "alice-admin")
     page.wait_for_selector("svg.chart-svg")
-    assert page.locator("rect.chart-bar").count() == 24  # one bar per hour
+    assert page.locator("[aria-labelledby=activity-title] rect.chart-bar").count() == 24  # one bar per hour
     assert page.locator("[data-running] [role=progressbar]").get_attribute("aria-valuenow") == "25"
     screenshot(page, "dashboard-backups")

@@ -93,3 +93,77 @@ def test_the_dashboard_page_shows_progress_and_the_chart(operator_client):
     assert 'aria-valuenow="25"' in content and "Streaming disks" in content
     assert 'id="runs-hourly"' in content
     assert "8.0 ×" in content
+
+
+# --- protection, schedules and failed jobs (backups/jobs) -----------------------------------
+
+def make_jobs(tmp_path):
+    """lab: web met, db missed, app never (all in "nightly"), spare unprotected; dr: one
+    unprotected VM and a deleted one (never counted)."""
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from backups.choices import RunStatus
+    from backups.jobs.schedules import sync_schedule
+    from backups.models import BackupJob, BackupRun, JobSchedule
+    from backups.stores import create_store
+    from tests.backups.jobs.inventory import HOURS, make_point, make_pool, make_vm
+
+    now = timezone.now()
+    store = create_store(name="nas", path=str(tmp_path / "nas"), encrypted=False)
+    lab, dr = make_pool("lab"), make_pool("dr")
+    web, db, app = make_vm(lab, "web"), make_vm(lab, "db"), make_vm(lab, "app")
+    make_vm(lab, "spare"), make_vm(dr, "dr-1")
+    gone = make_vm(dr, "gone", removed_at=now)
+    make_point(store, web, 3 * HOURS, now=now)
+    make_point(store, db, 30 * HOURS, now=now)
+    make_point(store, gone, 3 * HOURS, now=now)
+    nightly = BackupJob.objects.create(name="nightly", store=store, selection="explicit", rpo_hours=24)
+    nightly.vms.add(web, db, app)
+    weekly = BackupJob.objects.create(name="weekly", store=store, rule_tags=["none"])
+    paused = BackupJob.objects.create(name="paused", store=store, rule_tags=["none"], enabled=False)
+    for job, cron in ((nightly, "0 22 * * *"), (weekly, "0 3 * * 6"), (paused, "0 1 * * *")):
+        sync_schedule(JobSchedule.objects.create(job=job, cron=cron))
+    BackupRun.objects.create(job=nightly, status=RunStatus.SUCCESS, created_at=now - 48 * HOURS)
+    BackupRun.objects.create(job=nightly, status=RunStatus.FAILED, created_at=now - 24 * HOURS)
+    BackupRun.objects.create(job=weekly, status=RunStatus.FAILED, created_at=now - 7 * 24 * HOURS)
+    BackupRun.objects.create(job=weekly, status=RunStatus.SUCCESS, created_at=now - timedelta(minutes=5))
+    return lab, dr, nightly
+
+
+def test_the_summary_counts_protection_per_pool_next_runs_and_failed_jobs(tmp_path):
+    lab, dr, nightly = make_jobs(tmp_path)
+
+    summary = dashboard_summary()
+
+    rows = {row["pool"]: (row["protected"], row["at_risk"], row["unprotected"]) for row in summary.protection_pools}
+    assert rows == {"dr": (0, 0, 1), "lab": (1, 2, 1)}
+    assert summary.protection_chart == [{"label": "Protected", "value": 1, "tone": "ok"},
+                                        {"label": "At risk", "value": 2, "tone": "danger"},
+                                        {"label": "Unprotected", "value": 2, "tone": "muted"}]
+    assert [run["job"] for run in summary.next_runs] == ["nightly", "weekly"]     # soonest first; "paused" is off
+    assert [job["job"] for job in summary.failed_jobs] == ["nightly"]            # weekly's last run succeeded
+    assert summary.failed_jobs[0]["run_url"] == nightly.runs.get(status="failed").get_absolute_url()
+    lab_row = next(row for row in summary.protection_pools if row["pool"] == "lab")
+    assert lab_row["at_risk_url"] == f"/pools/vms/?pool={lab.pk}&protection=at_risk"
+
+
+def test_the_dashboard_shows_the_protection_chart_next_runs_and_failed_jobs(tmp_path, auditor_client,
+                                                                             django_assert_max_num_queries):
+    lab, _, _ = make_jobs(tmp_path)
+    with django_assert_max_num_queries(40):
+        page = auditor_client.get(reverse("dashboard")).content.decode()
+
+    assert 'id="protection-chart"' in page and "Protection by pool" in page
+    next_runs = page.split("data-next-runs")[1].split("</ul>")[0]
+    assert next_runs.index("nightly") < next_runs.index("weekly") and "paused" not in next_runs
+    assert "nightly" in page.split("data-failed-jobs")[1].split("</ul>")[0]
+    # The at-risk link lists exactly the pool's missed and never-backed-up VMs.
+    at_risk = auditor_client.get(f"/pools/vms/?pool={lab.pk}&protection=at_risk")
+    assert sorted(vm.name for vm in at_risk.context["vms"]) == ["app", "db"]
+
+
+def test_the_protection_card_is_empty_without_vms(auditor_client):
+    page = auditor_client.get(reverse("dashboard")).content.decode()
+    assert "No virtual machines yet" in page and "No backup jobs yet" in page
