@@ -133,8 +133,7 @@ class PredictionSerializer(serializers.Serializer):
     vm = serializers.IntegerField(source="vm.pk")
     vm_uuid = serializers.CharField(source="vm.uuid")
     vm_name = serializers.CharField(source="vm.name")
-    kind = serializers.ChoiceField(choices=BackupKind.choices)
-    incremental = serializers.BooleanField(help_text="Whether the next backup reads only changed blocks")
+    kind = serializers.ChoiceField(choices=BackupKind.choices, help_text="What the next run will make")
     reason = serializers.CharField()
 
 

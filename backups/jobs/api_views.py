@@ -15,7 +15,7 @@ from ..models import BackupJob, JobSchedule, RestorePoint
 from . import api_serializers as serializers
 from .editing import delete_job, delete_schedule, job_saved, schedule_saved
 from .retention import JobRetention, preview
-from .runs import decide_kind
+from .runs import predict_kind
 from .selection import select_vms
 from .tasks import queue_job_run
 
@@ -86,9 +86,8 @@ class BackupJobViewSet(viewsets.ModelViewSet):
         vms = self.paginate_queryset(select_vms(job))
         rows = []
         for vm in vms:
-            incremental, reason = decide_kind(job, vm.uuid, schedule=schedule)
-            rows.append({"vm": vm, "incremental": incremental, "kind": "incremental" if incremental else "full",
-                         "reason": reason})
+            kind, reason = predict_kind(job, vm.uuid, schedule=schedule)
+            rows.append({"vm": vm, "kind": kind, "reason": reason})
         return self.get_paginated_response(serializers.PredictionSerializer(rows, many=True).data)
 
     @extend_schema(parameters=[serializers.RetentionQuerySerializer],

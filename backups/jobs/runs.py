@@ -60,6 +60,14 @@ def decide_kind(job, vm_uuid, *, schedule=None, now=None):
     return True, "incremental: changed blocks since the last restore point"
 
 
+def predict_kind(job, vm_uuid, *, schedule=None, now=None):
+    """(BackupKind, reason) of the next backup of one VM, as the job page and the API show it.
+    decide_kind's flag asks for an incremental; with nothing to compare with the backup is full
+    all the same, which its reason says."""
+    _incremental, reason = decide_kind(job, vm_uuid, schedule=schedule, now=now)
+    return (BackupKind.INCREMENTAL if reason.startswith("incremental") else BackupKind.FULL), reason
+
+
 @transaction.atomic
 def start_job_run(job, *, trigger=Trigger.SCHEDULE, user=None, schedule=None, slot=None, now=None,
                   to_workers=True) -> BackupRun:
