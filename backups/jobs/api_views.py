@@ -66,14 +66,14 @@ class BackupJobViewSet(viewsets.ModelViewSet):
         delete_job(instance, user=self.request.user)
 
     @extend_schema(responses={200: serializers.JobVmSerializer(many=True), 404: NOT_FOUND})
-    @action(detail=True)
+    @action(detail=True, filter_backends=[])
     def preview(self, request, pk=None):
         """The VMs the job's selection picks now (a new VM matching a rule appears here)."""
         return self._page(select_vms(self.get_object()), serializers.JobVmSerializer)
 
     @extend_schema(responses={200: serializers.PredictionSerializer(many=True), 400: BAD_REQUEST, 404: NOT_FOUND},
                    parameters=[OpenApiParameter("schedule", int, description="Predict for a run by this schedule")])
-    @action(detail=True)
+    @action(detail=True, filter_backends=[])
     def prediction(self, request, pk=None):
         """Per selected VM: whether the next run makes a full or an incremental backup, and why."""
         job = self.get_object()
@@ -92,7 +92,7 @@ class BackupJobViewSet(viewsets.ModelViewSet):
 
     @extend_schema(parameters=[serializers.RetentionQuerySerializer],
                    responses={200: serializers.PrunePreviewSerializer, 400: BAD_REQUEST, 404: NOT_FOUND})
-    @action(detail=True, url_path="prune-preview", pagination_class=None)
+    @action(detail=True, url_path="prune-preview", pagination_class=None, filter_backends=[])
     def prune_preview(self, request, pk=None):
         """Which of the job's restore points a policy (the job's, or the one in the query) keeps
         and removes now, with the reasons; nothing is changed."""
@@ -120,7 +120,7 @@ class BackupJobViewSet(viewsets.ModelViewSet):
         return Response(serializers.PrunePreviewSerializer(body).data)
 
     @extend_schema(request=None, responses={202: serializers.RunQueuedSerializer, 404: NOT_FOUND})
-    @action(detail=True, methods=["post"])
+    @action(detail=True, methods=["post"], filter_backends=[])
     def run(self, request, pk=None):
         """Run now: the run starts on a worker; follow it under /api/runs/?job=<id>."""
         job = self.get_object()

@@ -240,7 +240,8 @@ def cancel_vm(vm_backup, user=None):
         VmBackup.objects.filter(pk=vm_backup.pk, status=RunStatus.RUNNING).update(cancel_requested=True)
         record_event(AuditAction.JOB_CANCEL, target=vm_backup, actor=user, message=f"backup of {vm_backup.vm_name} cancelled")
     finish_run_if_done(vm_backup.run_id)
-    dispatch(vm_backup.run_id)
+    if vm_backup.run.trigger != Trigger.CLI:      # `manage.py job run` claims the next VM in its own process
+        dispatch(vm_backup.run_id)
 
 
 def after_vm_backup(vm_backup_id):

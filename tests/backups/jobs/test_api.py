@@ -419,3 +419,28 @@ def test_the_schema_documents_the_job_endpoints_with_their_errors(api_client):
                  "/api/restore-points/{id}/protect/", "/api/restore-points/{id}/unprotect/"):
         assert path in paths
     assert "202" in paths["/api/jobs/{id}/run/"]["post"]["responses"]
+
+
+def test_the_job_list_costs_the_same_queries_for_one_job_or_twenty(api_client, job, data_store,
+                                                                    django_assert_max_num_queries):
+    auditor = api_client(Role.AUDITOR)
+    auditor.get("/api/jobs/")                       # the token user's first request warms its caches
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    with CaptureQueriesContext(connection) as one:
+        auditor.get("/api/jobs/")
+    for number in range(19):
+        more = BackupJob.objects.create(name=f"job {number}", store=data_store, rule_tags=["x"])
+        more.excluded_vms.add(VM.objects.first())
+        JobSchedule.objects.create(job=more, cron="0 1 * * *")
+        job_run(more, [RunStatus.SUCCESS])
+    with django_assert_max_num_queries(len(one)):
+        assert auditor.get("/api/jobs/").json()["count"] == 20
+    job_run(job, [RunStatus.SUCCESS])
+    with CaptureQueriesContext(connection) as runs_of_one:
+        auditor.get("/api/runs/", {"job": job.pk})
+    for _ in range(5):
+        job_run(job, [RunStatus.SUCCESS, RunStatus.FAILED])
+    with django_assert_max_num_queries(len(runs_of_one)):
+        assert auditor.get("/api/runs/", {"job": job.pk}).json()["count"] == 6
