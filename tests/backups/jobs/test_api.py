@@ -264,6 +264,8 @@ def test_run_now_queues_the_job_task_and_the_task_starts_a_run_for_the_caller(ap
     task = queued.task
     assert (task["func"], task["args"]) == ("backups.jobs.tasks.run_job", (job.pk,))
     assert task["kwargs"]["trigger"] == Trigger.MANUAL and task["kwargs"]["user_id"] == operator.user.pk
+    requested = AuditEvent.objects.get(action="job_start", target_type="backups.backupjob")
+    assert requested.actor_username == operator.user.username and "Run now requested" in requested.message
 
     with django_capture_on_commit_callbacks(execute=True):
         run_job(*task["args"], trigger=task["kwargs"]["trigger"], user_id=task["kwargs"]["user_id"])
