@@ -21,6 +21,7 @@ from backups.jobs.runs import JobRunError, claim_next, finish_job_run, predict_k
 from backups.jobs.selection import select_vms
 from backups.jobs.tasks import queue_job_run
 from backups.models import BackupJob
+from backups.services import cancel_run
 from sesamweb.audit.log import acting_as
 from xenpools.models import Pool
 
@@ -280,7 +281,14 @@ class Command(BaseCommand):
         rows = list(run.vm_backups.order_by("pk"))
         self.stdout.write(f"Run #{run.pk} of job {job.name}: {len(rows)} VM(s), at most {job.max_parallel_vms} at once."
                           + (f" {run.message}." if run.message else ""))
-        self._follow(run)
+        try:
+            self._follow(run)
+        except KeyboardInterrupt:
+            # Ctrl-C: queued VMs are cancelled, running ones stop at their next step and remove
+            # their snapshots; wait for that (a second Ctrl-C leaves it to the watchdog).
+            self.stderr.write("Interrupted: cancelling the run; running backups stop and clean up...")
+            cancel_run(run)
+            self._follow(run)
         finish_run_if_done(run.pk)
         run.refresh_from_db()
         plan = finish_job_run(run) if run.is_finished else None

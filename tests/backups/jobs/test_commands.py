@@ -154,6 +154,28 @@ def test_job_run_exits_non_zero_and_says_which_vm_failed(pool, store, sim):
     assert exited.value.code == 3
 
 
+def test_ctrl_c_during_job_run_cancels_the_run_and_exits_non_zero(inventory, monkeypatch):
+    from backups.management.commands import job as job_command
+
+    run("job", "create", "pair", "--store", "local", "--vm", "test-vm-1", "--vm", "test-vm-2")
+    real_claim = job_command.claim_next
+    calls = []
+
+    def interrupted_once(run_id):
+        calls.append(run_id)
+        if len(calls) == 1:
+            raise KeyboardInterrupt
+        return real_claim(run_id)
+    monkeypatch.setattr(job_command, "claim_next", interrupted_once)
+
+    with pytest.raises(CommandError, match=r"cancelled: 0 of 2 VM\(s\) backed up") as failure:
+        run("job", "run", "pair")
+    assert failure.value.returncode == 3
+    job_run = BackupRun.objects.get(job__name="pair")
+    assert set(job_run.vm_backups.values_list("status", flat=True)) == {RunStatus.CANCELLED}
+    assert AuditEvent.objects.filter(action="job_cancel", source="cli:job").exists()
+
+
 def test_job_run_queue_hands_the_run_to_the_workers(inventory):
     run("job", "create", "later", "--store", "local", "--tag", "x")
     out = run("job", "run", "later", "--queue")
