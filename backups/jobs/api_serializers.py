@@ -11,7 +11,7 @@ from xenpools.choices import PowerState
 from xenpools.models import VM, Pool
 
 from ..choices import BackupKind
-from ..models import BackupJob, DataStore, JobSchedule
+from ..models import BackupJob, DataStore, JobSchedule, RestorePoint
 from . import schedules
 from .choices import WEEKDAYS, SelectionMode
 
@@ -149,15 +149,17 @@ class RetentionQuerySerializer(serializers.Serializer):
     deleted_vm_keep_days = serializers.IntegerField(min_value=0, max_value=36500, required=False)
 
 
-class PlannedPointSerializer(serializers.Serializer):
-    id = serializers.IntegerField()
-    point_id = serializers.CharField()
-    vm_uuid = serializers.CharField()
-    vm_name = serializers.CharField()
-    taken_at = serializers.DateTimeField()
-    kind = serializers.CharField()
-    protected = serializers.BooleanField()
-    reasons = serializers.ListField(child=serializers.CharField(), help_text="Why it is kept (empty: removed)")
+class PlannedPointSerializer(serializers.ModelSerializer):
+    """A restore point in a prune plan (context: the plan), with why it is kept."""
+
+    reasons = serializers.SerializerMethodField(help_text="Why it is kept (empty: removed)")
+
+    class Meta:
+        model = RestorePoint
+        fields = ["id", "point_id", "vm_uuid", "vm_name", "taken_at", "kind", "protected", "reasons"]
+
+    def get_reasons(self, point) -> list[str]:
+        return self.context["plan"].reasons(point.point_id)
 
 
 class DeletedVmSerializer(serializers.Serializer):

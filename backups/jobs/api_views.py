@@ -103,21 +103,16 @@ class BackupJobViewSet(viewsets.ModelViewSet):
         policy = {**current, **query.validated_data}
         proposed = BackupJob(**policy)
         plan = preview(job, JobRetention.of(proposed))
-        points = {p.point_id: p for p in RestorePoint.objects.filter(job=job, store=job.store).order_by("-taken_at")}
-
-        def row(point, reasons):
-            return {"id": point.pk, "point_id": point.point_id, "vm_uuid": point.vm_uuid, "vm_name": point.vm_name,
-                    "taken_at": point.taken_at, "kind": point.kind, "protected": point.protected, "reasons": reasons}
-
+        points = list(RestorePoint.objects.filter(job=job, store=job.store).order_by("-taken_at"))
         removed = set(plan.remove)
         body = {
             "policy": policy,
-            "keep": [row(p, plan.reasons(pid)) for pid, p in points.items() if pid in plan.keep],
-            "remove": [row(p, []) for pid, p in points.items() if pid in removed],
+            "keep": [p for p in points if p.point_id in plan.keep],
+            "remove": [p for p in points if p.point_id in removed],
             "deleted_vms": [{"vm_uuid": uuid, "deleted_at": deleted_at, "kept_until": kept_until}
                             for uuid, (deleted_at, kept_until) in sorted(plan.deleted_vms.items())],
         }
-        return Response(serializers.PrunePreviewSerializer(body).data)
+        return Response(serializers.PrunePreviewSerializer(body, context={"plan": plan}).data)
 
     @extend_schema(request=None, responses={202: serializers.RunQueuedSerializer, 404: NOT_FOUND})
     @action(detail=True, methods=["post"], filter_backends=[])
