@@ -61,6 +61,11 @@ class ProgressBar:
             self.stream.write(f"{self.label} {fraction * 100:5.1f}% {detail}\n")
             self.stream.flush()
 
+    def note(self, text):
+        """A line of its own above the bar (the bar is drawn again at the next update)."""
+        self.stream.write(("\r" + text.ljust(100) if self.tty else text) + "\n")
+        self.stream.flush()
+
     def done(self):
         if self.tty:
             self.stream.write("\n")

@@ -3,8 +3,8 @@ import django_filters
 from django import forms
 from django.db.models import Q
 
-from .choices import BackupKind, BackupMethod, RunStatus, VerifyState
-from .models import BackupRun, DataStore, RestorePoint
+from .choices import BackupKind, BackupMethod, RunStatus, Trigger, VerifyState
+from .models import BackupJob, BackupRun, DataStore, RestorePoint, VmBackup
 
 
 class BackupRunFilterSet(django_filters.FilterSet):
@@ -16,10 +16,12 @@ class BackupRunFilterSet(django_filters.FilterSet):
                                       widget=forms.DateInput(attrs={"type": "date"}))
     until = django_filters.DateFilter(field_name="created_at", lookup_expr="date__lte", label="Until",
                                       widget=forms.DateInput(attrs={"type": "date"}))
+    job = django_filters.ModelChoiceFilter(queryset=BackupJob.objects.all(), empty_label="Any job", label="Job")
+    trigger = django_filters.ChoiceFilter(choices=Trigger.choices, empty_label="Any trigger")
 
     class Meta:
         model = BackupRun
-        fields = ["status", "vm", "store", "since", "until"]
+        fields = ["status", "job", "trigger", "vm", "store", "since", "until"]
 
     def with_vm(self, queryset, name, value):
         value = value.strip()
@@ -37,14 +39,25 @@ class RestorePointFilterSet(django_filters.FilterSet):
     kind = django_filters.ChoiceFilter(choices=BackupKind.choices, empty_label="Full or incremental")
     verify_state = django_filters.ChoiceFilter(choices=VerifyState.choices, empty_label="Any verify state",
                                                label="Verify state")
+    job = django_filters.ModelChoiceFilter(queryset=BackupJob.objects.all(), empty_label="Any job", label="Job")
+    protected = django_filters.BooleanFilter(label="Protected by hand")
 
     class Meta:
         model = RestorePoint
-        fields = ["q", "vm_uuid", "store", "method", "kind", "verify_state"]
+        fields = ["q", "vm_uuid", "store", "method", "kind", "verify_state", "job", "protected"]
 
     def search(self, queryset, name, value):
         value = value.strip()
         return queryset.filter(Q(vm_name__icontains=value) | Q(vm_uuid__istartswith=value))
+
+
+class VmBackupFilterSet(django_filters.FilterSet):
+    status = django_filters.ChoiceFilter(choices=RunStatus.choices)
+    job = django_filters.ModelChoiceFilter(queryset=BackupJob.objects.all(), field_name="run__job")
+
+    class Meta:
+        model = VmBackup
+        fields = ["run", "status", "job", "vm_uuid", "store"]
 
 
 class DataStoreFilterSet(django_filters.FilterSet):

@@ -184,7 +184,7 @@ REST_FRAMEWORK = {
         "rest_framework.filters.OrderingFilter",
         "rest_framework.filters.SearchFilter",
     ],
-    "DEFAULT_PAGINATION_CLASS": "rest_framework.pagination.LimitOffsetPagination",
+    "DEFAULT_PAGINATION_CLASS": "sesamweb.pagination.BoundedLimitOffsetPagination",
     "PAGE_SIZE": 100,
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
 }
@@ -196,6 +196,12 @@ SPECTACULAR_SETTINGS = {
     "SWAGGER_UI_DIST": "SIDECAR",
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     "REDOC_DIST": "SIDECAR",
+    # Choice sets that several serializers use share one named schema (and no naming warning).
+    "ENUM_NAME_OVERRIDES": {
+        "BackupKindEnum": "backups.choices.BackupKind",
+        "ScheduleKindEnum": "backups.jobs.choices.ScheduleKind",
+        "PowerStateEnum": "xenpools.choices.PowerState",
+    },
 }
 
 # --- static, i18n -----------------------------------------------------------------------

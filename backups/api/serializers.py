@@ -60,7 +60,8 @@ class VmBackupSerializer(serializers.ModelSerializer):
                   "incremental", "kind", "kind_display", "status", "status_display", "phase", "phase_display",
                   "total_bytes", "bytes_read", "bytes_processed", "bytes_new", "bytes_stored", "progress", "rate",
                   "dedup_ratio", "compression_ratio", "downtime_seconds", "duration_seconds", "warnings", "error",
-                  "restore_point", "attempts", "created_at", "started_at", "finished_at"]
+                  "restore_point", "attempts", "kind_reason", "cancel_requested", "dispatched_at", "run",
+                  "created_at", "started_at", "finished_at"]
 
     def get_rate(self, vm_backup) -> float | None:
         seconds = vm_backup.duration_seconds
@@ -69,23 +70,27 @@ class VmBackupSerializer(serializers.ModelSerializer):
 
 class BackupRunSerializer(serializers.ModelSerializer):
     status_display = serializers.CharField(source="get_status_display", read_only=True)
-    requested_by = serializers.CharField(source="requested_by.get_username", read_only=True, default=None)
+    requested_by = serializers.CharField(source="requested_by.get_username", read_only=True, default=None,
+                                         allow_null=True)
+    job_name = serializers.CharField(source="job.name", read_only=True, default=None, allow_null=True)
     vm_backups = VmBackupSerializer(many=True, read_only=True)
 
     class Meta:
         model = BackupRun
-        fields = ["id", "trigger", "status", "status_display", "requested_by", "created_at", "started_at",
-                  "finished_at", "message", "vm_backups"]
+        fields = ["id", "trigger", "status", "status_display", "requested_by", "job", "job_name", "schedule",
+                  "slot", "window_ends_at", "created_at", "started_at", "finished_at", "message", "vm_backups"]
 
 
 class RestorePointSerializer(serializers.ModelSerializer):
     store_name = serializers.CharField(source="store.name", read_only=True)
+    job_name = serializers.CharField(source="job.name", read_only=True, default=None, allow_null=True)
 
     class Meta:
         model = RestorePoint
         fields = ["id", "store", "store_name", "point_id", "vm_uuid", "vm_name", "pool_uuid", "taken_at", "method",
                   "kind", "parent_point_id", "virtual_size", "bytes_new", "bytes_stored", "has_memory",
-                  "verify_state", "verified_at"]
+                  "verify_state", "verified_at", "job", "job_name", "protected", "protected_note"]
+        read_only_fields = fields
 
 
 class BackupOptionsSerializer(serializers.Serializer):

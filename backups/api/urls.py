@@ -7,9 +7,11 @@ router = SimpleRouter()
 router.register("stores", views.DataStoreViewSet, basename="datastore")
 router.register("backups", views.BackupRequestViewSet, basename="backup-request")
 router.register("runs", views.BackupRunViewSet, basename="backup-run")
+router.register("vm-backups", views.VmBackupViewSet, basename="vm-backup")
 router.register("restore-points", views.RestorePointViewSet, basename="restore-point")
 
 urlpatterns = [
     path("", include("backups.restore.api_urls")),
+    path("", include("backups.jobs.api_urls")),
     *router.urls,
 ]

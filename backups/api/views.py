@@ -1,5 +1,5 @@
 from django.db.models import Count, Sum
-from drf_spectacular.utils import extend_schema
+from drf_spectacular.utils import OpenApiResponse, extend_schema
 from rest_framework import mixins, status, viewsets
 from rest_framework.decorators import action
 from rest_framework.exceptions import ValidationError
@@ -8,8 +8,11 @@ from rest_framework.response import Response
 from sesamweb.accounts.permissions import OPERATE
 
 from ..choices import RunStatus, Trigger
-from ..filters import BackupRunFilterSet, DataStoreFilterSet, RestorePointFilterSet
-from ..models import BackupRun, DataStore, RestorePoint
+from ..filters import BackupRunFilterSet, DataStoreFilterSet, RestorePointFilterSet, VmBackupFilterSet
+from ..jobs.api_serializers import ProtectSerializer
+from ..jobs.editing import set_protected
+from ..jobs.runs import JobRunError, cancel_vm, retry_failed
+from ..models import BackupRun, DataStore, RestorePoint, VmBackup
 from ..repository import RepositoryError
 from ..services import BackupRequestError, cancel_run, queue_run, request_backup
 from ..stores import create_store
@@ -60,17 +63,22 @@ class BackupRequestViewSet(viewsets.GenericViewSet):
         return Response(serializers.BackupRunSerializer(run).data, status=status.HTTP_202_ACCEPTED)
 
 
+CONFLICT = OpenApiResponse(description="Not possible in the object's present state; detail says why")
+NOT_FOUND = OpenApiResponse(description="Not found")
+
+
 class BackupRunViewSet(viewsets.ReadOnlyModelViewSet):
-    """Backup runs with their VM backups and numbers; operators may cancel one."""
+    """Backup runs (of a job: ?job=<id>) with their VM backups and numbers; operators may
+    cancel one, or retry the VMs of a job's run that failed."""
 
     serializer_class = serializers.BackupRunSerializer
     filterset_class = BackupRunFilterSet
     write_capability = OPERATE
 
     def get_queryset(self):
-        return BackupRun.objects.select_related("requested_by").prefetch_related("vm_backups__store")
+        return BackupRun.objects.select_related("requested_by", "job").prefetch_related("vm_backups__store")
 
-    @extend_schema(request=None, responses=serializers.BackupRunSerializer)
+    @extend_schema(request=None, responses={200: serializers.BackupRunSerializer, 404: NOT_FOUND, 409: CONFLICT})
     @action(detail=True, methods=["post"])
     def cancel(self, request, pk=None):
         run = self.get_object()
@@ -79,11 +87,67 @@ class BackupRunViewSet(viewsets.ReadOnlyModelViewSet):
         cancel_run(run, user=request.user)
         return Response(self.get_serializer(self.get_queryset().get(pk=run.pk)).data)
 
+    @extend_schema(request=None, responses={202: serializers.BackupRunSerializer, 404: NOT_FOUND, 409: CONFLICT})
+    @action(detail=True, methods=["post"])
+    def retry(self, request, pk=None):
+        """A new run of the job for the VMs of this run that failed, were skipped or cancelled."""
+        try:
+            retry = retry_failed(self.get_object(), user=request.user)
+        except JobRunError as exc:
+            return Response({"detail": str(exc)}, status=status.HTTP_409_CONFLICT)
+        return Response(self.get_serializer(self.get_queryset().get(pk=retry.pk)).data,
+                        status=status.HTTP_202_ACCEPTED)
+
+
+class VmBackupViewSet(viewsets.ReadOnlyModelViewSet):
+    """The backup of one VM within a run; operators may cancel it alone."""
+
+    serializer_class = serializers.VmBackupSerializer
+    filterset_class = VmBackupFilterSet
+    ordering_fields = ["created_at", "vm_name"]
+    write_capability = OPERATE
+
+    def get_queryset(self):
+        return VmBackup.objects.select_related("store")
+
+    @extend_schema(request=None, responses={200: serializers.VmBackupSerializer, 404: NOT_FOUND, 409: CONFLICT})
+    @action(detail=True, methods=["post"])
+    def cancel(self, request, pk=None):
+        """A queued VM is cancelled at once, a running one at its next progress step; the run's
+        other VMs go on."""
+        vm_backup = self.get_object()
+        if vm_backup.status in RunStatus.finished():
+            return Response({"detail": f"the backup of {vm_backup.vm_name} has already finished."},
+                            status=status.HTTP_409_CONFLICT)
+        cancel_vm(vm_backup, user=request.user)
+        return Response(self.get_serializer(self.get_queryset().get(pk=vm_backup.pk)).data)
+
 
 class RestorePointViewSet(viewsets.ReadOnlyModelViewSet):
+    """Restore points; operators protect one by hand (never pruned, never deleted) or lift it."""
+
     serializer_class = serializers.RestorePointSerializer
     filterset_class = RestorePointFilterSet
     ordering_fields = ["taken_at", "vm_name", "bytes_stored"]
+    write_capability = OPERATE
 
     def get_queryset(self):
-        return RestorePoint.objects.select_related("store")
+        return RestorePoint.objects.select_related("store", "job")
+
+    @extend_schema(request=ProtectSerializer,
+                   responses={200: serializers.RestorePointSerializer, 400: OpenApiResponse(description="Invalid note"),
+                              404: NOT_FOUND})
+    @action(detail=True, methods=["post"])
+    def protect(self, request, pk=None):
+        point = self.get_object()
+        form = ProtectSerializer(data=request.data)
+        form.is_valid(raise_exception=True)
+        set_protected(point, True, note=form.validated_data["note"], user=request.user)
+        return Response(self.get_serializer(point).data)
+
+    @extend_schema(request=None, responses={200: serializers.RestorePointSerializer, 404: NOT_FOUND})
+    @action(detail=True, methods=["post"])
+    def unprotect(self, request, pk=None):
+        point = self.get_object()
+        set_protected(point, False, user=request.user)
+        return Response(self.get_serializer(point).data)

@@ -60,9 +60,20 @@ def decide_kind(job, vm_uuid, *, schedule=None, now=None):
     return True, "incremental: changed blocks since the last restore point"
 
 
+def predict_kind(job, vm_uuid, *, schedule=None, now=None):
+    """(BackupKind, reason) of the next backup of one VM, as the job page and the API show it.
+    decide_kind's flag asks for an incremental; with nothing to compare with the backup is full
+    all the same, which its reason says."""
+    _incremental, reason = decide_kind(job, vm_uuid, schedule=schedule, now=now)
+    return (BackupKind.INCREMENTAL if reason.startswith("incremental") else BackupKind.FULL), reason
+
+
 @transaction.atomic
-def start_job_run(job, *, trigger=Trigger.SCHEDULE, user=None, schedule=None, slot=None, now=None) -> BackupRun:
-    """Create the run and its VM backups (skipped ones with their reason), then dispatch."""
+def start_job_run(job, *, trigger=Trigger.SCHEDULE, user=None, schedule=None, slot=None, now=None,
+                  to_workers=True) -> BackupRun:
+    """Create the run and its VM backups (skipped ones with their reason), then dispatch.
+    to_workers=False: the caller runs the VMs itself (`manage.py job run`), claiming them with
+    claim_next so that the job's limit and run window hold there too."""
     now = now or timezone.now()
     if not job.store.key_encrypted and job.store.encrypted:
         raise JobRunError(f"data store {job.store} has no key in the console; import it first")
@@ -104,7 +115,7 @@ def start_job_run(job, *, trigger=Trigger.SCHEDULE, user=None, schedule=None, sl
                  message=f"job {job.name}: run #{run.pk} started ({Trigger(trigger).label}), "
                          f"{sum(r.status == RunStatus.QUEUED for r in rows)} VM(s)"
                          + (f"; {run.message}" if run.message else ""))
-    transaction.on_commit(lambda: _after_start(run.pk))
+    transaction.on_commit(lambda: _after_start(run.pk, to_workers=to_workers))
     return run
 
 
@@ -121,12 +132,13 @@ def excluded_positions(job, vms):
     return positions
 
 
-def _after_start(run_id):
+def _after_start(run_id, to_workers=True):
     from ..engine.backup import finish_run_if_done
 
     publish("runs", {"type": "run.queued", "run": run_id})
     publish("dashboard", {"type": "run.queued", "run": run_id})
-    dispatch(run_id)
+    if to_workers:
+        dispatch(run_id)
     finish_run_if_done(run_id)        # a run with nothing to do is finished at once
 
 
@@ -141,16 +153,16 @@ def _missed_slots(schedule, slot, now):
             "(the console or its workers were down); this run catches up once"]
 
 
-def dispatch(run_id):
-    """Hand queued VM backups to the workers while fewer than the job's limit are in flight;
-    VMs whose run window closed are skipped with the reason."""
-    run = BackupRun.objects.select_related("job", "job__store").get(pk=run_id)
-    now = timezone.now()
+def claim_next(run_id, now=None) -> list[int]:
+    """The queued VM backups that may start now, marked as handed out: no more than the job's
+    free slots; none once the run window closed (those VMs are skipped with the reason)."""
+    run = BackupRun.objects.select_related("job").get(pk=run_id)
+    now = now or timezone.now()
     if run.window_ends_at and now >= run.window_ends_at:
         skip_after_window(run, now)
         return []
     limit = max(1, run.job.max_parallel_vms if run.job else 1)
-    sent = []
+    claimed = []
     with transaction.atomic():
         in_flight = VmBackup.objects.filter(run=run, dispatched_at__isnull=False, status__in=ACTIVE).count()
         waiting = list(VmBackup.objects.filter(run=run, dispatched_at__isnull=True, status=RunStatus.QUEUED)
@@ -158,7 +170,17 @@ def dispatch(run_id):
         for pk in waiting:
             # Claimed with a conditional UPDATE: two dispatchers never send the same VM twice.
             if VmBackup.objects.filter(pk=pk, dispatched_at__isnull=True).update(dispatched_at=now):
-                sent.append(pk)
+                claimed.append(pk)
+    return claimed
+
+
+def dispatch(run_id):
+    """Hand queued VM backups to the workers while fewer than the job's limit are in flight;
+    VMs whose run window closed are skipped with the reason."""
+    sent = claim_next(run_id)
+    if not sent:
+        return []
+    run = BackupRun.objects.select_related("job__store").get(pk=run_id)
     cluster = run.job.store.cluster if run.job else ""
     for pk in sent:
         async_task("backups.tasks.run_vm_backup_task", pk, cluster=cluster or None, group=f"backup-run-{run.pk}",
@@ -236,7 +258,8 @@ def cancel_vm(vm_backup, user=None):
         VmBackup.objects.filter(pk=vm_backup.pk, status=RunStatus.RUNNING).update(cancel_requested=True)
         record_event(AuditAction.JOB_CANCEL, target=vm_backup, actor=user, message=f"backup of {vm_backup.vm_name} cancelled")
     finish_run_if_done(vm_backup.run_id)
-    dispatch(vm_backup.run_id)
+    if vm_backup.run.trigger != Trigger.CLI:      # `manage.py job run` claims the next VM in its own process
+        dispatch(vm_backup.run_id)
 
 
 def after_vm_backup(vm_backup_id):

@@ -42,7 +42,7 @@ class Command(BaseCommand):
         for p in points:
             self.stdout.write(f"{p.store.name + ':' + p.point_id:<52} {p.vm_name[:24]:<24} {p.taken_at:%Y-%m-%d %H:%M:%S} "
                               f" {p.method:<9} {p.kind:<12} {human_bytes(p.virtual_size):>10} {human_bytes(p.bytes_stored):>10} "
-                              f"{p.get_verify_state_display()}")
+                              f"{p.get_verify_state_display()}" + (", protected" if p.protected else ""))
 
 
 def _as_dict(point):
@@ -51,5 +51,6 @@ def _as_dict(point):
         "time": point.taken_at.isoformat(), "method": point.method, "kind": point.kind,
         "virtual_size": point.virtual_size, "bytes_new": point.bytes_new, "bytes_stored": point.bytes_stored,
         "has_memory": point.has_memory, "verify_state": point.verify_state, "parent": point.parent_point_id or None,
+        "protected": point.protected, "protected_note": point.protected_note,
     }
 
