@@ -81,6 +81,9 @@ class BackupJobSerializer(serializers.ModelSerializer):
                                       help_text="VMs carrying any of these tags")
     rule_power_states = serializers.ListField(child=serializers.ChoiceField(choices=PowerState.choices),
                                               required=False, help_text="Only VMs in these power states")
+    excluded_disks = serializers.ListField(
+        child=serializers.UUIDField(format="hex_verbose"), required=False,
+        help_text="UUIDs of disks (VDIs) never backed up; restored VMs come back without them")
     full_on_weekdays = serializers.ListField(child=serializers.ChoiceField(choices=WEEKDAYS), required=False,
                                              help_text="Force full backups on these weekdays (0 = Monday)")
     max_parallel_vms = serializers.IntegerField(min_value=1, max_value=64, default=2)
@@ -93,13 +96,16 @@ class BackupJobSerializer(serializers.ModelSerializer):
         model = BackupJob
         fields = ["id", "name", "description", "enabled",
                   "selection", "vms", "rule_pools", "rule_tags", "rule_name_pattern", "rule_power_states",
-                  "excluded_vms",
+                  "excluded_vms", "excluded_disks",
                   "method", "quiesce_fallback", "restart_after_snapshot", "allow_hard_shutdown", "shutdown_timeout",
                   "transfer_compression", "incremental", "full_every", "full_on_weekdays",
                   "store", "store_name", "max_parallel_vms", "window_minutes", "rpo_hours", "rpo_seconds",
                   "keep_last", "keep_hourly", "keep_daily", "keep_weekly", "keep_monthly", "keep_yearly",
                   "deleted_vm_keep_days", "schedules", "created_at", "updated_at"]
         read_only_fields = ["created_at", "updated_at"]
+
+    def validate_excluded_disks(self, value):
+        return sorted({str(uuid) for uuid in value})
 
     def validate_full_on_weekdays(self, value):
         return sorted({int(day) for day in value})

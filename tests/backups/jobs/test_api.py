@@ -112,11 +112,16 @@ def test_an_administrator_creates_changes_and_deletes_a_job_and_each_step_is_aud
 
     response = admin.patch(f"/api/jobs/{job.pk}/", {"keep_last": 9, "rpo_hours": 30}, format="json")
     assert response.status_code == 200 and response.json()["rpo_seconds"] == 30 * 3600
+    scratch = "0b7c6f2e-8d1a-4c8e-9f4e-2a6c1d9b3e57"
+    response = admin.patch(f"/api/jobs/{job.pk}/", {"excluded_disks": [scratch.upper(), scratch]}, format="json")
+    assert response.status_code == 200 and response.json()["excluded_disks"] == [scratch]
+    assert admin.patch(f"/api/jobs/{job.pk}/", {"excluded_disks": ["sda"]}, format="json").status_code == 400
     assert admin.delete(f"/api/jobs/{job.pk}/").status_code == 204
     assert not BackupJob.objects.exists()
 
     events = list(AuditEvent.objects.filter(target_type="backups.backupjob").order_by("sequence"))
     assert [(e.action, e.actor_username) for e in events] == [("create", admin.user.username),
+                                                              ("update", admin.user.username),
                                                               ("update", admin.user.username),
                                                               ("delete", admin.user.username)]
     assert events[1].before["keep_last"] == 5 and events[1].after["keep_last"] == 9
