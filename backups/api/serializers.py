@@ -1,5 +1,6 @@
 from rest_framework import serializers
 
+from sesamweb.identifiers import parse_id
 from xenpools.models import VM
 
 from ..choices import BackupMethod, QuiesceFallback, StoreKind
@@ -111,7 +112,8 @@ class BackupRequestSerializer(serializers.Serializer):
         return vm
 
     def validate_store(self, value):
-        stores = DataStore.objects.filter(pk=int(value)) if value.isdigit() else DataStore.objects.filter(name=value)
+        store_id = parse_id(value)
+        stores = DataStore.objects.filter(pk=store_id) if store_id is not None else DataStore.objects.filter(name=value)
         store = stores.first()
         if store is None:
             raise serializers.ValidationError(f"No data store {value!r}.")
