@@ -180,10 +180,12 @@ REST_FRAMEWORK = {
         "rest_framework.filters.OrderingFilter",
         "rest_framework.filters.SearchFilter",
     ],
-    "DEFAULT_PAGINATION_CLASS": "rest_framework.pagination.LimitOffsetPagination",
+    "DEFAULT_PAGINATION_CLASS": "sesamweb.pagination.ApiPagination",
     "PAGE_SIZE": 100,
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
 }
+# The largest ?limit= an API list honours (larger ones get this many).
+SESAM_API_MAX_PAGE_SIZE = int(os.environ.get("SESAM_API_MAX_PAGE_SIZE", 1000))
 SPECTACULAR_SETTINGS = {
     "TITLE": "sesamweb API",
     "DESCRIPTION": "Agent-less backup and restore of XenServer / XCP-ng virtual machines.",
