@@ -49,9 +49,9 @@ class VmBackupSerializer(serializers.ModelSerializer):
     method_display = serializers.CharField(source="get_method_display", read_only=True)
     kind_display = serializers.CharField(source="get_kind_display", read_only=True)
     store_name = serializers.CharField(source="store.name", read_only=True)
-    duration_seconds = serializers.FloatField(read_only=True)
-    dedup_ratio = serializers.FloatField(read_only=True)
-    compression_ratio = serializers.FloatField(read_only=True)
+    duration_seconds = serializers.FloatField(read_only=True, allow_null=True)
+    dedup_ratio = serializers.FloatField(read_only=True, allow_null=True)
+    compression_ratio = serializers.FloatField(read_only=True, allow_null=True)
     progress = serializers.FloatField(read_only=True)
     rate = serializers.SerializerMethodField(help_text="Average bytes per second over the backup, once finished")
 
@@ -70,7 +70,8 @@ class VmBackupSerializer(serializers.ModelSerializer):
 
 class BackupRunSerializer(serializers.ModelSerializer):
     status_display = serializers.CharField(source="get_status_display", read_only=True)
-    requested_by = serializers.CharField(source="requested_by.get_username", read_only=True, default=None)
+    requested_by = serializers.CharField(source="requested_by.get_username", read_only=True, default=None,
+                                         allow_null=True)
     vm_backups = VmBackupSerializer(many=True, read_only=True)
 
     class Meta:

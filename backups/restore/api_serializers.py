@@ -96,7 +96,8 @@ class DiskRestoreRequestSerializer(serializers.Serializer):
 class RestoreRunSerializer(serializers.ModelSerializer):
     status_display = serializers.CharField(source="get_status_display", read_only=True)
     phase_display = serializers.CharField(source="get_phase_display", read_only=True)
-    requested_by = serializers.CharField(source="requested_by.get_username", read_only=True, default=None)
+    requested_by = serializers.CharField(source="requested_by.get_username", read_only=True, default=None,
+                                         allow_null=True)
     progress = serializers.FloatField(read_only=True)
 
     class Meta:
