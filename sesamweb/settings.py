@@ -165,8 +165,14 @@ SESSION_COOKIE_HTTPONLY = True
 SESSION_COOKIE_SAMESITE = "Lax"
 SESSION_COOKIE_SECURE = _env_bool("SESAM_SECURE_COOKIES", False)
 CSRF_COOKIE_SECURE = SESSION_COOKIE_SECURE
+# Failed sign-ins (per user name and address) and unknown API tokens (per address): after
+# MAX_FAILURES, each further attempt waits DELAY_SECONDS, doubling up to LOCKOUT_SECONDS.
 SESAM_LOGIN_MAX_FAILURES = int(os.environ.get("SESAM_LOGIN_MAX_FAILURES", 5))
-SESAM_LOGIN_LOCKOUT_SECONDS = int(os.environ.get("SESAM_LOGIN_LOCKOUT_SECONDS", 300))
+SESAM_LOGIN_DELAY_SECONDS = int(os.environ.get("SESAM_LOGIN_DELAY_SECONDS", 30))
+SESAM_LOGIN_LOCKOUT_SECONDS = int(os.environ.get("SESAM_LOGIN_LOCKOUT_SECONDS", 900))
+# Reverse proxies (addresses or networks, comma-separated) whose X-Forwarded-For names the
+# client; without them the header is ignored (sesamweb/client_address.py).
+SESAM_TRUSTED_PROXIES = [p.strip() for p in os.environ.get("SESAM_TRUSTED_PROXIES", "").split(",") if p.strip()]
 
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [
