@@ -197,6 +197,8 @@ SPECTACULAR_SETTINGS = {
     "DESCRIPTION": "Agent-less backup and restore of XenServer / XCP-ng virtual machines.",
     "VERSION": "1.0.0",
     "SERVE_INCLUDE_SCHEMA": False,
+    # The schema maps every endpoint: only for signed-in users with a role (token or session).
+    "SERVE_PERMISSIONS": ["sesamweb.accounts.permissions.RolePermission"],
     "SWAGGER_UI_DIST": "SIDECAR",
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     "REDOC_DIST": "SIDECAR",
