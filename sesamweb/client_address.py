@@ -24,12 +24,17 @@ def _is_trusted(address, proxies):
     return any(address.version == network.version and address in network for network in proxies)
 
 
+def is_from_trusted_proxy(request) -> bool:
+    peer = _address(request.META.get("REMOTE_ADDR", "") or "")
+    return peer is not None and _is_trusted(peer, trusted_proxies())
+
+
 def client_address(request) -> str:
     remote = request.META.get("REMOTE_ADDR", "") or ""
+    if not is_from_trusted_proxy(request):
+        return remote
     proxies = trusted_proxies()
     peer = _address(remote)
-    if not proxies or peer is None or not _is_trusted(peer, proxies):
-        return remote
     client = peer
     for hop in reversed(request.META.get("HTTP_X_FORWARDED_FOR", "").split(",")):
         address = _address(hop)
