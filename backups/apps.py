@@ -35,3 +35,11 @@ class BackupsConfig(AppConfig):
         from .jobs.vm_list import ProtectionColumns
 
         register_vm_list_extension(ProtectionColumns())
+
+        from sesamweb.accounts.roles import VIEW
+        from sesamweb.live.topics import register_topic
+
+        # Live progress: every run, one backup run, one restore (engine/progress.py, restore/progress.py).
+        register_topic("runs", VIEW)
+        register_topic("run", VIEW, keyed=True)
+        register_topic("restore", VIEW, keyed=True)

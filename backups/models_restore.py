@@ -10,13 +10,7 @@ from django.db import models
 from django.urls import NoReverseMatch, reverse
 from django.utils import timezone
 
-from sesamweb.accounts.roles import VIEW
-from sesamweb.live.topics import register_topic
-
 from .choices import RunStatus, Trigger
-
-# Live progress of one restore; the wizard's progress page follows it.
-register_topic("restore", VIEW)
 
 
 class RestoreKind(models.TextChoices):

@@ -12,7 +12,8 @@ import dj_database_url
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 DATA_DIR = Path(os.environ.get("SESAM_DATA_DIR", BASE_DIR / "var")).resolve()
-DATA_DIR.mkdir(parents=True, exist_ok=True)
+# Private: it holds the database, the generated secrets and maybe local data stores.
+DATA_DIR.mkdir(mode=0o700, parents=True, exist_ok=True)
 
 
 def _env_bool(name, default=False):
@@ -75,6 +76,7 @@ INSTALLED_APPS = [
 ]
 
 MIDDLEWARE = [
+    "sesamweb.tls.TlsMiddleware",  # first: decides what is TLS for everything below
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
@@ -109,14 +111,25 @@ TEMPLATES = [
 ]
 
 # --- database -------------------------------------------------------------------------
+def _create_private_file(path):
+    """Create `path` with mode 0600 if it does not exist (SQLite would create it 0644; it
+    gives its -wal and -shm files the database file's mode)."""
+    try:
+        os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
+    except (FileExistsError, FileNotFoundError):
+        pass
+
+
 DATABASE_URL = os.environ.get("DATABASE_URL", "")
 if DATABASE_URL:
     DATABASES = {"default": dj_database_url.parse(DATABASE_URL, conn_max_age=60)}
 else:
+    SQLITE_PATH = os.environ.get("SESAM_SQLITE_PATH", str(DATA_DIR / "sesamweb.sqlite3"))
+    _create_private_file(SQLITE_PATH)
     DATABASES = {
         "default": {
             "ENGINE": "django.db.backends.sqlite3",
-            "NAME": os.environ.get("SESAM_SQLITE_PATH", str(DATA_DIR / "sesamweb.sqlite3")),
+            "NAME": SQLITE_PATH,
             # The web server, the workers and the event follower all write (design.md 4).
             "OPTIONS": {
                 "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
@@ -167,10 +180,21 @@ LOGIN_REDIRECT_URL = "dashboard"
 LOGOUT_REDIRECT_URL = "login"
 SESSION_COOKIE_HTTPONLY = True
 SESSION_COOKIE_SAMESITE = "Lax"
+# Over TLS every cookie is Secure anyway (sesamweb/tls.py); this forces it on plain HTTP too.
 SESSION_COOKIE_SECURE = _env_bool("SESAM_SECURE_COOKIES", False)
 CSRF_COOKIE_SECURE = SESSION_COOKIE_SECURE
+# Failed sign-ins (per user name and address) and unknown API tokens (per address): after
+# MAX_FAILURES, each further attempt waits DELAY_SECONDS, doubling up to LOCKOUT_SECONDS.
 SESAM_LOGIN_MAX_FAILURES = int(os.environ.get("SESAM_LOGIN_MAX_FAILURES", 5))
-SESAM_LOGIN_LOCKOUT_SECONDS = int(os.environ.get("SESAM_LOGIN_LOCKOUT_SECONDS", 300))
+SESAM_LOGIN_DELAY_SECONDS = int(os.environ.get("SESAM_LOGIN_DELAY_SECONDS", 30))
+SESAM_LOGIN_LOCKOUT_SECONDS = int(os.environ.get("SESAM_LOGIN_LOCKOUT_SECONDS", 900))
+# Reverse proxies (addresses or networks, comma-separated) whose X-Forwarded-For names the
+# client; without them the header is ignored (sesamweb/client_address.py).
+SESAM_TRUSTED_PROXIES = [p.strip() for p in os.environ.get("SESAM_TRUSTED_PROXIES", "").split(",") if p.strip()]
+# Such a proxy terminating TLS says so with X-Forwarded-Proto: https (sesamweb/tls.py drops the
+# header from anyone else). HSTS is sent on TLS requests only.
+SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https") if SESAM_TRUSTED_PROXIES else None
+SECURE_HSTS_SECONDS = int(os.environ.get("SESAM_HSTS_SECONDS", 365 * 24 * 3600))
 
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [
@@ -184,15 +208,19 @@ REST_FRAMEWORK = {
         "rest_framework.filters.OrderingFilter",
         "rest_framework.filters.SearchFilter",
     ],
-    "DEFAULT_PAGINATION_CLASS": "sesamweb.pagination.BoundedLimitOffsetPagination",
+    "DEFAULT_PAGINATION_CLASS": "sesamweb.pagination.ApiPagination",
     "PAGE_SIZE": 100,
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
 }
+# The largest ?limit= an API list honours (larger ones get this many).
+SESAM_API_MAX_PAGE_SIZE = int(os.environ.get("SESAM_API_MAX_PAGE_SIZE", 1000))
 SPECTACULAR_SETTINGS = {
     "TITLE": "sesamweb API",
     "DESCRIPTION": "Agent-less backup and restore of XenServer / XCP-ng virtual machines.",
     "VERSION": "1.0.0",
     "SERVE_INCLUDE_SCHEMA": False,
+    # The schema maps every endpoint: only for signed-in users with a role (token or session).
+    "SERVE_PERMISSIONS": ["sesamweb.accounts.permissions.RolePermission"],
     "SWAGGER_UI_DIST": "SIDECAR",
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     "REDOC_DIST": "SIDECAR",
@@ -202,6 +230,10 @@ SPECTACULAR_SETTINGS = {
         "ScheduleKindEnum": "backups.jobs.choices.ScheduleKind",
         "PowerStateEnum": "xenpools.choices.PowerState",
     },
+    "POSTPROCESSING_HOOKS": [
+        "drf_spectacular.hooks.postprocess_schema_enums",
+        "sesamweb.api_schema.declare_error_responses",
+    ],
 }
 
 # --- static, i18n -----------------------------------------------------------------------

@@ -1,5 +1,6 @@
 from rest_framework import serializers
 
+from sesamweb.identifiers import parse_id
 from xenpools.models import VM
 
 from ..choices import BackupMethod, QuiesceFallback, StoreKind
@@ -48,9 +49,9 @@ class VmBackupSerializer(serializers.ModelSerializer):
     method_display = serializers.CharField(source="get_method_display", read_only=True)
     kind_display = serializers.CharField(source="get_kind_display", read_only=True)
     store_name = serializers.CharField(source="store.name", read_only=True)
-    duration_seconds = serializers.FloatField(read_only=True)
-    dedup_ratio = serializers.FloatField(read_only=True)
-    compression_ratio = serializers.FloatField(read_only=True)
+    duration_seconds = serializers.FloatField(read_only=True, allow_null=True)
+    dedup_ratio = serializers.FloatField(read_only=True, allow_null=True)
+    compression_ratio = serializers.FloatField(read_only=True, allow_null=True)
     progress = serializers.FloatField(read_only=True)
     rate = serializers.SerializerMethodField(help_text="Average bytes per second over the backup, once finished")
 
@@ -116,7 +117,8 @@ class BackupRequestSerializer(serializers.Serializer):
         return vm
 
     def validate_store(self, value):
-        stores = DataStore.objects.filter(pk=int(value)) if value.isdigit() else DataStore.objects.filter(name=value)
+        store_id = parse_id(value)
+        stores = DataStore.objects.filter(pk=store_id) if store_id is not None else DataStore.objects.filter(name=value)
         store = stores.first()
         if store is None:
             raise serializers.ValidationError(f"No data store {value!r}.")

@@ -1,4 +1,5 @@
 from django.db.models import Count, Sum
+from django.db.models.functions import Coalesce
 from drf_spectacular.utils import OpenApiResponse, extend_schema
 from rest_framework import mixins, status, viewsets
 from rest_framework.decorators import action
@@ -28,7 +29,7 @@ class DataStoreViewSet(mixins.CreateModelMixin, viewsets.ReadOnlyModelViewSet):
 
     def get_queryset(self):
         return DataStore.objects.annotate(restore_point_count=Count("restore_points"),
-                                          bytes_stored=Sum("restore_points__bytes_stored"))
+                                          bytes_stored=Coalesce(Sum("restore_points__bytes_stored"), 0))
 
     def perform_create(self, serializer):
         data = dict(serializer.validated_data)

@@ -18,6 +18,7 @@ from django.utils import timezone
 
 from sesamweb.audit.choices import AuditAction
 from sesamweb.audit.log import acting_as, record_event
+from sesamweb.identifiers import parse_id
 from xenpools.connection import PoolConnection, PoolConnectionLost, PoolError, PoolTaskFailed, PoolUnreachable
 
 from ..choices import BackupKind, BackupMethod, BackupPhase, RunStatus
@@ -62,11 +63,12 @@ def owner_is_dead(owner) -> bool:
     """A lease owner that was a process on this host which no longer exists: dead for sure, no
     need to wait for its heartbeat to go stale. (A reused pid only delays that to the stale
     timeout.)"""
-    host, _, pid = (owner or "").rpartition(":")
-    if host != socket.gethostname() or not pid.isdigit():
+    host, _, pid_text = (owner or "").rpartition(":")
+    pid = parse_id(pid_text)
+    if host != socket.gethostname() or not pid:
         return False
     try:
-        os.kill(int(pid), 0)
+        os.kill(pid, 0)
     except ProcessLookupError:
         return True
     except PermissionError:

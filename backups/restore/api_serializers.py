@@ -1,6 +1,7 @@
 """REST shapes of restores: the request (a plan), the run, and a restore point's VM."""
 from rest_framework import serializers
 
+from sesamweb.identifiers import parse_id
 from xenpools.models import Host, Network, Pool, StorageRepository
 
 from ..models_restore import RestoreRun
@@ -10,7 +11,8 @@ from .plan import Identity, StartMode
 def _by_pk_or_uuid(model, value, pool, what):
     """A pool object named by its database id or its XenAPI uuid."""
     rows = model.objects.filter(pool=pool)
-    found = rows.filter(pk=value).first() if isinstance(value, int) or str(value).isdigit() else None
+    pk = parse_id(value)
+    found = rows.filter(pk=pk).first() if pk is not None else None
     found = found or rows.filter(uuid=str(value)).first()
     if found is None:
         raise serializers.ValidationError(f"no {what} {value!r} in pool {pool}")
@@ -35,7 +37,8 @@ class RestoreRequestSerializer(serializers.Serializer):
     disconnect_vifs = serializers.BooleanField(required=False)
 
     def validate_target_pool(self, value):
-        pool = Pool.objects.filter(pk=int(value)).first() if value.isdigit() else None
+        pool_id = parse_id(value)
+        pool = Pool.objects.filter(pk=pool_id).first() if pool_id is not None else None
         pool = pool or Pool.objects.filter(name=value).first()
         if pool is None:
             raise serializers.ValidationError(f"no pool {value!r}")
@@ -82,8 +85,9 @@ class DiskRestoreRequestSerializer(serializers.Serializer):
 
     def validate_sr(self, value):
         sr = StorageRepository.objects.select_related("pool").filter(uuid=value).first()
-        if sr is None and value.isdigit():
-            sr = StorageRepository.objects.select_related("pool").filter(pk=int(value)).first()
+        sr_id = parse_id(value)
+        if sr is None and sr_id is not None:
+            sr = StorageRepository.objects.select_related("pool").filter(pk=sr_id).first()
         if sr is None:
             raise serializers.ValidationError(f"no SR {value!r}")
         return sr
@@ -92,7 +96,8 @@ class DiskRestoreRequestSerializer(serializers.Serializer):
 class RestoreRunSerializer(serializers.ModelSerializer):
     status_display = serializers.CharField(source="get_status_display", read_only=True)
     phase_display = serializers.CharField(source="get_phase_display", read_only=True)
-    requested_by = serializers.CharField(source="requested_by.get_username", read_only=True, default=None)
+    requested_by = serializers.CharField(source="requested_by.get_username", read_only=True, default=None,
+                                         allow_null=True)
     progress = serializers.FloatField(read_only=True)
 
     class Meta:

@@ -15,6 +15,7 @@ from django.utils import timezone
 
 from sesamweb.audit.choices import AuditAction
 from sesamweb.audit.log import record_event
+from sesamweb.identifiers import parse_id
 from sesamweb.live.publish import publish
 from xenpools.choices import PowerState
 from xenpools.models import VM, Host, Network, Pool, StorageRepository
@@ -178,7 +179,7 @@ def describe_point(point: RestorePoint, manifest=None) -> PointDetails:
             userdevice=xva_disk.userdevice, bootable=xva_disk.bootable, is_memory=key == "suspend",
             sr_uuid=sr.get("uuid", ""), sr_name=sr.get("name_label", ""),
         ))
-    disks.sort(key=lambda d: (d.is_memory, int(d.userdevice) if d.userdevice.isdigit() else 0))
+    disks.sort(key=lambda d: (d.is_memory, parse_id(d.userdevice) or 0))
     vifs = []
     for vif in meta.vifs:
         network = meta.record(vif.get("network", NULL_REF)) or {}
@@ -518,8 +519,9 @@ def find_point(text: str, store=None) -> RestorePoint:
         points = points.filter(store__name=store)
     elif store is not None:
         points = points.filter(store=store)
-    if text.isdigit():
-        matches = list(points.filter(pk=int(text)))
+    point_pk = parse_id(text)
+    if point_pk is not None:
+        matches = list(points.filter(pk=point_pk))
     else:
         if ":" in text:
             store_name, _, text = text.partition(":")

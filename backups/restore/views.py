@@ -24,6 +24,7 @@ from django.views import View
 
 from sesamweb.accounts.permissions import OPERATE, VIEW, CapabilityRequiredMixin
 from sesamweb.accounts.roles import user_can
+from sesamweb.identifiers import parse_id
 from xenpools.models import VM, Host, Network, Pool, StorageRepository
 
 from ..choices import RunStatus, VerifyState
@@ -271,7 +272,8 @@ class RestoreVmView(WizardStepView):
 
     def get(self, request):
         if "point" in request.GET:
-            point = RestorePoint.objects.filter(pk=request.GET["point"]).first() if request.GET["point"].isdigit() else None
+            point_id = parse_id(request.GET["point"])
+            point = RestorePoint.objects.filter(pk=point_id).first() if point_id is not None else None
             if point is None:
                 messages.error(request, "That restore point no longer exists: choose the VM and the point again.")
                 return redirect("backups:restore")

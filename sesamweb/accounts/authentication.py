@@ -1,6 +1,7 @@
 """API authentication: `Authorization: Token <key>` with our hashed, named tokens.
 
-Failed token attempts count towards the same per-address lockout as sign-in failures."""
+Unknown tokens are throttled per address, apart from passwords (throttling.py); a valid token
+is accepted before any throttling is looked at, so guessers cannot lock it out."""
 from drf_spectacular.extensions import OpenApiAuthenticationExtension
 from drf_spectacular.plumbing import build_bearer_security_scheme_object
 from rest_framework import authentication, exceptions
@@ -9,7 +10,7 @@ from sesamweb.audit.choices import AuditAction, AuditOutcome
 from sesamweb.audit.log import record_event, request_source
 
 from .models import ApiToken
-from .throttling import current_lockout, record_failure
+from .throttling import TOKEN, current_lockout, record_failure
 
 
 class ApiTokenAuthentication(authentication.BaseAuthentication):
@@ -25,13 +26,14 @@ class ApiTokenAuthentication(authentication.BaseAuthentication):
             key = parts[1].decode()
         except UnicodeError:
             raise exceptions.AuthenticationFailed("Invalid token header: the key must be plain text.")
-        source = request_source(request)
-        lockout = current_lockout("", source)
-        if lockout:
-            raise exceptions.Throttled(wait=lockout.seconds_left, detail="Too many failed authentication attempts from this address.")
         token = ApiToken.objects.for_key(key)
         if token is None or not token.user.is_active:
-            record_failure("", source)
+            source = request_source(request)
+            lockout = current_lockout(TOKEN, "", source)
+            if lockout:
+                raise exceptions.Throttled(wait=lockout.seconds_left,
+                                           detail="Too many unknown tokens from this address.")
+            record_failure(TOKEN, "", source)
             record_event(AuditAction.LOGIN_FAILED, actor="", source=source, outcome=AuditOutcome.FAILURE,
                          target_type="api", message="API request with an unknown or revoked token")
             raise exceptions.AuthenticationFailed("Invalid or revoked token.")

@@ -7,26 +7,27 @@ from sesamweb.audit.log import record_event, request_source
 
 from .models import ApiToken
 from .roles import Role
-from .throttling import clear_failures, current_lockout, record_failure
+from .throttling import PASSWORD, clear_failures, current_lockout, record_failure
 
 
 class SignInForm(AuthenticationForm):
-    """Django's sign-in form, refusing early while the username or address is locked out."""
+    """Django's sign-in form, refusing early while this user name is slowed down at this address."""
 
     def clean(self):
         username = (self.cleaned_data.get("username") or "").strip()
         source = request_source(self.request) if self.request else ""
-        lockout = current_lockout(username, source)
+        lockout = current_lockout(PASSWORD, username, source)
         if lockout:
             record_event(AuditAction.LOGIN_LOCKED, actor=username, source=source, outcome=AuditOutcome.DENIED,
-                         message=f"Sign-in refused: locked out by {lockout.reason} ({lockout.seconds_left} s left)")
+                         message=f"Sign-in refused: too many failures for {lockout.reason} "
+                                 f"({lockout.seconds_left} s left)")
             raise forms.ValidationError(lockout.message, code="locked")
         try:
             cleaned = super().clean()
         except forms.ValidationError:
-            record_failure(username, source)  # the failed sign-in itself is audited by a signal
+            record_failure(PASSWORD, username, source)  # the failed sign-in itself is audited by a signal
             raise
-        clear_failures(username)
+        clear_failures(PASSWORD, username, source)
         return cleaned
 
 

@@ -65,8 +65,14 @@ class AccountSettings(models.Model):
 
 
 class LoginFailure(models.Model):
-    """One failed sign-in; recent ones lock the username and the address (throttling.py)."""
+    """One wrong password (for a user name, from an address) or unknown API token (from an
+    address); recent ones slow further attempts of the same kind down (throttling.py)."""
 
+    class Kind(models.TextChoices):
+        PASSWORD = "password", "Wrong password"
+        TOKEN = "token", "Unknown API token"
+
+    kind = models.CharField(max_length=10, choices=Kind.choices, default=Kind.PASSWORD)
     username = models.CharField(max_length=150, db_index=True)
     source = models.CharField(max_length=100, db_index=True)
     created = models.DateTimeField(default=timezone.now, db_index=True)

@@ -1,15 +1,21 @@
 """Role checks for views, the REST API and websockets: one place, used by all three."""
 from django.contrib.auth.mixins import AccessMixin
+from rest_framework.exceptions import PermissionDenied
 from rest_framework.permissions import SAFE_METHODS, BasePermission
 
 from .roles import MANAGE, OPERATE, VIEW, user_can
+from .services import must_change_password
 
 
 class RolePermission(BasePermission):
     """DRF default: reading needs VIEW; writing needs the view's `write_capability`
-    (MANAGE unless the view says OPERATE)."""
+    (MANAGE unless the view says OPERATE). A user who must change their password (a new
+    account, or one an administrator reset) gets nothing, as on the pages, so the initial
+    password cannot mint a permanent token."""
 
     def has_permission(self, request, view):
+        if request.user.is_authenticated and must_change_password(request.user):
+            raise PermissionDenied("You must change your password on the console before using the API.")
         if request.method in SAFE_METHODS:
             return user_can(request.user, getattr(view, "read_capability", VIEW))
         return user_can(request.user, getattr(view, "write_capability", MANAGE))

@@ -18,6 +18,8 @@ from django.core.serializers.json import DjangoJSONEncoder
 from django.db import connection, models, transaction
 from django.utils import timezone
 
+from sesamweb.client_address import client_address
+
 from .choices import AuditOutcome
 from .context import acting_request
 from .checkpoints import after_event_committed
@@ -43,7 +45,7 @@ def acting_as(user=None, source: str = "cli") -> Iterator[None]:
 
 
 def request_source(request) -> str:
-    return request.META.get("REMOTE_ADDR", "") or ""
+    return client_address(request)
 
 
 def _resolve_actor(actor, source):

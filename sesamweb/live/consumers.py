@@ -2,7 +2,9 @@
 
 Client -> server: {"subscribe": ["vms", "pool:3"]} and {"unsubscribe": [...]}.
 Server -> client: {"subscribed": [...]} acknowledgements, {"error": ..., "topic": ...} for a
-refused topic, and {"topic": ..., "event": {...}} for each event.
+refused topic (unknown, or not allowed to this user's role), {"error": ...} for a frame that is
+not such an object (not JSON, binary, too large, wrong types), and {"topic": ..., "event": {...}}
+for each event. No frame ends the connection.
 Close codes: 4401 not signed in, 4403 signed in without a role.
 
 The user is checked again before events are delivered, at most every RECHECK_SECONDS: a
@@ -11,6 +13,8 @@ with 4401, one whose user lost every role with 4403, and topics the user's role 
 allows are dropped with an error. Nothing is sent to a socket between its user losing access
 and that check but events already allowed a moment earlier.
 """
+import json
+import logging
 import time
 from importlib import import_module
 from types import SimpleNamespace
@@ -24,11 +28,14 @@ from sesamweb.accounts.roles import user_can, user_role
 
 from .publish import uses_shared_layer
 from .relay import relay_for_this_loop
-from .topics import group_name, is_valid_topic, topic_capability
+from .topics import group_name, is_known_topic, topic_capability
+
+logger = logging.getLogger(__name__)
 
 CLOSE_UNAUTHENTICATED = 4401
 CLOSE_FORBIDDEN = 4403
 MAX_TOPICS = 50
+MAX_FRAME_CHARS = 16 * 1024  # 50 topics of the longest form fit in a tenth of that
 RECHECK_SECONDS = 30
 
 
@@ -59,15 +66,41 @@ class LiveConsumer(AsyncJsonWebsocketConsumer):
             self.relay.detach()
             self.relay = None
 
+    async def receive(self, text_data=None, bytes_data=None, **kwargs):
+        """Every frame is answered; a malformed one with an error, never an exception."""
+        if text_data is None:
+            await self.send_json({"error": "Expected a text frame holding a JSON object."})
+            return
+        if len(text_data) > MAX_FRAME_CHARS:
+            await self.send_json({"error": f"Frame too large (at most {MAX_FRAME_CHARS} characters)."})
+            return
+        try:
+            content = json.loads(text_data)
+        except (ValueError, RecursionError):
+            await self.send_json({"error": "Expected a JSON object."})
+            return
+        try:
+            await self.receive_json(content)
+        except Exception:
+            logger.exception("live socket: could not handle a frame")
+            await self.send_json({"error": "Could not handle that message."})
+
     async def receive_json(self, content, **kwargs):
         if not isinstance(content, dict):
             await self.send_json({"error": "Expected a JSON object."})
             return
+        if "subscribe" not in content and "unsubscribe" not in content:
+            await self.send_json({"error": 'Expected "subscribe" or "unsubscribe".'})
+            return
+        subscribe, unsubscribe = _topic_list(content.get("subscribe")), _topic_list(content.get("unsubscribe"))
+        if subscribe is None or unsubscribe is None:
+            await self.send_json({"error": '"subscribe" and "unsubscribe" take a topic name or a list of them.'})
+            return
         user = self.scope["user"]
         accepted = []
-        for topic in _topic_list(content.get("subscribe")):
-            if not is_valid_topic(topic):
-                await self.send_json({"error": "Unknown topic.", "topic": str(topic)[:100]})
+        for topic in subscribe:
+            if not is_known_topic(topic):
+                await self.send_json({"error": "Unknown topic.", "topic": topic[:100]})
             elif len(self.topics) >= MAX_TOPICS:
                 await self.send_json({"error": f"At most {MAX_TOPICS} topics per connection.", "topic": topic})
             elif not await database_sync_to_async(user_can)(user, topic_capability(topic)):
@@ -76,7 +109,7 @@ class LiveConsumer(AsyncJsonWebsocketConsumer):
                 await self.channel_layer.group_add(group_name(topic), self.channel_name)
                 self.topics.add(topic)
                 accepted.append(topic)
-        for topic in _topic_list(content.get("unsubscribe")):
+        for topic in unsubscribe:
             if topic in self.topics:
                 await self.channel_layer.group_discard(group_name(topic), self.channel_name)
                 self.topics.discard(topic)
@@ -121,8 +154,12 @@ class LiveConsumer(AsyncJsonWebsocketConsumer):
 
 
 def _topic_list(value):
+    """The topic names of a "subscribe" / "unsubscribe" value, None when it is not a name or
+    a list of names."""
     if value is None:
         return []
     if isinstance(value, str):
         return [value]
-    return list(value)[:MAX_TOPICS] if isinstance(value, (list, tuple)) else []
+    if isinstance(value, list) and all(isinstance(topic, str) for topic in value):
+        return value[:MAX_TOPICS]
+    return None

@@ -122,3 +122,10 @@ def test_the_openapi_schema_describes_the_backup_endpoints(api_client):
     paths = response.json()["paths"]
     for path in ("/api/stores/", "/api/backups/", "/api/runs/{id}/cancel/", "/api/restore-points/"):
         assert path in paths
+
+
+@pytest.mark.parametrize("store_name", ["¹", "²³", "9" * 30])
+def test_a_backup_post_naming_the_store_by_a_non_ascii_number_is_a_400(api_client, web, data_store, store_name):
+    response = api_client(Role.OPERATOR).post(
+        "/api/backups/", {"vm": web.uuid, "store": store_name, "method": BackupMethod.NORMAL}, format="json")
+    assert response.status_code == 400 and "store" in response.json()

@@ -28,3 +28,15 @@ def test_the_schema_generates_without_warnings(tmp_path):
 
     call_command("spectacular", "--validate", "--fail-on-warn", "--file", str(tmp_path / "schema.yaml"))
     assert (tmp_path / "schema.yaml").read_text().startswith("openapi:")
+
+
+def test_the_schema_and_docs_need_a_signed_in_user(client, api_client):
+    assert client.get("/api/schema/").status_code == 401
+    response = client.get("/api/docs/")
+    assert response.status_code == 302 and response["Location"].startswith("/sign-in/")
+    assert api_client("auditor").get("/api/schema/", {"format": "json"}).status_code == 200
+
+
+def test_a_user_without_a_role_gets_no_schema(client, norole_user):
+    client.force_login(norole_user)
+    assert client.get("/api/schema/").status_code == 403

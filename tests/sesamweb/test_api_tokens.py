@@ -53,13 +53,37 @@ def test_tokens_are_managed_through_the_api_too(api_client):
     assert api.delete(f"/api/tokens/{response.data['id']}/").status_code == 204
 
 
-def test_unknown_tokens_count_towards_the_address_lockout(settings, db):
+def test_unknown_tokens_from_an_address_are_slowed_down(settings, db):
     settings.SESAM_LOGIN_MAX_FAILURES = 3
     api = APIClient(REMOTE_ADDR="192.0.2.200")
     api.credentials(HTTP_AUTHORIZATION="Token sesam_guess")
     assert [api.get("/api/audit-events/").status_code for _ in range(3)] == [401, 401, 401]
     assert api.get("/api/audit-events/").status_code == 429
     assert AuditEvent.objects.filter(action=AuditAction.LOGIN_FAILED, source="192.0.2.200").count() == 3
+
+
+def test_unknown_tokens_lock_neither_a_valid_token_nor_the_sign_in_page(settings, api_client, operator_user, client):
+    from tests.fixtures.users import TEST_PASSWORD
+
+    settings.SESAM_LOGIN_MAX_FAILURES = 3
+    guesser = APIClient(REMOTE_ADDR="192.0.2.200")
+    guesser.credentials(HTTP_AUTHORIZATION="Token sesam_guess")
+    for _ in range(6):
+        guesser.get("/api/audit-events/")
+    admin = api_client("administrator")
+    assert admin.get("/api/audit-events/", REMOTE_ADDR="192.0.2.200").status_code == 200
+    response = client.post(reverse("login"), {"username": "oscar-operator", "password": TEST_PASSWORD},
+                           REMOTE_ADDR="192.0.2.200")
+    assert response.status_code == 302
+
+
+def test_wrong_passwords_do_not_slow_down_tokens(settings, api_client, client, operator_user):
+    settings.SESAM_LOGIN_MAX_FAILURES = 2
+    for _ in range(4):
+        client.post(reverse("login"), {"username": "oscar-operator", "password": "wrong"}, REMOTE_ADDR="192.0.2.201")
+    guesser = APIClient(REMOTE_ADDR="192.0.2.201")
+    guesser.credentials(HTTP_AUTHORIZATION="Token sesam_guess")
+    assert guesser.get("/api/audit-events/").status_code == 401
 
 
 def test_anonymous_api_calls_get_401(client, db):

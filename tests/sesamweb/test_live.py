@@ -296,3 +296,64 @@ def test_a_user_who_lost_a_capability_loses_the_topic_but_keeps_the_socket(admin
         run(scenario)
     finally:
         register_topic("secrets-test", VIEW)
+
+
+def test_every_topic_the_pages_follow_is_known_and_open_to_every_role(auditor_user):
+    topics = ["dashboard", "pools", "vms", "runs", "pool:3", "run:5", "restore:7"]
+    headers = socket_headers(auditor_user)
+    async def scenario():
+        ws = live_socket(headers)
+        await ws.connect()
+        await ws.send_json_to({"subscribe": topics})
+        assert await ws.receive_json_from(timeout=5) == {"subscribed": topics}
+        await ws.disconnect()
+    run(scenario)
+
+
+def test_unknown_topics_are_refused(admin_user):
+    unknown = ["nosuch", "secrets", "pool", "pool:abc", "pool:¹", "vms:3", "restore", "run:" + "9" * 30]
+    headers = socket_headers(admin_user)
+    async def scenario():
+        ws = live_socket(headers)
+        await ws.connect()
+        await ws.send_json_to({"subscribe": unknown + ["vms"]})
+        replies = [await ws.receive_json_from(timeout=5) for _ in range(len(unknown) + 1)]
+        assert replies[:-1] == [{"error": "Unknown topic.", "topic": topic} for topic in unknown]
+        assert replies[-1] == {"subscribed": ["vms"]}
+        await ws.disconnect()
+    run(scenario)
+
+
+MALFORMED_FRAMES = [
+    {"text_data": "not json"},
+    {"text_data": "{\"subscribe\": [\"vms\""},
+    {"bytes_data": b"\x00\x01binary"},
+    {"text_data": "[\"vms\"]"},
+    {"text_data": "42"},
+    {"text_data": "{}"},
+    {"text_data": "{\"subscribe\": 5}"},
+    {"text_data": "{\"subscribe\": {\"vms\": true}}"},
+    {"text_data": "{\"unsubscribe\": [[\"vms\"], {\"a\": 1}]}"},
+    {"text_data": "{\"subscribe\": [[\"vms\"]]}"},
+    {"text_data": "{\"subscribe\": [\"vms\"]" + " " * 200_000 + "}"},  # too large, however valid
+    {"text_data": "{\"subscribe\": " + "[" * 100_000 + "]" * 100_000 + "}"},
+]
+
+
+@pytest.mark.parametrize("frame", MALFORMED_FRAMES, ids=lambda frame: repr(frame)[:40])
+def test_a_malformed_frame_is_answered_with_an_error_and_the_socket_keeps_working(operator_user, frame):
+    headers = socket_headers(operator_user)
+    async def scenario():
+        ws = live_socket(headers)
+        await ws.connect()
+        await ws.send_to(**frame)
+        reply = await ws.receive_json_from(timeout=5)
+        assert set(reply) <= {"error", "topic"} and reply["error"]
+        assert len(str(reply)) < 500  # the frame is not echoed back
+        await ws.send_json_to({"subscribe": ["run:1"]})
+        assert await ws.receive_json_from(timeout=5) == {"subscribed": ["run:1"]}
+        from asgiref.sync import sync_to_async
+        await sync_to_async(publish_from_another_thread, thread_sensitive=False)("run:1", {"type": "progress"})
+        assert await ws.receive_json_from(timeout=10) == {"topic": "run:1", "event": {"type": "progress"}}
+        await ws.disconnect()
+    run(scenario)

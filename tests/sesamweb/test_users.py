@@ -116,3 +116,29 @@ def test_an_administrator_sets_a_new_password_that_must_be_changed(admin_client,
 def test_an_operator_cannot_set_passwords(operator_client, admin_user):
     url = reverse("accounts:user_password", args=[admin_user.pk])
     assert operator_client.post(url, {"new_password": "fresh-temporary-pass-3"}).status_code == 403
+
+
+def test_a_user_who_must_change_the_password_cannot_use_the_api_until_they_do(client, db):
+    from sesamweb.accounts.models import ApiToken
+    from sesamweb.accounts.services import create_user
+
+    create_user("root", role=Role.ADMINISTRATOR, password=NEW_USER["password"], must_change_password=True)
+    client.post(reverse("login"), {"username": "root", "password": NEW_USER["password"]})
+    minted = client.post("/api/tokens/", {"name": "forever"}, content_type="application/json")
+    assert minted.status_code == 403 and "change your password" in minted.json()["detail"]
+    assert not ApiToken.objects.exists()
+    assert client.get("/api/pools/").status_code == 403
+    client.post(reverse("accounts:password_change"), {
+        "old_password": NEW_USER["password"], "new_password1": "my-own-secret-phrase-42",
+        "new_password2": "my-own-secret-phrase-42"})
+    assert client.post("/api/tokens/", {"name": "script"}, content_type="application/json").status_code == 201
+    assert client.get("/api/pools/").status_code == 200
+
+
+def test_a_token_of_a_user_whose_password_was_reset_waits_for_the_new_password(api_client, admin_client):
+    operator = api_client(Role.OPERATOR)
+    assert operator.get("/api/pools/").status_code == 200
+    admin_client.post(reverse("accounts:user_password", args=[operator.user.pk]),
+                      {"new_password": "fresh-temporary-pass-3"})
+    assert must_change_password(operator.user)
+    assert operator.get("/api/pools/").status_code == 403

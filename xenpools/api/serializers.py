@@ -98,7 +98,7 @@ class VIFSerializer(serializers.ModelSerializer):
 
 
 class VMSerializer(serializers.ModelSerializer):
-    host_name = serializers.CharField(source="host.name", read_only=True, default=None)
+    host_name = serializers.CharField(source="host.name", read_only=True, default=None, allow_null=True)
 
     class Meta:
         model = VM
