@@ -66,6 +66,7 @@ INSTALLED_APPS = [
     "sesamweb.audit",
     "sesamweb.live",
     "sesamweb.dashboard",
+    "sesamweb.notify",
     "xenpools",
     "backups",
 ]
@@ -213,6 +214,18 @@ EMAIL_HOST_PASSWORD = os.environ.get("EMAIL_HOST_PASSWORD", "")
 EMAIL_USE_TLS = _env_bool("EMAIL_USE_TLS", False)
 DEFAULT_FROM_EMAIL = os.environ.get("DEFAULT_FROM_EMAIL", "sesamweb@localhost")
 SESAM_SYSLOG_ADDRESS = os.environ.get("SESAM_SYSLOG_ADDRESS", "")  # host:port (UDP)
+
+# --- notifications (sesamweb/notify, README "Notifications") -----------------------------
+# Links in messages point here (the address people open the console at).
+SESAM_BASE_URL = os.environ.get("SESAM_BASE_URL", "http://localhost:8000")
+SESAM_NOTIFY_TIMEOUT = float(os.environ.get("SESAM_NOTIFY_TIMEOUT", 10))           # seconds per attempt
+SESAM_NOTIFY_MAX_ATTEMPTS = int(os.environ.get("SESAM_NOTIFY_MAX_ATTEMPTS", 8))
+SESAM_NOTIFY_RETRY_BASE_SECONDS = float(os.environ.get("SESAM_NOTIFY_RETRY_BASE_SECONDS", 30))
+SESAM_NOTIFY_RETRY_MAX_SECONDS = float(os.environ.get("SESAM_NOTIFY_RETRY_MAX_SECONDS", 3600))
+# A worker that died mid-send: its "sending" delivery is tried again after this long.
+SESAM_NOTIFY_LEASE_SECONDS = int(os.environ.get("SESAM_NOTIFY_LEASE_SECONDS", 300))
+SESAM_NOTIFY_FAILING_AFTER = int(os.environ.get("SESAM_NOTIFY_FAILING_AFTER", 3))  # failures in a row
+SESAM_NOTIFY_DIGEST_HOUR = int(os.environ.get("SESAM_NOTIFY_DIGEST_HOUR", 7))      # local time
 
 LOGGING = {
     "version": 1,

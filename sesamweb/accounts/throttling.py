@@ -49,6 +49,19 @@ def current_lockout(username: str, source: str) -> Lockout | None:
 def record_failure(username: str, source: str) -> None:
     LoginFailure.objects.create(username=(username or "").lower()[:150], source=(source or "")[:100])
     LoginFailure.objects.filter(created__lt=_window_start(timezone.now()) - timedelta(days=1)).delete()
+    _notify_on_lockout(username, source)
+
+
+def _notify_on_lockout(username: str, source: str) -> None:
+    """Tell the administrators once, when this failure is the one that locks sign-in."""
+    limit = settings.SESAM_LOGIN_MAX_FAILURES
+    recent = LoginFailure.objects.filter(created__gt=_window_start(timezone.now()))
+    counts = [recent.filter(username=username.lower()).count() if username else 0,
+              recent.filter(source=source).count() if source else 0]
+    if limit in counts:
+        from sesamweb.notify.hooks import login_failures
+
+        login_failures(username, source, limit, settings.SESAM_LOGIN_LOCKOUT_SECONDS)
 
 
 def clear_failures(username: str) -> None:

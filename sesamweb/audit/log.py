@@ -9,6 +9,7 @@ the hash chain stays linear with several processes writing: SQLite transactions 
 IMMEDIATE (write lock), PostgreSQL takes a transaction-level advisory lock.
 """
 import json
+import logging
 from contextlib import contextmanager
 from contextvars import ContextVar
 from typing import Iterator
@@ -26,6 +27,23 @@ from .syslog import forward_to_syslog
 _acting_actor = ContextVar("acting_actor", default=None)
 _CHAIN_LOCK_ID = 0x5E5A_A0D1  # any constant: the advisory lock guarding the chain's head
 _SECRET_WORDS = ("password", "secret", "key", "token")
+# Called with each recorded event after its transaction commits (e.g. notify's
+# "configuration changed"), so the audit log needs to know nothing about who listens.
+_listeners = []
+
+
+def add_listener(callback) -> None:
+    if callback not in _listeners:
+        _listeners.append(callback)
+
+
+def _after_commit(event) -> None:
+    forward_to_syslog(event)
+    for callback in _listeners:
+        try:
+            callback(event)
+        except Exception:  # noqa: BLE001 - a listener never undoes or fails the recorded change
+            logging.getLogger(__name__).exception("audit listener %r failed for event #%s", callback, event.sequence)
 
 
 @contextmanager
@@ -149,5 +167,5 @@ def record_event(
         )
         event.hash = event.compute_hash()
         event.save()
-        transaction.on_commit(lambda: forward_to_syslog(event))
+        transaction.on_commit(lambda: _after_commit(event))
     return event
