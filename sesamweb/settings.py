@@ -193,6 +193,11 @@ SPECTACULAR_SETTINGS = {
     "SWAGGER_UI_DIST": "SIDECAR",
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     "REDOC_DIST": "SIDECAR",
+    "ENUM_NAME_OVERRIDES": {
+        "NotifyChannelKindEnum": "sesamweb.notify.choices.ChannelKind",
+        "NotifyDeliveryStatusEnum": "sesamweb.notify.choices.DeliveryStatus",
+        "NotifySeverityEnum": "sesamweb.notify.choices.Severity",
+    },
 }
 
 # --- static, i18n -----------------------------------------------------------------------

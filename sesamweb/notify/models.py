@@ -33,6 +33,10 @@ class Event(models.Model):
         return self.title
 
     @property
+    def severity_badge(self):
+        return Severity.badge(self.severity)
+
+    @property
     def name_label(self):
         try:
             return EventName(self.name).label
@@ -164,6 +168,18 @@ class Delivery(models.Model):
 
     def __str__(self):
         return f"{self.event.name_label} to {self.channel}"
+
+    @property
+    def status_badge(self):
+        return DeliveryStatus.badge(self.status)
+
+    @property
+    def status_text(self):
+        if self.status == DeliveryStatus.PENDING and self.held_for_quiet_hours and self.attempts == 0:
+            return "Held (quiet hours)"
+        if self.status == DeliveryStatus.PENDING and self.attempts:
+            return "Retrying"
+        return self.get_status_display()
 
 
 class DeliveryAttempt(models.Model):

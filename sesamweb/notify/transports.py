@@ -21,12 +21,13 @@ import urllib.parse
 import urllib.request
 
 from django.conf import settings
-from django.core.mail import EmailMultiAlternatives, get_connection
+from django.core.mail import EmailMultiAlternatives
+from django.core.mail.backends.smtp import EmailBackend
+from django.utils.functional import cached_property
 
 from .choices import SYSLOG_FACILITIES, ChannelKind, SmtpSecurity, SyslogProtocol
 from .syslog_format import format_rfc5424
 
-SMTP_BACKEND = "django.core.mail.backends.smtp.EmailBackend"
 SIGNATURE_HEADER = "X-Sesam-Signature"
 TIMESTAMP_HEADER = "X-Sesam-Timestamp"
 DELIVERY_HEADER = "X-Sesam-Delivery"
@@ -136,13 +137,26 @@ class SmsGatewayTransport(HttpTransport):
             message.mark_reached(recipient)
 
 
+class SmtpBackend(EmailBackend):
+    """Django's SMTP backend, verifying the server against the channel's own CA
+    certificate when one is given (a private mail relay), else the system's."""
+
+    def __init__(self, *, ca_pem: str = "", **kwargs):
+        super().__init__(**kwargs)
+        self.ca_pem = ca_pem
+
+    @cached_property
+    def ssl_context(self):
+        return ssl.create_default_context(cadata=self.ca_pem or None)
+
+
 class EmailTransport(Transport):
     """SMTP through Django's mail backend: plain text and HTML, several recipients."""
 
     def connection(self):
         security = self.config.get("security") or SmtpSecurity.NONE
-        return get_connection(
-            SMTP_BACKEND, fail_silently=False, host=self.config.get("host") or "localhost",
+        return SmtpBackend(
+            ca_pem=self.config.get("ca_pem") or "", fail_silently=False, host=self.config.get("host") or "localhost",
             port=int(self.config.get("port") or 25), username=self.config.get("username") or "",
             password=self.secret(), use_tls=security == SmtpSecurity.STARTTLS,
             use_ssl=security == SmtpSecurity.TLS, timeout=self.timeout,
