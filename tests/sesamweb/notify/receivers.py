@@ -82,7 +82,7 @@ class SmtpReceiver:
         def authenticate(server, session, envelope, mechanism, auth_data):
             ok = isinstance(auth_data, LoginPassword) and (auth_data.login.decode(), auth_data.password.decode()) == login
             receiver.logins.append((mechanism, ok))
-            return AuthResult(success=ok)
+            return AuthResult(success=ok, handled=False)
 
         options = {}
         if cert and implicit_tls:
