@@ -2,21 +2,43 @@
 event, called by the engines once the outcome is recorded. Each builds the names and
 links a person needs (pool, host, job, data store, VMs with what happened to each) and
 returns at once: sending is the notification workers' business."""
+import functools
+import logging
+
 from django.db.models import Count
+from django.urls import NoReverseMatch
 
 from sesamweb import notify
 
 from .choices import BackupKind, RunStatus
 
+logger = logging.getLogger(__name__)
 _RUN_EVENT = {RunStatus.FAILED: ("run.failed", "error"), RunStatus.WARNING: ("run.warning", "warning"),
               RunStatus.SUCCESS: ("run.succeeded", "info")}
+
+
+def never_fails(function):
+    """A report that cannot be built is logged; the backup or restore goes on."""
+    @functools.wraps(function)
+    def wrapper(*args, **kwargs):
+        try:
+            function(*args, **kwargs)
+        except Exception:  # noqa: BLE001
+            logger.exception("could not report %s%r to the notifications", function.__name__, args)
+    return wrapper
+
+
+def _url(obj) -> str:
+    try:
+        return obj.get_absolute_url()
+    except (AttributeError, NoReverseMatch):   # e.g. a page that is not there yet
+        return ""
 
 
 def _named(obj, **extra):
     if obj is None:
         return None
-    url = obj.get_absolute_url() if hasattr(obj, "get_absolute_url") else ""
-    return {"id": obj.pk, "name": str(getattr(obj, "name", obj)), "url": url, **extra}
+    return {"id": obj.pk, "name": str(getattr(obj, "name", obj)), "url": _url(obj), **extra}
 
 
 def _transfer(vm_backup) -> str:
@@ -31,7 +53,7 @@ def _vm_entry(vm_backup) -> dict:
     read = vm_backup.bytes_read
     return {
         "id": vm_backup.vm_uuid, "uuid": vm_backup.vm_uuid, "name": vm_backup.vm_name,
-        "url": vm_backup.get_absolute_url(), "status": vm_backup.status,
+        "url": _url(vm_backup), "status": vm_backup.status,
         "status_label": RunStatus(vm_backup.status).label, "method": vm_backup.get_method_display(),
         "kind": vm_backup.get_kind_display() if vm_backup.kind else "", "reason": vm_backup.kind_reason,
         "transfer": _transfer(vm_backup), "duration_seconds": vm_backup.duration_seconds,
@@ -41,6 +63,7 @@ def _vm_entry(vm_backup) -> dict:
     }
 
 
+@never_fails
 def run_finished(run_id) -> None:
     """A backup run reached its final status: failed, with warnings or succeeded."""
     from .models import BackupRun
@@ -79,6 +102,7 @@ def run_finished(run_id) -> None:
     notify.emit(name, severity, title=title, objects=objects, details=details)
 
 
+@never_fails
 def restore_finished(run) -> None:
     """A restore run ended (the engine has recorded its outcome)."""
     if run.status not in (RunStatus.SUCCESS, RunStatus.WARNING, RunStatus.FAILED):
@@ -99,6 +123,7 @@ def restore_finished(run) -> None:
                 objects=objects, details={"status": run.status, "error": run.error, "point": run.store_point_id})
 
 
+@never_fails
 def verify_damaged(store, damaged_ids) -> None:
     """Verify found restore points with missing or corrupt chunks."""
     from .models import RestorePoint

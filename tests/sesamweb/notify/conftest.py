@@ -5,7 +5,7 @@ import pytest
 from sesamweb.notify.models import Channel, Rule
 from sesamweb.notify.services import save_channel, save_rule
 
-from .receivers import SelfSignedCert
+from tests.fixtures.receivers import SelfSignedCert
 
 
 @pytest.fixture(autouse=True)

@@ -17,7 +17,7 @@ from sesamweb.notify.delivery import backoff_seconds, claim, failing_channels, s
 from sesamweb.notify.models import Delivery, DeliveryAttempt
 
 from .conftest import emit_run_failed, make_channel, route
-from .receivers import HttpReceiver, free_port, wait_for
+from tests.fixtures.receivers import HttpReceiver, free_port, wait_for
 
 pytestmark = pytest.mark.django_db(transaction=True)
 REPO = Path(__file__).resolve().parents[3]

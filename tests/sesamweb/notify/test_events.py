@@ -10,7 +10,7 @@ from sesamweb.notify.choices import DeliveryStatus
 from sesamweb.notify.models import Delivery, Event
 
 from .conftest import RUN_FAILED_OBJECTS, emit_run_failed, make_channel, route
-from .receivers import free_port
+from tests.fixtures.receivers import free_port
 
 pytestmark = pytest.mark.django_db
 

@@ -15,7 +15,7 @@ from sesamweb.notify.transports import (DELIVERY_HEADER, SIGNATURE_HEADER, TIMES
                                         webhook_signature)
 
 from .conftest import emit_run_failed, make_channel, route
-from .receivers import HttpReceiver, SmtpReceiver, SyslogReceiver, free_port, wait_for
+from tests.fixtures.receivers import HttpReceiver, SmtpReceiver, SyslogReceiver, free_port, wait_for
 
 pytestmark = pytest.mark.django_db(transaction=True)
 

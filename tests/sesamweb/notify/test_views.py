@@ -6,7 +6,7 @@ from sesamweb.audit.models import AuditEvent
 from sesamweb.notify.models import Channel, Delivery, Rule
 
 from .conftest import make_channel, route
-from .receivers import HttpReceiver
+from tests.fixtures.receivers import HttpReceiver
 
 pytestmark = pytest.mark.django_db(transaction=True)
 SECRET = "webhook-signing-key-0123456789"
