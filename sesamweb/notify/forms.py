@@ -1,6 +1,7 @@
 """Channel forms, one per kind (the kind's settings and its secret), and the rule form.
 The API validates channel settings with the same forms."""
 from django import forms
+from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.core.validators import URLValidator, validate_email
 
@@ -112,6 +113,13 @@ class EmailChannelForm(ChannelForm):
     recipients = RecipientsField(validator=validate_email, help_text="One address per line.")
     ca_pem = forms.CharField(required=False, label="CA certificate (PEM)", widget=forms.Textarea(attrs={"rows": 3}),
                              help_text="Only for a server whose certificate the system does not trust.")
+
+    def __init__(self, *args, instance=None, **kwargs):
+        if instance is None and "initial" not in kwargs:   # a new channel starts from the EMAIL_* settings
+            kwargs["initial"] = {"host": settings.EMAIL_HOST, "port": settings.EMAIL_PORT,
+                                 "username": settings.EMAIL_HOST_USER, "from_address": settings.DEFAULT_FROM_EMAIL,
+                                 "security": SmtpSecurity.STARTTLS if settings.EMAIL_USE_TLS else SmtpSecurity.NONE}
+        super().__init__(*args, instance=instance, **kwargs)
 
 
 class SmsEmailChannelForm(EmailChannelForm):
