@@ -21,6 +21,7 @@ from sesamweb.notify.services import save_channel, save_rule
 from tests.fixtures.receivers import SmtpReceiver, free_port, wait_for
 
 from .jobs.conftest import make_job, run_queued_tasks  # noqa: F401 - fixtures
+from .restore.conftest import plan_for  # noqa: F401 - fixture
 
 pytestmark = pytest.mark.slow
 
@@ -132,3 +133,19 @@ def test_a_pool_that_becomes_unreachable_is_reported_once(pool):
     event = Event.objects.get(name="pool.unreachable")
     assert event.severity == "critical" and event.about["pool"]["name"] == "lab"
     assert "connection refused" in event.details["error"]
+
+
+def test_a_failed_restore_is_reported_with_its_error(vm_named, store, plan_for):  # noqa: F811
+    from .restore.conftest import back_up as back_up_for_restore, restore
+    from .restore.test_failures import corrupt_last_data_chunk
+
+    channel_to("webhook", ["restore.failed"], url="http://127.0.0.1:9/")
+    vm_backup = back_up_for_restore(vm_named("test-vm-4"), store, BackupMethod.NORMAL)
+    corrupt_last_data_chunk(store, vm_backup.restore_point.point_id)
+    run = restore(plan_for(vm_backup))
+    assert run.status == RunStatus.FAILED
+    event = Event.objects.get(name="restore.failed")
+    assert event.title == "Restore of test-vm-4: failed" and event.severity == "error"
+    assert event.about["pool"]["name"] == "lab" and event.about["store"]["name"] == "local"
+    assert "damaged" in event.details["error"]
+    assert Delivery.objects.filter(event=event).count() == 1
