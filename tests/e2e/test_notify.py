@@ -60,6 +60,7 @@ def test_an_administrator_adds_a_webhook_channel_and_sends_a_test(asgi_server, p
     page.get_by_label("chat-ops").check()
     page.get_by_label("Quiet hours from").fill("22:00")
     page.get_by_label("Quiet hours until").fill("06:30")
+    page.evaluate("window.scrollTo(0, 0)")
     screenshot(page, "notify-rule-form")
     page.get_by_role("button", name="Save rule").click()
     page.get_by_text("Rule Failures to chat saved.").wait_for()
