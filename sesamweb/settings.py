@@ -231,6 +231,7 @@ SESAM_NOTIFY_RETRY_MAX_SECONDS = float(os.environ.get("SESAM_NOTIFY_RETRY_MAX_SE
 SESAM_NOTIFY_LEASE_SECONDS = int(os.environ.get("SESAM_NOTIFY_LEASE_SECONDS", 300))
 SESAM_NOTIFY_FAILING_AFTER = int(os.environ.get("SESAM_NOTIFY_FAILING_AFTER", 3))  # failures in a row
 SESAM_NOTIFY_DIGEST_HOUR = int(os.environ.get("SESAM_NOTIFY_DIGEST_HOUR", 7))      # local time
+SESAM_NOTIFY_KEEP_DAYS = int(os.environ.get("SESAM_NOTIFY_KEEP_DAYS", 90))         # events and deliveries
 
 LOGGING = {
     "version": 1,

@@ -4,10 +4,13 @@ Nothing here talks to a receiver: the caller (a backup finishing, a sign-in fail
 writes rows and returns; a worker sends them (delivery.py)."""
 import logging
 
+from datetime import timedelta
+
+from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
-from .choices import Severity
+from .choices import DeliveryStatus, Severity
 from .messages import object_keys
 from .models import Delivery, Event, Rule
 
@@ -72,3 +75,12 @@ def kick_worker():
         async_task("sesamweb.notify.tasks.send_due_deliveries", task_name="notify: send due deliveries")
     except Exception:  # noqa: BLE001 - the every-minute schedule sends them anyway
         logger.warning("could not queue the notification worker; the schedule will send", exc_info=True)
+
+
+def prune_old_events(now=None) -> int:
+    """Forget events (and their deliveries) older than SESAM_NOTIFY_KEEP_DAYS, except those
+    with a delivery still waiting or sending. The digest reads the last 7 days."""
+    cutoff = (now or timezone.now()) - timedelta(days=max(8, settings.SESAM_NOTIFY_KEEP_DAYS))
+    unsent = Delivery.objects.filter(status__in=[DeliveryStatus.PENDING, DeliveryStatus.SENDING]).values("event_id")
+    deleted, _ = Event.objects.filter(created__lt=cutoff).exclude(pk__in=unsent).delete()
+    return deleted

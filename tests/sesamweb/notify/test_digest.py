@@ -45,3 +45,22 @@ def test_the_digest_is_an_event_rules_route_like_any_other():
     message = build_message(event)
     assert "- db: " in message.text and "failed" in message.text
     assert "<th scope=\"row\" style=\"text-align: left; padding: 4px;\">web</th>" in message.html
+
+
+def test_old_events_are_forgotten_unless_a_delivery_is_still_waiting(settings):
+    from sesamweb.notify.events import prune_old_events
+    from sesamweb.notify.tasks import send_daily_digest as daily_task
+
+    settings.SESAM_NOTIFY_KEEP_DAYS = 30
+    channel = make_channel("webhook", "ops", url="http://127.0.0.1:9/", secret="k" * 20)
+    route(channel, events=["run.failed"])
+    old_sent = notify.emit("run.failed", "error", title="old, sent")
+    old_waiting = notify.emit("run.failed", "error", title="old, still waiting")
+    recent = notify.emit("run.failed", "error", title="recent")
+    Delivery.objects.filter(event=old_sent).update(status="sent")
+    Event.objects.filter(pk__in=[old_sent.pk, old_waiting.pk]).update(
+        created=timezone.now() - datetime.timedelta(days=31))
+    assert prune_old_events() == 2                     # the event and its delivery
+    assert set(Event.objects.values_list("title", flat=True)) >= {"old, still waiting", "recent"}
+    assert not Event.objects.filter(pk=old_sent.pk).exists()
+    assert daily_task() == Event.objects.get(name="digest.daily").pk

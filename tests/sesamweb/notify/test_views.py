@@ -5,7 +5,7 @@ import pytest
 from sesamweb.audit.models import AuditEvent
 from sesamweb.notify.models import Channel, Delivery, Rule
 
-from .conftest import make_channel, route
+from .conftest import make_channel
 from tests.fixtures.receivers import HttpReceiver
 
 pytestmark = pytest.mark.django_db(transaction=True)
