@@ -11,6 +11,7 @@ from django.urls import NoReverseMatch
 from sesamweb import notify
 
 from .choices import BackupKind, RunStatus
+from .stores import open_repository
 
 logger = logging.getLogger(__name__)
 _RUN_EVENT = {RunStatus.FAILED: ("run.failed", "error"), RunStatus.WARNING: ("run.warning", "warning"),
@@ -41,22 +42,37 @@ def _named(obj, **extra):
     return {"id": obj.pk, "name": str(getattr(obj, "name", obj)), "url": _url(obj), **extra}
 
 
-def _transfer(vm_backup) -> str:
-    if vm_backup.kind == BackupKind.INCREMENTAL:
-        return "changed blocks (CBT, over NBD or VHD delta)"
+_TRANSPORTS = {"nbd": "CBT + NBD (changed blocks)", "vhd": "VHD delta (changed blocks)"}
+
+
+def _transfer(vm_backup, repositories) -> str:
+    """How the data came: a full XVA export, or for an incremental the transport its
+    manifest records (NBD, or VHD delta when the pool offers no NBD)."""
     if vm_backup.kind == BackupKind.FULL:
         return "full XVA export"
-    return ""
+    if vm_backup.kind != BackupKind.INCREMENTAL:
+        return ""
+    if vm_backup.restore_point is None:
+        return "changed blocks (CBT)"
+    try:
+        if vm_backup.store_id not in repositories:
+            repositories[vm_backup.store_id] = open_repository(vm_backup.store)
+        transport = repositories[vm_backup.store_id].load_manifest(vm_backup.restore_point.point_id).metadata.get(
+            "transport")
+        return _TRANSPORTS.get(transport, "changed blocks (CBT)")
+    except Exception:  # noqa: BLE001 - the report says less rather than not being sent
+        logger.warning("could not read the transport of backup %s from its manifest", vm_backup.pk, exc_info=True)
+        return "changed blocks (CBT)"
 
 
-def _vm_entry(vm_backup) -> dict:
+def _vm_entry(vm_backup, repositories) -> dict:
     read = vm_backup.bytes_read
     return {
         "id": vm_backup.vm_uuid, "uuid": vm_backup.vm_uuid, "name": vm_backup.vm_name,
         "url": _url(vm_backup), "status": vm_backup.status,
         "status_label": RunStatus(vm_backup.status).label, "method": vm_backup.get_method_display(),
         "kind": vm_backup.get_kind_display() if vm_backup.kind else "", "reason": vm_backup.kind_reason,
-        "transfer": _transfer(vm_backup), "duration_seconds": vm_backup.duration_seconds,
+        "transfer": _transfer(vm_backup, repositories), "duration_seconds": vm_backup.duration_seconds,
         "bytes_read": read, "bytes_stored": vm_backup.bytes_stored, "error": vm_backup.error,
         "warnings": list(vm_backup.warnings or []),
         "host": vm_backup.vm.host.name if vm_backup.vm and vm_backup.vm.host else "",
@@ -72,8 +88,10 @@ def run_finished(run_id) -> None:
     if run.status not in _RUN_EVENT:
         return  # cancelled or skipped: someone chose that
     name, severity = _RUN_EVENT[run.status]
-    vm_backups = list(run.vm_backups.select_related("pool", "store", "vm__host").order_by("vm_name"))
-    vms = [_vm_entry(vb) for vb in vm_backups]
+    vm_backups = list(run.vm_backups.select_related("pool", "store", "vm__host", "restore_point")
+                      .order_by("vm_name"))
+    repositories = {}
+    vms = [_vm_entry(vb, repositories) for vb in vm_backups]
     pools = {vb.pool_id: vb.pool for vb in vm_backups if vb.pool}
     stores = {vb.store_id: vb.store for vb in vm_backups}
     hosts = sorted({vm["host"] for vm in vms if vm["host"]})

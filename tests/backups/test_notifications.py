@@ -149,3 +149,19 @@ def test_a_failed_restore_is_reported_with_its_error(vm_named, store, plan_for):
     assert event.about["pool"]["name"] == "lab" and event.about["store"]["name"] == "local"
     assert "damaged" in event.details["error"]
     assert Delivery.objects.filter(event=event).count() == 1
+
+
+def test_an_incremental_backup_reports_the_transport_its_manifest_records(make_job, vm_named,  # noqa: F811
+                                                                          run_queued_tasks):  # noqa: F811
+    channel_to("webhook", ["run.succeeded", "run.warning"], url="http://127.0.0.1:9/")
+    job = make_job(name="hourly", selection="explicit")
+    job.vms.add(vm_named("test-vm-1"))
+    for _ in range(2):
+        start_job_run(job, trigger=Trigger.MANUAL)
+        run_queued_tasks()
+    first, second = Event.objects.filter(name__startswith="run.").order_by("created")
+    assert first.about["vms"][0]["transfer"] == "full XVA export"
+    vm = second.about["vms"][0]
+    assert vm["kind"] == "Incremental", vm
+    assert vm["transfer"] in ("CBT + NBD (changed blocks)", "VHD delta (changed blocks)")
+    assert vm["reason"].startswith("incremental")

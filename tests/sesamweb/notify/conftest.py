@@ -39,7 +39,7 @@ RUN_FAILED_OBJECTS = {
     "run": {"id": 40, "name": "Backup run #40", "url": "/backups/runs/40/"},
     "vms": [
         {"id": "u-1", "name": "web-1", "status": "success", "status_label": "Succeeded", "kind": "Incremental",
-         "transfer": "changed blocks (CBT, over NBD or VHD delta)", "duration_seconds": 12, "bytes_read": 120 << 20,
+         "transfer": "CBT + NBD (changed blocks)", "duration_seconds": 12, "bytes_read": 120 << 20,
          "bytes_stored": 30 << 20},
         {"id": "u-2", "name": "db-1", "status": "failed", "status_label": "Failed", "kind": "Full",
          "transfer": "full XVA export", "error": "the pool refused: SR_FULL"},
