@@ -7,6 +7,7 @@ import sys
 import threading
 from datetime import timedelta
 from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
 
 import pytest
 from django.db import connection
@@ -143,8 +144,12 @@ def test_a_worker_killed_mid_delivery_is_retried_once_after_its_lease_and_never_
         route(channel, events=["run.failed"])
         emit_run_failed()
         delivery = Delivery.objects.get()
-        env = {**os.environ, "DJANGO_SETTINGS_MODULE": "sesamweb.settings",
-               "SESAM_SQLITE_PATH": connection.settings_dict["NAME"], "SESAM_NOTIFY_TIMEOUT": "60"}
+        env = {**os.environ, "DJANGO_SETTINGS_MODULE": "sesamweb.settings", "SESAM_NOTIFY_TIMEOUT": "60"}
+        if connection.vendor == "sqlite":
+            env["SESAM_SQLITE_PATH"] = connection.settings_dict["NAME"]
+        else:   # the worker uses this test's PostgreSQL database
+            parts = urlsplit(os.environ["DATABASE_URL"])
+            env["DATABASE_URL"] = urlunsplit(parts._replace(path="/" + connection.settings_dict["NAME"]))
         worker = subprocess.Popen([sys.executable, "manage.py", "send_notifications", "--once"], cwd=REPO, env=env,
                                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
         try:
