@@ -11,6 +11,7 @@ from sesamweb.audit.log import record_event
 
 from .choices import BackupKind, VerifyState
 from .models import RestorePoint
+from .notifications import verify_damaged
 from .repository import RetentionPolicy
 from .stores import open_repository
 
@@ -60,6 +61,8 @@ def verify_points(store, points=None, on_progress=None):
     record_event(AuditAction.VERIFY, target=store, outcome="success" if not damaged else "failure",
                  message=f"verified {len(report.backups)} restore point(s), {report.chunks_checked} chunks: "
                          + (f"{len(damaged)} damaged ({', '.join(b.id for b in damaged)})" if damaged else "all good"))
+    if damaged:
+        verify_damaged(store, [b.id for b in damaged])
     return report
 
 

@@ -4,6 +4,7 @@ from django.urls import include, path
 urlpatterns = [
     path("", include("sesamweb.accounts.api.urls")),
     path("", include("sesamweb.audit.api.urls")),
+    path("", include("sesamweb.notify.api.urls")),
     path("", include("xenpools.api.urls")),
     path("", include("backups.api.urls")),
 ]

@@ -71,6 +71,7 @@ INSTALLED_APPS = [
     "sesamweb.audit",
     "sesamweb.live",
     "sesamweb.dashboard",
+    "sesamweb.notify",
     "xenpools",
     "backups",
 ]
@@ -229,6 +230,9 @@ SPECTACULAR_SETTINGS = {
         "BackupKindEnum": "backups.choices.BackupKind",
         "ScheduleKindEnum": "backups.jobs.choices.ScheduleKind",
         "PowerStateEnum": "xenpools.choices.PowerState",
+        "NotifyChannelKindEnum": "sesamweb.notify.choices.ChannelKind",
+        "NotifyDeliveryStatusEnum": "sesamweb.notify.choices.DeliveryStatus",
+        "NotifySeverityEnum": "sesamweb.notify.choices.Severity",
     },
     "POSTPROCESSING_HOOKS": [
         "drf_spectacular.hooks.postprocess_schema_enums",
@@ -261,6 +265,19 @@ SESAM_SYSLOG_ADDRESS = os.environ.get("SESAM_SYSLOG_ADDRESS", "")  # host:port (
 SESAM_AUDIT_CHECKPOINT_EVERY = int(os.environ.get("SESAM_AUDIT_CHECKPOINT_EVERY", 100))
 SESAM_AUDIT_CHECKPOINT_MINUTES = float(os.environ.get("SESAM_AUDIT_CHECKPOINT_MINUTES", 60))
 SESAM_AUDIT_CHECKPOINT_DIR = Path(os.environ.get("SESAM_AUDIT_CHECKPOINT_DIR", DATA_DIR))
+
+# --- notifications (sesamweb/notify, README "Notifications") -----------------------------
+# Links in messages point here (the address people open the console at).
+SESAM_BASE_URL = os.environ.get("SESAM_BASE_URL", "http://localhost:8000")
+SESAM_NOTIFY_TIMEOUT = float(os.environ.get("SESAM_NOTIFY_TIMEOUT", 10))           # seconds per attempt
+SESAM_NOTIFY_MAX_ATTEMPTS = int(os.environ.get("SESAM_NOTIFY_MAX_ATTEMPTS", 8))
+SESAM_NOTIFY_RETRY_BASE_SECONDS = float(os.environ.get("SESAM_NOTIFY_RETRY_BASE_SECONDS", 30))
+SESAM_NOTIFY_RETRY_MAX_SECONDS = float(os.environ.get("SESAM_NOTIFY_RETRY_MAX_SECONDS", 3600))
+# A worker that died mid-send: its "sending" delivery is tried again after this long.
+SESAM_NOTIFY_LEASE_SECONDS = int(os.environ.get("SESAM_NOTIFY_LEASE_SECONDS", 300))
+SESAM_NOTIFY_FAILING_AFTER = int(os.environ.get("SESAM_NOTIFY_FAILING_AFTER", 3))  # failures in a row
+SESAM_NOTIFY_DIGEST_HOUR = int(os.environ.get("SESAM_NOTIFY_DIGEST_HOUR", 7))      # local time
+SESAM_NOTIFY_KEEP_DAYS = int(os.environ.get("SESAM_NOTIFY_KEEP_DAYS", 90))         # events and deliveries
 
 LOGGING = {
     "version": 1,

@@ -10,6 +10,7 @@ urlpatterns = [
     path("sign-out/", SignOutView.as_view(), name="logout"),
     path("accounts/", include("sesamweb.accounts.urls")),
     path("audit/", include("sesamweb.audit.urls")),
+    path("notifications/", include("sesamweb.notify.urls")),
     path("pools/", include("xenpools.urls")),
     path("backups/", include("backups.urls")),
     path("api/", include("sesamweb.api_urls")),

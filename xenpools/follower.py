@@ -18,9 +18,12 @@ import XenAPI
 from django.db import DatabaseError, close_old_connections, connection as db_connection, transaction
 from django.utils import timezone
 
+from sesamweb import notify
+
 from .broadcast import publish_pool_state, publish_vm_changes
 from .connection import TRANSPORT_ERRORS, PoolConnection, PoolConnectionLost, PoolError, PoolUnreachable
 from .inventory import CLASSES, InventoryWriter, health_for
+from .choices import PoolHealth
 from .models import Pool
 
 logger = logging.getLogger(__name__)
@@ -137,6 +140,11 @@ class EventFollower:
         self.pool.mark_unhealthy(error, health_for(error))
         if was != self.pool.health:
             publish_pool_state(self.pool)
+        if was in (PoolHealth.HEALTHY, PoolHealth.UNKNOWN) and self.pool.health not in (PoolHealth.HEALTHY, PoolHealth.UNKNOWN):
+            notify.emit("pool.unreachable", "critical", title=f"Pool {self.pool.name}: {self.pool.get_health_display()}",
+                        objects={"pool": {"id": self.pool.pk, "name": self.pool.name, "url": self.pool.get_absolute_url()},
+                                 "host": {"name": self.pool.master_address or self.pool.address}},
+                        details={"error": str(error), "health": self.pool.health})
 
 
 def follow_pools(pools, stop: threading.Event, *, event_timeout: float = 30.0):

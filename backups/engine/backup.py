@@ -26,6 +26,7 @@ from ..formats.nbd import NbdError
 from ..formats.vhd import VhdError
 from ..formats.xva import XvaError
 from ..models import RestorePoint, VmBackup
+from ..notifications import run_finished
 from ..repository import RepositoryError, StoreError, WrongKeyError
 from ..restore.replication import replicate_after_backup
 from ..stores import open_repository
@@ -484,3 +485,4 @@ def finish_run_if_done(run_id):
     from sesamweb.live.publish import publish
     publish(f"run:{run_id}", {"type": "run.finished", "run": run_id, "status": status})
     publish("dashboard", {"type": "run.finished", "run": run_id, "status": status})
+    run_finished(run_id)

@@ -29,6 +29,7 @@ from ..choices import RunStatus
 from ..engine.allocator import keep_buffers_resident
 from ..formats.xva import NULL_REF, XvaError, parse_ova_xml
 from ..models_restore import RestoreKind, RestorePhase, RestoreRun
+from ..notifications import restore_finished
 from ..repository import ChunkCorruptError, RepositoryError, StoreError, WrongKeyError
 from ..stores import open_repository
 from . import metadata
@@ -136,6 +137,7 @@ def run_restore(run_id, *, owner=None):
         record_event(AuditAction.RESTORE, target=run, outcome="success" if succeeded else "failure",
                      message=f"restore of {run.source_vm_name} ({run.store_point_id}) to pool {run.target_pool}: "
                              f"{RunStatus(outcome).label}" + (f": {run.error}" if run.error else ""))
+    restore_finished(run)
     return run
 
 

@@ -70,6 +70,12 @@ def current_lockout(kind, username: str, source: str) -> Lockout | None:
 def record_failure(kind, username: str, source: str) -> None:
     LoginFailure.objects.create(kind=kind, username=(username or "").lower()[:150], source=(source or "")[:100])
     LoginFailure.objects.filter(created__lt=timezone.now() - FAILURES_KEPT).delete()
+    if _failures(kind, username, source).count() == settings.SESAM_LOGIN_MAX_FAILURES:
+        # Tell the administrators once, when this failure is the one that starts the delays.
+        from sesamweb.notify.hooks import login_failures
+
+        login_failures(username if kind == PASSWORD else "", source, settings.SESAM_LOGIN_MAX_FAILURES,
+                       int(FAILURES_KEPT.total_seconds()))
 
 
 def clear_failures(kind, username: str, source: str) -> None:

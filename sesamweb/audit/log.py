@@ -31,6 +31,23 @@ logger = logging.getLogger(__name__)
 _acting_actor = ContextVar("acting_actor", default=None)
 _CHAIN_LOCK_ID = 0x5E5A_A0D1  # any constant: the advisory lock guarding the chain's head
 _SECRET_WORDS = ("password", "secret", "key", "token")
+# Called with each recorded event after its transaction commits (e.g. notify's
+# "configuration changed"), so the audit log needs to know nothing about who listens.
+_listeners = []
+
+
+def add_listener(callback) -> None:
+    if callback not in _listeners:
+        _listeners.append(callback)
+
+
+def _after_commit(event) -> None:
+    forward_to_syslog(event)
+    for callback in _listeners:
+        try:
+            callback(event)
+        except Exception:  # noqa: BLE001 - a listener never undoes or fails the recorded change
+            logging.getLogger(__name__).exception("audit listener %r failed for event #%s", callback, event.sequence)
 
 
 @contextmanager

@@ -27,6 +27,7 @@ SECTIONS = (
     Section("backups", "Backups", "backup", ("backups:job_list", "backups:job-list", "backups:jobs", "backups:index")),
     Section("restore", "Restore", "restore", ("backups:restore", "backups:restore_wizard", "backups:restore-wizard", "backups:restore_start")),
     Section("stores", "Data stores", "store", ("backups:datastore_list", "backups:datastore-list", "backups:store_list", "backups:stores")),
+    Section("notifications", "Notifications", "bell", ("notify:overview",)),
     Section("audit", "Audit log", "audit", ("audit:event_list",), AUDIT),
     Section("users", "Users", "users", ("accounts:user_list",), MANAGE),
 )
