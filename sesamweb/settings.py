@@ -230,6 +230,7 @@ SPECTACULAR_SETTINGS = {
         "BackupKindEnum": "backups.choices.BackupKind",
         "ScheduleKindEnum": "backups.jobs.choices.ScheduleKind",
         "PowerStateEnum": "xenpools.choices.PowerState",
+        "RunStatusEnum": "backups.choices.RunStatus",
         "NotifyChannelKindEnum": "sesamweb.notify.choices.ChannelKind",
         "NotifyDeliveryStatusEnum": "sesamweb.notify.choices.DeliveryStatus",
         "NotifySeverityEnum": "sesamweb.notify.choices.Severity",

@@ -41,15 +41,6 @@ def add_listener(callback) -> None:
         _listeners.append(callback)
 
 
-def _after_commit(event) -> None:
-    forward_to_syslog(event)
-    for callback in _listeners:
-        try:
-            callback(event)
-        except Exception:  # noqa: BLE001 - a listener never undoes or fails the recorded change
-            logging.getLogger(__name__).exception("audit listener %r failed for event #%s", callback, event.sequence)
-
-
 @contextmanager
 def acting_as(user=None, source: str = "cli") -> Iterator[None]:
     """Attribute the audit events recorded inside this block to `user` (None: the system)
@@ -123,6 +114,11 @@ def _after_commit(event):
         after_event_committed(event)
     except Exception:  # the event is recorded; a missed checkpoint is only logged
         logger.exception("Could not write the audit checkpoint after event #%s", event.sequence)
+    for callback in _listeners:
+        try:
+            callback(event)
+        except Exception:  # noqa: BLE001 - a listener never undoes or fails the recorded change
+            logger.exception("audit listener %r failed for event #%s", callback, event.sequence)
 
 
 def record_event(
