@@ -91,3 +91,11 @@ def vm_backups_panel(context, vm, form=None):
         "points": points,
         "recent": VmBackup.objects.filter(vm_uuid=vm.uuid).select_related("store")[:5],
     }
+
+
+@register.filter
+def cron_words(cron):
+    """A cron expression in words ("At 03:00, only on Sunday")."""
+    from ..jobs.schedules import describe
+
+    return describe(cron)
