@@ -175,6 +175,8 @@ class ReplicationPolicyForm(forms.ModelForm):
         fields = ["name", "enabled", "source_store", "target_pool", "target_sr", "suffix", "keep"]
         labels = {"source_store": "Every VM backed up to", "target_pool": "Target pool", "target_sr": "Target SR",
                   "suffix": "Replica name suffix", "keep": "Replicas kept per VM"}
+        help_texts = {"keep": "The oldest replicas beyond this number are deleted once a new one is in place.",
+                      "suffix": "Added after the VM's name, before the backup's date (mind the leading space)."}
 
     def __init__(self, *args, **kwargs):
         from xenpools.models import VM
@@ -187,6 +189,7 @@ class ReplicationPolicyForm(forms.ModelForm):
         self.fields["target_sr"].queryset = StorageRepository.objects.select_related("pool").order_by("pool__name", "name")
         self.fields["target_sr"].label_from_instance = lambda sr: f"{sr.name} ({sr.pool})"
         self.fields["target_sr"].empty_label = "The target pool's default SR"
+        self.fields["suffix"].strip = False          # " (replica)": the leading space is part of the name
         self.fields["keep"].min_value = 1
         self.fields["keep"].widget.attrs["min"] = 1
         if self.instance.pk:

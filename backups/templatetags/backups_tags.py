@@ -99,3 +99,16 @@ def cron_words(cron):
     from ..jobs.schedules import describe
 
     return describe(cron)
+
+
+@register.filter
+def in_zone(moment, zone_name):
+    """A time shown in a schedule's own zone: "2026-12-06 03:00 CET"."""
+    from ..jobs.schedules import ScheduleError, zone
+
+    if not moment:
+        return ""
+    try:
+        return f"{moment.astimezone(zone(zone_name)):%Y-%m-%d %H:%M %Z}"
+    except ScheduleError:
+        return f"{moment:%Y-%m-%d %H:%M %Z}"

@@ -36,6 +36,7 @@ def test_a_policy_made_in_the_console_replicates_and_shows_its_last_result(
 
     policy = ReplicationPolicy.objects.get()
     assert (policy.vm_uuids, policy.target_pool, policy.target_sr, policy.keep) == ([vm.uuid], other_pool, sr, 2)
+    assert policy.suffix == " (replica)"          # the leading space survives the form
     assert policy.network_map == {"Pool-wide network associated with eth0": "Backup LAN"}
     event = AuditEvent.objects.get(action="create", target_type="backups.replicationpolicy")
     assert event.actor == admin_client.user and event.message == "replication policy dr-site created"
