@@ -32,11 +32,13 @@ def test_an_administrator_schedules_a_verify_and_adds_a_replication_policy(asgi_
     schedules.get_by_label("Cron expression").fill("0 3 * * 0")
     schedules.get_by_label("Time zone").select_option("Europe/Berlin")
     schedules.get_by_label("Only points not verified for (days)").fill("30")
+    page.evaluate("window.scrollTo(0, 0)")     # the sticky header stays on top in the full-page shot
     screenshot(page, "store-maintenance-schedule-form")
     schedules.get_by_role("button", name="Add schedule").click()
     page.locator("[data-maintenance-schedules]").get_by_text("At 03:00, only on Sunday").wait_for()
     assert StoreMaintenanceSchedule.objects.get().options == {"older_than_days": 30}
     page.locator("[data-maintenance-schedules]").get_by_text("CET").wait_for()     # next run in Berlin time
+    page.evaluate("window.scrollTo(0, 0)")     # the sticky header stays on top in the full-page shot
     screenshot(page, "store-maintenance-schedules")
 
     page.get_by_role("navigation", name="Main").get_by_role("link", name="Replication").click()
@@ -46,9 +48,11 @@ def test_an_administrator_schedules_a_verify_and_adds_a_replication_policy(asgi_
     page.get_by_label("VMs").select_option(label="test-vm-1 (Lab pool)")
     page.get_by_label("Target pool").select_option(label="Lab pool")
     page.get_by_label("Replicas kept per VM").fill("2")
+    page.evaluate("window.scrollTo(0, 0)")     # the sticky header stays on top in the full-page shot
     screenshot(page, "replication-policy-form")
     page.get_by_role("button", name="Add policy").click()
     page.locator('[data-policy="dr-site"]').get_by_text("No replica yet").wait_for()
     policy = ReplicationPolicy.objects.get()
     assert (policy.keep, policy.suffix) == (2, " (replica)")
+    page.evaluate("window.scrollTo(0, 0)")     # the sticky header stays on top in the full-page shot
     screenshot(page, "replication-policies")
