@@ -210,7 +210,12 @@ def ensure_watchdog(cluster: str | None = None):
     return row
 
 
-def ensure_cluster_watchdog(sender, instance, raw=False, **kwargs):
-    """post_save of DataStore: a store served by a named cluster gets that cluster's watchdog."""
-    if not raw and instance.cluster:
+def follow_store_cluster(sender, instance, raw=False, **kwargs):
+    """post_save of DataStore: a store served by a named cluster gets that cluster's watchdog,
+    and its maintenance rows fire on the cluster it is served by now."""
+    if raw:
+        return
+    if instance.cluster:
         ensure_watchdog(instance.cluster)
+    rows = instance.maintenance_schedules.exclude(q_schedule=None).values("q_schedule_id")
+    Schedule.objects.filter(pk__in=rows).exclude(cluster=instance.cluster or None).update(cluster=instance.cluster or None)

@@ -137,13 +137,16 @@ def save_policy(policy, *, user=None):
 
 def remove_policy(policy, *, user=None):
     """Delete a policy; the replicas it made stay on the pool. Audited."""
+    from django.db import transaction
+
     from sesamweb.audit.choices import AuditAction
     from sesamweb.audit.log import model_snapshot, record_event
 
     before, name = model_snapshot(policy), policy.name
-    policy.delete()
-    record_event(AuditAction.DELETE, target_type="replication policy", target_repr=name, before=before, actor=user,
-                 message=f"replication policy {name} deleted; its replicas stay on the pool")
+    with transaction.atomic():
+        policy.delete()
+        record_event(AuditAction.DELETE, target_type="replication policy", target_repr=name, before=before,
+                     actor=user, message=f"replication policy {name} deleted; its replicas stay on the pool")
 
 
 def policy_results():

@@ -10,9 +10,9 @@ from django_q.models import OrmQ, Schedule
 from django_q.scheduler import scheduler
 
 from backups.jobs.schedules import (
-    WATCHDOG_TASK, ScheduleError, ensure_watchdog, next_times, sync_schedule, validate,
+    WATCHDOG_TASK, ScheduleError, ensure_watchdog, next_times, sync_maintenance, sync_schedule, validate,
 )
-from backups.models import BackupJob, DataStore, JobSchedule
+from backups.models import BackupJob, DataStore, JobSchedule, StoreMaintenanceSchedule
 
 UTC = dt_timezone.utc
 
@@ -76,3 +76,13 @@ def test_a_store_on_its_own_cluster_gets_a_watchdog_there(db, tmp_path):
     assert "local_only" in rows["site-b"].kwargs and rows["site-b"].minutes == 1
     DataStore.objects.create(name="remote-2", path=str(tmp_path / "2"), cluster="site-b")
     assert Schedule.objects.filter(func=WATCHDOG_TASK).count() == 2
+
+
+def test_a_stores_maintenance_fires_on_the_cluster_that_serves_the_store(db, tmp_path):
+    store = DataStore.objects.create(name="remote", path=str(tmp_path))
+    verify = StoreMaintenanceSchedule.objects.create(store=store, action="verify", cron="0 3 * * 0")
+    sync_maintenance(verify)
+    assert Schedule.objects.get(pk=verify.q_schedule_id).cluster is None
+    store.cluster = "site-b"
+    store.save()
+    assert Schedule.objects.get(pk=verify.q_schedule_id).cluster == "site-b"

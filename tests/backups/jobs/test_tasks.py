@@ -57,3 +57,26 @@ def test_the_watchdog_fails_a_killed_workers_backup_and_the_vm_runs_again_at_onc
     backup = again.vm_backups.get()
     assert backup.status in (RunStatus.SUCCESS, RunStatus.WARNING), backup.error
     assert backup.restore_point is not None
+
+
+def test_a_store_clusters_own_watchdog_fails_its_hosts_dead_workers_and_nothing_else(make_job, vm_named, monkeypatch):
+    import subprocess
+
+    from backups.jobs import runs
+    from backups.jobs.runs import start_job_run
+    from backups.jobs.tasks import job_watchdog
+
+    sent = []
+    monkeypatch.setattr(runs, "async_task", lambda func, pk, **kwargs: sent.append(pk))
+    job = make_job(selection="explicit", max_parallel_vms=1)
+    job.vms.add(vm_named("test-vm-1"), vm_named("test-vm-2"))
+    start_job_run(job, trigger="manual")
+    gone = subprocess.Popen(["true"])
+    gone.wait()                                              # a pid that no longer exists here
+    VmBackup.objects.filter(pk=sent[0]).update(status=RunStatus.RUNNING, lease_heartbeat=timezone.now(),
+                                               lease_owner=f"{engine.socket.gethostname()}:{gone.pid}")
+
+    assert job_watchdog(local_only=True) == "1 abandoned backup(s) failed"
+    assert VmBackup.objects.get(pk=sent[0]).status == RunStatus.FAILED
+    assert len(sent) == 1                                    # dispatching is left to the default cluster's watchdog
+    assert job_watchdog().endswith("1 VM(s) dispatched") and len(sent) == 2

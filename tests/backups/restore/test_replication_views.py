@@ -129,3 +129,17 @@ def inventory_pools(db):
     vm = VM.objects.create(pool=pool, uuid="11111111-1111-1111-1111-111111111111", ref="OpaqueRef:1", name="web-01")
     sr = StorageRepository.objects.create(pool=pool, uuid="sr-1", ref="OpaqueRef:sr", name="Local storage")
     return pool, vm, sr
+
+
+def test_the_command_line_and_the_pages_audit_policies_the_same_way(inventory_pools):
+    from io import StringIO
+
+    from django.core.management import call_command
+
+    call_command("replication", "add", "cli-site", "--pool", "lab", "--vm", "web-01", "--keep", "2", stdout=StringIO())
+    assert ReplicationPolicy.objects.get().suffix == " (replica)"
+    call_command("replication", "remove", "cli-site", stdout=StringIO())
+    assert not ReplicationPolicy.objects.exists()
+    events = list(AuditEvent.objects.filter(message__startswith="replication policy cli-site")
+                  .order_by("id").values_list("action", "source"))
+    assert events == [("create", "cli:replication"), ("delete", "cli:replication")]
