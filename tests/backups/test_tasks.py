@@ -108,3 +108,31 @@ def test_a_failing_maintenance_task_records_the_failure_and_warns_on_the_dashboa
     assert maintenance.last_ok is False and maintenance.last_result.startswith("failed: ")
     titles = [a.title for a in dashboard_summary().alerts]
     assert "Scheduled garbage collection of local failed" in titles
+
+
+def test_a_device_servers_cluster_runs_its_stores_maintenance_and_its_own_watchdog_only(
+        broker, qcluster, store):  # noqa: F811
+    from backups.jobs.schedules import WATCHDOG_TASK, ensure_watchdog, sync_schedule
+    from backups.models import BackupJob, BackupRun, JobSchedule
+
+    store.cluster = "site-b"              # served by a remote device server's cluster
+    store.save()
+    gc = scheduled(store, "gc")
+    job = BackupJob.objects.create(name="nightly", store=store, rule_name_pattern="none-*")
+    job_schedule = JobSchedule.objects.create(job=job, cron="* * * * *")
+    sync_schedule(job_schedule, now=timezone.now() - timedelta(minutes=2))        # due, for the default cluster
+    job_schedule.refresh_from_db()
+    job_slot = job_schedule.q_schedule.next_run
+    default_watchdog = ensure_watchdog()
+    Schedule.objects.filter(func=WATCHDOG_TASK).update(next_run=timezone.now() - timedelta(seconds=1))
+
+    qcluster.start(Q_CLUSTER_NAME="site-b")   # same site name (SESAM_CLUSTER), another cluster name
+    qcluster.wait_for(lambda: StoreMaintenanceSchedule.objects.filter(pk=gc.pk, last_ok=True).exists(),
+                      "the store's gc to run on its cluster")
+    site_watchdog = Schedule.objects.get(func=WATCHDOG_TASK, cluster="site-b")
+    qcluster.wait_for(lambda: Schedule.objects.get(pk=site_watchdog.pk).next_run > timezone.now(),
+                      "the device server's own watchdog to fire")
+    # The same scheduler pass left the default cluster's rows alone.
+    assert Schedule.objects.get(pk=job_schedule.q_schedule_id).next_run == job_slot
+    assert Schedule.objects.get(pk=default_watchdog.pk).next_run < timezone.now()
+    assert not BackupRun.objects.exists()
