@@ -14,7 +14,6 @@ from .schedules import WATCHDOG_TASK, rearm  # noqa: F401 - WATCHDOG_TASK was de
 log = logging.getLogger(__name__)
 
 
-
 def run_job(job_id: int, schedule_id: int | None = None, slot: str | None = None, trigger: str = Trigger.SCHEDULE,
             user_id: int | None = None) -> str:
     """What a job's schedule (or Run now) calls: start a run of the job."""

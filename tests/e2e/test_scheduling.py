@@ -41,6 +41,13 @@ def test_an_administrator_schedules_a_verify_and_adds_a_replication_policy(asgi_
     page.evaluate("window.scrollTo(0, 0)")     # the sticky header stays on top in the full-page shot
     screenshot(page, "store-maintenance-schedules")
 
+    page.get_by_role("link", name="Edit verify schedule").click()
+    page.get_by_label("Cron expression").fill("0 4 * * 0")
+    page.evaluate("window.scrollTo(0, 0)")
+    screenshot(page, "store-maintenance-schedule-edit")
+    page.get_by_role("button", name="Save").click()
+    page.locator("[data-maintenance-schedules]").get_by_text("At 04:00, only on Sunday").wait_for()
+
     page.get_by_role("navigation", name="Main").get_by_role("link", name="Replication").click()
     page.get_by_text("No replication policies").wait_for()
     page.get_by_role("link", name="Add a policy").click()
