@@ -5,7 +5,7 @@ from django import forms
 from django.utils.html import format_html
 
 from .choices import BackupMethod, QuiesceFallback, StoreKind
-from .models import DataStore
+from .models import DataStore, StoreMaintenanceSchedule
 from .repository.chunks import DEFAULT_COMPRESSION_LEVEL
 
 MIN_PASSPHRASE_LENGTH = 12
@@ -189,3 +189,38 @@ class KeyExportForm(forms.Form):
         widget=forms.PasswordInput(render_value=False),
         help_text="Without one, the file holds the raw key: keep it offline, like a password.")
     force = forms.BooleanField(required=False, label="Export again although the key was exported before")
+
+
+class MaintenanceScheduleForm(forms.ModelForm):
+    """A data store's scheduled verify / garbage collection / catalog refresh."""
+
+    timezone = forms.ChoiceField(label="Time zone", initial="UTC")
+    older_than_days = forms.IntegerField(
+        min_value=0, required=False, initial=0, label="Only points not verified for (days)",
+        help_text="Verify only: 0 verifies every restore point each time.")
+
+    class Meta:
+        model = StoreMaintenanceSchedule
+        fields = ["action", "cron", "timezone", "enabled"]
+        labels = {"action": "Task", "cron": "Cron expression", "enabled": "Enabled"}
+        help_texts = {"cron": "Minute hour day-of-month month day-of-week; for example <code>0 3 * * 0</code> "
+                              "is Sundays at 03:00."}
+
+    def __init__(self, *args, **kwargs):
+        from .jobs.schedules import time_zone_names
+
+        super().__init__(*args, **kwargs)
+        self.fields["timezone"].choices = [(name, name) for name in time_zone_names()]
+        if self.instance.pk:
+            self.fields["older_than_days"].initial = self.instance.verify_older_than_days
+
+    def clean(self):
+        from .jobs.schedules import ScheduleError, validate
+
+        data = super().clean()
+        if data.get("cron") and data.get("timezone"):
+            try:
+                data["cron"] = validate(data["cron"], data["timezone"])
+            except ScheduleError as exc:
+                self.add_error("cron", str(exc))
+        return data

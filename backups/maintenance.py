@@ -4,6 +4,7 @@ The manifests on the store are the truth; RestorePoint rows are an index of them
 `refresh_catalog` rebuilds (a store adopted from elsewhere, points deleted by prune).
 """
 from django.db import transaction
+from django.db.models import Q
 from django.utils import timezone
 
 from sesamweb.audit.choices import AuditAction
@@ -46,6 +47,12 @@ def refresh_catalog(store):
         gone = [pk for point_id, p in existing.items() if point_id not in summaries for pk in [p.pk]]
         RestorePoint.objects.filter(pk__in=gone).delete()
     return added, len(gone)
+
+
+def points_to_verify(store, older_than_days: int, now=None):
+    """The restore points never verified, or not verified in the last `older_than_days` days."""
+    cutoff = (now or timezone.now()) - timezone.timedelta(days=older_than_days)
+    return list(RestorePoint.objects.filter(store=store).filter(Q(verified_at__isnull=True) | Q(verified_at__lt=cutoff)))
 
 
 def verify_points(store, points=None, on_progress=None):
@@ -91,3 +98,47 @@ def collect_garbage(store, *, dry_run=False, grace_period=None):
                              f"{report.deleted_bytes} bytes, {report.deleted_temporaries} temporary file(s)")
     return report
 
+
+
+# -- maintenance that runs itself: one schedule per action, on the store's workers ---------
+def save_maintenance_schedule(store, data, *, user=None, instance=None):
+    """Create or change a store's maintenance schedule (data: a valid form's cleaned_data)
+    and its django-q2 row; audited."""
+    from .jobs.schedules import describe, sync_maintenance
+    from .models import StoreMaintenanceSchedule
+
+    created = instance is None
+    before = None if created else _maintenance_snapshot(instance)
+    with transaction.atomic():
+        maintenance = instance or StoreMaintenanceSchedule(store=store)
+        maintenance.action = data["action"]
+        maintenance.cron = data["cron"]
+        maintenance.timezone = data["timezone"]
+        maintenance.enabled = data["enabled"]
+        days = data.get("older_than_days") or 0
+        maintenance.options = {"older_than_days": days} if maintenance.action == "verify" and days else {}
+        maintenance.save()
+        sync_maintenance(maintenance)
+        record_event(AuditAction.CREATE if created else AuditAction.UPDATE, target=maintenance, actor=user,
+                     before=before, after=_maintenance_snapshot(maintenance),
+                     message=f"{maintenance.get_action_display()} of data store {store.name} scheduled: "
+                             f"{describe(maintenance.cron)} ({maintenance.timezone})"
+                             + ("" if maintenance.enabled else ", disabled"))
+    return maintenance
+
+
+def remove_maintenance_schedule(maintenance, *, user=None):
+    from .jobs.schedules import describe
+
+    with transaction.atomic():
+        if maintenance.q_schedule_id:
+            maintenance.q_schedule.delete()
+        record_event(AuditAction.DELETE, target=maintenance, actor=user, before=_maintenance_snapshot(maintenance),
+                     message=f"{maintenance.get_action_display()} of data store {maintenance.store.name} "
+                             f"no longer scheduled ({describe(maintenance.cron)})")
+        maintenance.delete()
+
+
+def _maintenance_snapshot(maintenance):
+    return {"store": maintenance.store.name, "action": maintenance.action, "cron": maintenance.cron,
+            "timezone": maintenance.timezone, "enabled": maintenance.enabled, "options": maintenance.options}

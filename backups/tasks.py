@@ -1,9 +1,10 @@
 """django-q2 entry points (thin: load the row, call the engine, report the outcome)."""
+from django.utils import timezone
 from django_q.tasks import async_task
 
 from .engine.backup import run_vm_backup
 from .jobs.runs import after_vm_backup, skip_if_window_closed
-from .maintenance import collect_garbage, prune_store, refresh_catalog, verify_points
+from .maintenance import collect_garbage, points_to_verify, prune_store, refresh_catalog, verify_points
 from .models import DataStore
 from .repository import RetentionPolicy
 
@@ -22,11 +23,14 @@ def run_vm_backup_task(vm_backup_id: int) -> str:
 
 # --- store maintenance, queued from the data store page ---------------------------------
 
-def verify_store_task(store_id: int) -> str:
-    report = verify_points(DataStore.objects.get(pk=store_id))
+def verify_store_task(store_id: int, older_than_days: int = 0) -> str:
+    store = DataStore.objects.get(pk=store_id)
+    points = points_to_verify(store, older_than_days) if older_than_days else None
+    report = verify_points(store, points)
     damaged = report.damaged
-    return (f"verified {len(report.backups)} restore point(s), {report.chunks_checked} chunks: "
-            + (f"{len(damaged)} damaged" if damaged else "all good"))
+    scope = f" not verified for {older_than_days} day(s)" if older_than_days else ""
+    return (f"verified {len(report.backups)} restore point(s){scope}, {report.chunks_checked} chunks: "
+            + (f"{len(damaged)} damaged ({', '.join(b.id for b in damaged)})" if damaged else "all good"))
 
 
 def prune_store_task(store_id: int, keep_last=0, keep_daily=0, keep_weekly=0, keep_monthly=0,
@@ -53,6 +57,29 @@ STORE_TASKS = {
     "gc": (collect_garbage_task, "Garbage collection"),
     "refresh": (refresh_catalog_task, "Catalog refresh"),
 }
+
+
+def run_store_maintenance(maintenance_id: int) -> str:
+    """What a data store's maintenance schedule calls: its action, the result kept on the row
+    (the store page shows it; damaged points found by verify raise a dashboard alert)."""
+    from .models import StoreMaintenanceSchedule
+
+    maintenance = StoreMaintenanceSchedule.objects.select_related("store").filter(pk=maintenance_id).first()
+    if maintenance is None:
+        return f"maintenance schedule #{maintenance_id} no longer exists"
+    StoreMaintenanceSchedule.objects.filter(pk=maintenance.pk).update(last_started_at=timezone.now())
+    function, _label = STORE_TASKS[maintenance.action]
+    options = {"older_than_days": maintenance.verify_older_than_days} if maintenance.action == "verify" else {}
+    try:
+        result = function(maintenance.store_id, **options)
+        ok = not (maintenance.action == "verify" and "damaged" in result)
+    except Exception as exc:  # noqa: BLE001 - recorded on the row for the store page, then re-raised
+        StoreMaintenanceSchedule.objects.filter(pk=maintenance.pk).update(
+            last_finished_at=timezone.now(), last_ok=False, last_result=f"failed: {exc}"[:2000])
+        raise
+    StoreMaintenanceSchedule.objects.filter(pk=maintenance.pk).update(
+        last_finished_at=timezone.now(), last_ok=ok, last_result=result[:2000])
+    return result
 
 
 def store_task_group(store: DataStore) -> str:

@@ -15,8 +15,9 @@ from xenpools.models import VM
 
 from .choices import BackupPhase, RunStatus, Trigger, VerifyState
 from .filters import BackupRunFilterSet, RestorePointFilterSet
-from .forms import BackupNowForm, DataStoreForm, KeyExportForm, PruneForm
-from .models import BackupRun, DataStore, RestorePoint, VmBackup
+from .forms import BackupNowForm, DataStoreForm, KeyExportForm, MaintenanceScheduleForm, PruneForm
+from .maintenance import remove_maintenance_schedule, save_maintenance_schedule
+from .models import BackupRun, DataStore, RestorePoint, StoreMaintenanceSchedule, VmBackup
 from .repository import KeyAlreadyExportedError, RepositoryError
 from .services import BackupRequestError, cancel_run, queue_run, request_backup
 from .stores import create_store, export_key_file
@@ -173,7 +174,7 @@ class StoreDetailView(CapabilityRequiredMixin, DetailView):
     context_object_name = "store"
     model = DataStore
 
-    def get_context_data(self, **kwargs):
+    def get_context_data(self, maintenance_form=None, **kwargs):
         store = self.object
         per_vm = (RestorePoint.objects.filter(store=store).values("vm_uuid")
                   .annotate(vm_name=Max("vm_name"), points=Count("id"), latest=Max("taken_at"),
@@ -192,7 +193,49 @@ class StoreDetailView(CapabilityRequiredMixin, DetailView):
             can_operate=user_can(self.request.user, OPERATE), can_manage=user_can(self.request.user, MANAGE),
             prune_form=PruneForm(), key_form=KeyExportForm(),
             recent_tasks=Task.objects.filter(group=group).order_by("-stopped")[:6],
+            maintenance_schedules=store.maintenance_schedules.select_related("q_schedule"),
+            maintenance_form=maintenance_form or MaintenanceScheduleForm(prefix="new"),
             **kwargs)
+
+
+class MaintenanceScheduleSaveView(CapabilityRequiredMixin, View):
+    """Add (pk of the store) or change (and the schedule's pk) a scheduled maintenance task."""
+
+    capability = MANAGE
+    template_name = "backups/maintenance_schedule_form.html"
+
+    def get(self, request, pk, schedule_pk):
+        maintenance = get_object_or_404(StoreMaintenanceSchedule, pk=schedule_pk, store_id=pk)
+        return self._page(request, maintenance, MaintenanceScheduleForm(instance=maintenance))
+
+    def post(self, request, pk, schedule_pk=None):
+        store = get_object_or_404(DataStore, pk=pk)
+        maintenance = (get_object_or_404(StoreMaintenanceSchedule, pk=schedule_pk, store=store)
+                       if schedule_pk else None)
+        form = MaintenanceScheduleForm(request.POST, instance=maintenance, prefix=None if maintenance else "new")
+        if not form.is_valid():
+            if maintenance is not None:
+                return self._page(request, maintenance, form, status=400)
+            view = StoreDetailView(request=request, kwargs={"pk": pk}, object=store)
+            return render(request, StoreDetailView.template_name,
+                          view.get_context_data(object=store, maintenance_form=form), status=400)
+        saved = save_maintenance_schedule(store, form.cleaned_data, user=request.user, instance=maintenance)
+        messages.success(request, f"{saved.get_action_display()} of {store.name} {'changed' if maintenance else 'scheduled'}.")
+        return redirect(store.get_absolute_url() + "#maintenance-schedules")
+
+    def _page(self, request, maintenance, form, status=200):
+        return render(request, self.template_name, {"store": maintenance.store, "maintenance": maintenance, "form": form},
+                      status=status)
+
+
+class MaintenanceScheduleRemoveView(CapabilityRequiredMixin, View):
+    capability = MANAGE
+
+    def post(self, request, pk, schedule_pk):
+        maintenance = get_object_or_404(StoreMaintenanceSchedule.objects.select_related("store"), pk=schedule_pk, store_id=pk)
+        remove_maintenance_schedule(maintenance, user=request.user)
+        messages.success(request, f"{maintenance.get_action_display()} of {maintenance.store.name} is no longer scheduled.")
+        return redirect(maintenance.store.get_absolute_url() + "#maintenance-schedules")
 
 
 def _live_vm_uuids(uuids):

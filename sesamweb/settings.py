@@ -157,6 +157,10 @@ Q_CLUSTER = {
     "poll": 0.5,
     "save_limit": 1000,
     "label": "Tasks",
+    # A remote device server runs `Q_CLUSTER_NAME=<its stores' cluster> manage.py qcluster`
+    # with the same "name" (tasks are signed with it): it then fires only its own schedule
+    # rows (its stores' maintenance, its watchdog). django-q2 needs this key to be present.
+    "ALT_CLUSTERS": {},
 }
 if REDIS_URL:
     Q_CLUSTER["redis"] = REDIS_URL

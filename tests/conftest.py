@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-pytest_plugins = ["tests.fixtures.sim", "tests.fixtures.users", "tests.fixtures.browser"]
+pytest_plugins = ["tests.fixtures.sim", "tests.fixtures.users", "tests.fixtures.browser", "tests.fixtures.cluster"]
 
 # Audit checkpoints written by tests (and by the e2e server, which inherits the environment)
 # must never land in the real data directory: they would describe the test databases.

@@ -74,7 +74,17 @@ def owner_is_dead(owner) -> bool:
         return True
     except PermissionError:
         return False
-    return False
+    return _is_zombie(int(pid))
+
+
+def _is_zombie(pid) -> bool:
+    """A killed process its parent has not reaped yet (a cluster's sentinel reaps its workers
+    only on its next guard pass) still answers kill(0), but it is dead."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as stat:
+            return stat.read().rpartition(b")")[2].split()[0] == b"Z"
+    except (OSError, IndexError):
+        return False
 
 
 def fail_abandoned_backups(now=None):

@@ -122,4 +122,47 @@ class JobSchedule(models.Model):
         return self.q_schedule.next_run if self.q_schedule_id and self.q_schedule else None
 
 
-__all__ = ["BackupJob", "JobSchedule"]
+class MaintenanceAction(models.TextChoices):
+    VERIFY = "verify", "Verify"
+    GC = "gc", "Garbage collection"
+    REFRESH = "refresh", "Catalog refresh"
+
+
+class StoreMaintenanceSchedule(models.Model):
+    """Maintenance of a data store that runs itself: verify, garbage collection or the catalog
+    refresh on a cron expression in a time zone (a django-q2 Schedule row calls
+    backups.tasks.run_store_maintenance), with the last result kept here for the store page."""
+
+    store = models.ForeignKey("backups.DataStore", on_delete=models.CASCADE, related_name="maintenance_schedules")
+    action = models.CharField(max_length=10, choices=MaintenanceAction.choices)
+    cron = models.CharField(max_length=100, help_text="Minute hour day-of-month month day-of-week, e.g. 0 3 * * 0")
+    timezone = models.CharField(max_length=64, default="UTC")
+    enabled = models.BooleanField(default=True)
+    # verify only: 0 = every restore point; N = only points not verified in the last N days
+    options = models.JSONField(default=dict, blank=True)
+    q_schedule = models.OneToOneField("django_q.Schedule", null=True, blank=True, on_delete=models.SET_NULL,
+                                      related_name="+")
+    last_started_at = models.DateTimeField(null=True, blank=True)
+    last_finished_at = models.DateTimeField(null=True, blank=True)
+    last_result = models.TextField(blank=True)
+    last_ok = models.BooleanField(null=True)
+    created_at = models.DateTimeField(default=django_tz.now)
+
+    class Meta:
+        ordering = ["store", "action", "pk"]
+
+    def __str__(self):
+        from .schedules import describe
+
+        return f"{self.get_action_display()} of {self.store}: {describe(self.cron)} ({self.timezone})"
+
+    @property
+    def next_run(self):
+        return self.q_schedule.next_run if self.q_schedule_id and self.q_schedule else None
+
+    @property
+    def verify_older_than_days(self) -> int:
+        return int((self.options or {}).get("older_than_days") or 0)
+
+
+__all__ = ["BackupJob", "JobSchedule", "MaintenanceAction", "StoreMaintenanceSchedule"]

@@ -2,8 +2,13 @@
 
 django-q2 evaluates a CRON schedule in the console's own time zone and, with catch_up off,
 fires a schedule whose time passed once, then computes the next time from now: missed runs
-run once. A job's schedule has a time zone of its own, so after each firing (and whenever
-the schedule is saved) the row's next_run is set from the job's zone here (DST-correct).
+run once. A job's (or a data store's maintenance) schedule has a time zone of its own, and
+django-q2 computes next_run in the console's zone both when the row is created and when its
+scheduler saves the row after firing. So next_run is set from the schedule's own zone after
+create (sync_schedule), and a pre_save hook on Schedule (keep_own_zone, connected in
+backups/apps.py) corrects what the scheduler computed, in whichever process saves the row
+and whatever the broker (the worker that runs the task may even finish before the
+scheduler's save). rearm does the same from the task, for rows saved by older code.
 
 croniter (kept up, and what django-q2 itself uses for cron) computes times;
 cron-descriptor turns an expression into words for the forms and pages.
@@ -18,6 +23,8 @@ from django.utils import timezone
 from django_q.models import Schedule
 
 RUN_JOB_TASK = "backups.jobs.tasks.run_job"
+WATCHDOG_TASK = "backups.jobs.tasks.job_watchdog"
+MAINTENANCE_TASK = "backups.tasks.run_store_maintenance"
 WEEKDAY_CRON = ["1", "2", "3", "4", "5", "6", "0"]       # Monday=0 here, Sunday=0 in cron
 
 
@@ -126,14 +133,8 @@ def sync_schedule(job_schedule, now: datetime | None = None):
     """Create, update or remove the django-q2 Schedule row behind a job schedule; its next
     run is computed in the schedule's own time zone."""
     job = job_schedule.job
-    active = job_schedule.enabled and job.enabled
-    q = job_schedule.q_schedule
-    if not active:
-        if q is not None:
-            job_schedule.q_schedule = None
-            job_schedule.save(update_fields=["q_schedule"])
-            q.delete()
-        return None
+    if not (job_schedule.enabled and job.enabled):
+        return _remove_row(job_schedule)
     next_run = next_times(job_schedule.cron, job_schedule.timezone, 1, after=now)[0]
     fields = dict(
         name=f"job {job.pk} schedule {job_schedule.pk}", func=RUN_JOB_TASK,
@@ -141,17 +142,67 @@ def sync_schedule(job_schedule, now: datetime | None = None):
         schedule_type=Schedule.CRON, cron=job_schedule.cron, repeats=-1,
         next_run=next_run, intended_date_kwarg="slot",
     )
+    return _save_row(job_schedule, fields)
+
+
+def sync_maintenance(maintenance, now: datetime | None = None):
+    """The same for a data store's maintenance schedule; the row fires on the store's cluster
+    (a remote device server holds its own stores' keys)."""
+    if not maintenance.enabled:
+        return _remove_row(maintenance)
+    store = maintenance.store
+    fields = dict(
+        name=f"store {store.pk} {maintenance.action} {maintenance.pk}", func=MAINTENANCE_TASK,
+        args=repr((maintenance.pk,)), kwargs="", cluster=store.cluster or None,
+        schedule_type=Schedule.CRON, cron=maintenance.cron, repeats=-1,
+        next_run=next_times(maintenance.cron, maintenance.timezone, 1, after=now)[0],
+    )
+    return _save_row(maintenance, fields)
+
+
+def _remove_row(owner):
+    q = owner.q_schedule
+    if q is not None:
+        owner.q_schedule = None
+        owner.save(update_fields=["q_schedule"])
+        q.delete()
+    return None
+
+
+def _save_row(owner, fields):
+    """Create or update the Schedule row of a zoned schedule (job or store maintenance)."""
+    q = owner.q_schedule
     if q is None:
         q = Schedule.objects.create(**fields)
-        # Schedule.save() recomputes a new CRON row's next_run in the console's zone; ours is
-        # in the schedule's zone, so it is written again past save().
-        Schedule.objects.filter(pk=q.pk).update(next_run=next_run)
-        q.next_run = next_run
-        job_schedule.q_schedule = q
-        job_schedule.save(update_fields=["q_schedule"])
+        # Schedule.save() computed next_run in the console's zone on create: set ours.
+        Schedule.objects.filter(pk=q.pk).update(next_run=fields["next_run"])
+        q.next_run = fields["next_run"]
+        owner.q_schedule = q
+        owner.save(update_fields=["q_schedule"])
     else:
         Schedule.objects.filter(pk=q.pk).update(**fields)
     return q
+
+
+def zoned_owner(q_schedule_id):
+    """The job schedule or store maintenance schedule behind a Schedule row, or None."""
+    from django.apps import apps
+
+    for model in (apps.get_model("backups", "JobSchedule"), apps.get_model("backups", "StoreMaintenanceSchedule")):
+        owner = model.objects.filter(q_schedule_id=q_schedule_id).only("cron", "timezone").first()
+        if owner is not None:
+            return owner
+    return None
+
+
+def keep_own_zone(sender, instance, **kwargs):
+    """pre_save of django-q2's Schedule: a row behind a zoned schedule gets its next run in
+    that zone (django-q2's scheduler computed it in the console's zone)."""
+    if instance.pk is None or instance.schedule_type != Schedule.CRON or not instance.cron:
+        return
+    owner = zoned_owner(instance.pk)
+    if owner is not None and owner.cron == instance.cron:
+        instance.next_run = next_times(owner.cron, owner.timezone, 1)[0]
 
 
 def rearm(job_schedule, now: datetime | None = None):
@@ -160,3 +211,28 @@ def rearm(job_schedule, now: datetime | None = None):
     if job_schedule.q_schedule_id:
         next_run = next_times(job_schedule.cron, job_schedule.timezone, 1, after=now)[0]
         Schedule.objects.filter(pk=job_schedule.q_schedule_id).update(next_run=next_run)
+
+
+# -- the watchdog ----------------------------------------------------------------------------
+def ensure_watchdog(cluster: str | None = None):
+    """The every-minute watchdog row of a cluster. The default cluster's (migration 0004) does
+    everything; a store's own cluster (a remote device server) gets one too, because only a
+    watchdog on the workers' host knows at once that a worker process is gone."""
+    name = "sesamweb job watchdog" + (f" on {cluster}" if cluster else "")
+    row, _ = Schedule.objects.get_or_create(
+        func=WATCHDOG_TASK, cluster=cluster or None,
+        defaults=dict(name=name, schedule_type=Schedule.MINUTES, minutes=1, repeats=-1, next_run=timezone.now(),
+                      kwargs=repr({"local_only": True}) if cluster else ""),
+    )
+    return row
+
+
+def follow_store_cluster(sender, instance, raw=False, **kwargs):
+    """post_save of DataStore: a store served by a named cluster gets that cluster's watchdog,
+    and its maintenance rows fire on the cluster it is served by now."""
+    if raw:
+        return
+    if instance.cluster:
+        ensure_watchdog(instance.cluster)
+    rows = instance.maintenance_schedules.exclude(q_schedule=None).values("q_schedule_id")
+    Schedule.objects.filter(pk__in=rows).exclude(cluster=instance.cluster or None).update(cluster=instance.cluster or None)

@@ -11,11 +11,9 @@ from ..choices import RunStatus, Trigger
 from ..engine.backup import cleanup_leftovers, fail_abandoned_backups, finish_run_if_done
 from ..models import BackupJob, BackupRun, JobSchedule
 from .runs import JobRunError, dispatch, finish_job_run, start_job_run
-from .schedules import rearm
+from .schedules import WATCHDOG_TASK, rearm  # noqa: F401 - WATCHDOG_TASK was defined here
 
 log = logging.getLogger(__name__)
-
-WATCHDOG_TASK = "backups.jobs.tasks.job_watchdog"
 
 
 def run_job(job_id: int, schedule_id: int | None = None, slot: str | None = None, trigger: str = Trigger.SCHEDULE,
@@ -42,11 +40,16 @@ def run_job(job_id: int, schedule_id: int | None = None, slot: str | None = None
     return f"job {job.name}: run #{run.pk} with {run.vm_backups.count()} VM(s)"
 
 
-def job_watchdog() -> str:
+def job_watchdog(local_only: bool = False) -> str:
     """Every minute: backups whose worker died are failed (at once when it was a process on
     this host), their snapshots removed from the pool, and job runs with free slots or a
-    closed window moved on. Nothing stays "running" forever."""
+    closed window moved on. Nothing stays "running" forever.
+
+    local_only: the watchdog of a store's own cluster (schedules.ensure_watchdog) only fails
+    its host's dead workers; the default cluster's watchdog does the rest."""
     failed = fail_abandoned_backups()
+    if local_only:
+        return f"{len(failed)} abandoned backup(s) failed"
     cleaned = 0
     pool_ids = set()
     if failed:

@@ -10,7 +10,7 @@ from django.template.defaultfilters import filesizeformat
 
 from xenpools.models import Host, Network, Pool, StorageRepository
 
-from ..models import RestorePoint
+from ..models import ReplicationPolicy, RestorePoint
 
 IDENTITY_CHOICES = [
     ("new", "New identity: new UUIDs and MAC addresses"),
@@ -157,3 +157,74 @@ def disk_label(disk) -> str:
 
 def _network_label(network) -> str:
     return f"{network.name} ({network.bridge})" if network.bridge else network.name
+
+
+class ReplicationPolicyForm(forms.ModelForm):
+    """A replication policy: which VMs (chosen, or every VM backed up to a data store), to which
+    pool and SR, with which networks, how many replicas kept."""
+
+    vms = forms.ModelMultipleChoiceField(
+        queryset=None, required=False, label="VMs",
+        help_text="Their replicas are refreshed after each successful backup. Hold Ctrl to choose several.")
+    network_lines = forms.CharField(
+        required=False, label="Network mapping", widget=forms.Textarea(attrs={"rows": 3}),
+        help_text="One per line: <code>source network = target network</code>. Unmapped networks keep their name.")
+
+    class Meta:
+        model = ReplicationPolicy
+        fields = ["name", "enabled", "source_store", "target_pool", "target_sr", "suffix", "keep"]
+        labels = {"source_store": "Every VM backed up to", "target_pool": "Target pool", "target_sr": "Target SR",
+                  "suffix": "Replica name suffix", "keep": "Replicas kept per VM"}
+        help_texts = {"keep": "The oldest replicas beyond this number are deleted once a new one is in place.",
+                      "suffix": "Added after the VM's name, before the backup's date (mind the leading space)."}
+
+    def __init__(self, *args, **kwargs):
+        from xenpools.models import VM
+
+        super().__init__(*args, **kwargs)
+        self.fields["vms"].queryset = (VM.objects.filter(removed_at__isnull=True, is_snapshot=False)
+                                       .select_related("pool").order_by("name"))
+        self.fields["vms"].label_from_instance = lambda vm: f"{vm.name} ({vm.pool})"
+        self.fields["source_store"].empty_label = "No data store (only the VMs chosen)"
+        self.fields["target_sr"].queryset = StorageRepository.objects.select_related("pool").order_by("pool__name", "name")
+        self.fields["target_sr"].label_from_instance = lambda sr: f"{sr.name} ({sr.pool})"
+        self.fields["target_sr"].empty_label = "The target pool's default SR"
+        self.fields["suffix"].strip = False          # " (replica)": the leading space is part of the name
+        self.fields["keep"].min_value = 1
+        self.fields["keep"].widget.attrs["min"] = 1
+        if self.instance.pk:
+            self.fields["vms"].initial = list(VM.objects.filter(uuid__in=self.instance.vm_uuids, is_snapshot=False)
+                                              .values_list("pk", flat=True))
+            self.fields["network_lines"].initial = "\n".join(f"{s} = {t}" for s, t in self.instance.network_map.items())
+
+    def clean_keep(self):
+        keep = self.cleaned_data["keep"]
+        if keep is None or keep < 1:
+            raise forms.ValidationError("Keep at least one replica per VM.")
+        return keep
+
+    def clean_network_lines(self):
+        mapping = {}
+        for number, line in enumerate((self.cleaned_data.get("network_lines") or "").splitlines(), 1):
+            if not line.strip():
+                continue
+            source, sep, target = line.partition("=")
+            if not sep or not source.strip() or not target.strip():
+                raise forms.ValidationError(f"Line {number}: write source network = target network.")
+            mapping[source.strip()] = target.strip()
+        return mapping
+
+    def clean(self):
+        data = super().clean()
+        if not data.get("vms") and not data.get("source_store") and not self.errors:
+            raise forms.ValidationError("Choose the VMs to replicate, or a data store whose VMs are all replicated.")
+        pool, sr = data.get("target_pool"), data.get("target_sr")
+        if pool and sr and sr.pool_id != pool.pk:
+            self.add_error("target_sr", f"{sr.name} belongs to pool {sr.pool}, not to {pool}.")
+        return data
+
+    def save(self, commit=True):
+        policy = super().save(commit=False)
+        policy.vm_uuids = [vm.uuid for vm in self.cleaned_data.get("vms") or []]
+        policy.network_map = self.cleaned_data.get("network_lines") or {}
+        return policy

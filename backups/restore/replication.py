@@ -115,3 +115,48 @@ def replication_status():
                 "age_seconds": (now - good.finished_at).total_seconds() if good and good.finished_at else None,
             })
     return rows
+
+
+# -- policies, as the pages (and the CLI) change them ----------------------------------------
+def save_policy(policy, *, user=None):
+    """Create or change a policy (already validated, e.g. by ReplicationPolicyForm); audited."""
+    from django.db import transaction
+
+    from sesamweb.audit.choices import AuditAction
+    from sesamweb.audit.log import model_snapshot, record_event
+
+    created = policy.pk is None
+    before = None if created else model_snapshot(ReplicationPolicy.objects.get(pk=policy.pk))
+    with transaction.atomic():
+        policy.save()
+        record_event(AuditAction.CREATE if created else AuditAction.UPDATE, target=policy, actor=user,
+                     before=before, after=model_snapshot(policy),
+                     message=f"replication policy {policy.name} {'created' if created else 'changed'}")
+    return policy
+
+
+def remove_policy(policy, *, user=None):
+    """Delete a policy; the replicas it made stay on the pool. Audited."""
+    from django.db import transaction
+
+    from sesamweb.audit.choices import AuditAction
+    from sesamweb.audit.log import model_snapshot, record_event
+
+    before, name = model_snapshot(policy), policy.name
+    with transaction.atomic():
+        policy.delete()
+        record_event(AuditAction.DELETE, target_type="replication policy", target_repr=name, before=before,
+                     actor=user, message=f"replication policy {name} deleted; its replicas stay on the pool")
+
+
+def policy_results():
+    """{policy id: {"runs": [last replica run per VM...], "failed": n, "last": newest run}} for the list page."""
+    results = {}
+    for row in replication_status():
+        entry = results.setdefault(row["policy"].pk, {"rows": [], "failed": 0, "last": None})
+        entry["rows"].append(row)
+        run = row["last_run"]
+        entry["failed"] += run.status == RunStatus.FAILED
+        if entry["last"] is None or run.created_at > entry["last"].created_at:
+            entry["last"] = run
+    return results

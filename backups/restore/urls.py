@@ -1,7 +1,7 @@
 """The restore wizard under /backups/restore/ (namespace "backups")."""
 from django.urls import path
 
-from . import views
+from . import replication_views, views
 
 urlpatterns = [
     path("", views.RestoreVmView.as_view(), name="restore"),
@@ -11,4 +11,9 @@ urlpatterns = [
     path("review/", views.RestoreReviewView.as_view(), name="restore_review"),
     path("runs/<int:pk>/", views.RestoreRunView.as_view(), name="restore_run"),
     path("runs/<int:pk>/cancel/", views.RestoreRunCancelView.as_view(), name="restore_run_cancel"),
+    path("replication/", replication_views.ReplicationPolicyListView.as_view(), name="replication_list"),
+    path("replication/add/", replication_views.ReplicationPolicyEditView.as_view(), name="replication_add"),
+    path("replication/<int:pk>/", replication_views.ReplicationPolicyEditView.as_view(), name="replication_edit"),
+    path("replication/<int:pk>/remove/", replication_views.ReplicationPolicyRemoveView.as_view(),
+         name="replication_remove"),
 ]

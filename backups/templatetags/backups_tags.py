@@ -126,3 +126,24 @@ def vm_protection_panel(context, vm):
         last_point = (RestorePoint.objects.filter(vm_uuid=vm.uuid, taken_at=state.last_good_at)
                       .exclude(verify_state=VerifyState.DAMAGED).select_related("store").first())
     return {"vm": vm, "state": state, "last_point": last_point, "request": context["request"]}
+
+
+@register.filter
+def cron_words(cron):
+    """A cron expression in words ("At 03:00, only on Sunday")."""
+    from ..jobs.schedules import describe
+
+    return describe(cron)
+
+
+@register.filter
+def in_zone(moment, zone_name):
+    """A time shown in a schedule's own zone: "2026-12-06 03:00 CET"."""
+    from ..jobs.schedules import ScheduleError, zone
+
+    if not moment:
+        return ""
+    try:
+        return f"{moment.astimezone(zone(zone_name)):%Y-%m-%d %H:%M %Z}"
+    except ScheduleError:
+        return f"{moment:%Y-%m-%d %H:%M %Z}"

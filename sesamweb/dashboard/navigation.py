@@ -26,6 +26,7 @@ SECTIONS = (
     Section("vms", "Virtual machines", "vm", ("xenpools:vm_list", "xenpools:vm-list", "xenpools:vms")),
     Section("backups", "Backups", "backup", ("backups:job_list", "backups:job-list", "backups:jobs", "backups:index")),
     Section("restore", "Restore", "restore", ("backups:restore", "backups:restore_wizard", "backups:restore-wizard", "backups:restore_start")),
+    Section("replication", "Replication", "replication", ("backups:replication_list",)),
     Section("stores", "Data stores", "store", ("backups:datastore_list", "backups:datastore-list", "backups:store_list", "backups:stores")),
     Section("notifications", "Notifications", "bell", ("notify:overview",)),
     Section("audit", "Audit log", "audit", ("audit:event_list",), AUDIT),

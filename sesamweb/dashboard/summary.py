@@ -5,14 +5,15 @@ Empty states are shown honestly ("No backups yet") rather than invented numbers.
 from dataclasses import asdict, dataclass, field
 from datetime import timedelta
 
-from django.db.models import Count, OuterRef, Q, Subquery, Sum
+from django.db.models import Count, Max, OuterRef, Q, Subquery, Sum
+from django.urls import reverse
 from django.utils import timezone
 from django.urls import NoReverseMatch, reverse
 from django.utils.timesince import timesince, timeuntil
 
 from backups.choices import RunStatus, VerifyState
 from backups.jobs.protection import counts_per_pool, protection_map
-from backups.models import BackupJob, BackupRun, JobSchedule, ReplicationPolicy, RestorePoint, VmBackup
+from backups.models import BackupJob, BackupRun, JobSchedule, ReplicationPolicy, RestorePoint, StoreMaintenanceSchedule, VmBackup
 from backups.restore.replication import replication_status
 from xenpools.choices import PowerState
 from xenpools.models import VM, Pool
@@ -130,6 +131,27 @@ def _backup_figures(summary, now):
                                     failed.get_absolute_url()))
 
 
+def _store_figures(summary):
+    """Damaged restore points (found by a verify, scheduled or not) and scheduled maintenance
+    that failed: each store's problem is an alert until it is dealt with."""
+    damaged = (RestorePoint.objects.filter(verify_state=VerifyState.DAMAGED)
+               .values("store_id", "store__name")
+               .annotate(points=Count("id"), vms=Count("vm_uuid", distinct=True), found=Max("verified_at"))
+               .order_by("store__name"))
+    for row in damaged:
+        found = f", found by verify on {timezone.localtime(row['found']):%Y-%m-%d %H:%M}" if row["found"] else ""
+        summary.alerts.append(Alert(
+            "danger", f"{row['points']} damaged restore point(s) on {row['store__name']}",
+            f"{row['vms']} VM(s) affected{found}; back them up again and run garbage collection",
+            reverse("backups:point_list") + f"?store={row['store_id']}&verify_state={VerifyState.DAMAGED}"))
+    failed = (StoreMaintenanceSchedule.objects.filter(enabled=True, last_ok=False).select_related("store")
+              .exclude(action="verify", last_result__contains="damaged"))
+    for maintenance in failed:
+        summary.alerts.append(Alert("warn", f"Scheduled {maintenance.get_action_display().lower()} of "
+                                            f"{maintenance.store.name} failed", maintenance.last_result[:300],
+                                    maintenance.store.get_absolute_url() + "#maintenance-schedules"))
+
+
 def _replication_figures(summary):
     summary.replication_policies = ReplicationPolicy.objects.count()
     tones = {RunStatus.SUCCESS: "ok", RunStatus.WARNING: "warn", RunStatus.FAILED: "danger",
@@ -200,5 +222,6 @@ def dashboard_summary(now=None) -> Summary:
     _vm_figures(summary)
     _backup_figures(summary, now)
     _job_figures(summary, now)
+    _store_figures(summary)
     _replication_figures(summary)
     return summary

@@ -1,11 +1,9 @@
 from django.core.management.base import BaseCommand, CommandError
-from django.db import transaction
 
 from backups.cli import find_store, find_vm
 from backups.models import ReplicationPolicy
-from backups.restore.replication import replication_status
-from sesamweb.audit.choices import AuditAction
-from sesamweb.audit.log import acting_as, model_snapshot, record_event
+from backups.restore.replication import remove_policy, replication_status, save_policy
+from sesamweb.audit.log import acting_as
 from xenpools.models import Pool, StorageRepository
 
 
@@ -54,14 +52,11 @@ class Command(BaseCommand):
             if not source or not destination:
                 raise CommandError(f"--network takes SOURCE=TARGET, not {pair!r}")
             network_map[source] = destination
-        with transaction.atomic():
-            policy = ReplicationPolicy.objects.create(
-                name=name, target_pool=target, target_sr=target_sr, keep=keep, suffix=suffix,
-                vm_uuids=[find_vm(v).uuid for v in vm], source_store=find_store(store) if store else None,
-                network_map=network_map,
-            )
-            record_event(AuditAction.CREATE, target=policy, after=model_snapshot(policy),
-                         message=f"replication policy {name} created")
+        save_policy(ReplicationPolicy(
+            name=name, target_pool=target, target_sr=target_sr, keep=keep, suffix=suffix,
+            vm_uuids=[find_vm(v).uuid for v in vm], source_store=find_store(store) if store else None,
+            network_map=network_map,
+        ))
         self.stdout.write(self.style.SUCCESS(
             f"Replication policy {name}: replicas on {target} after each successful backup, keeping {keep}."))
 
@@ -85,8 +80,5 @@ class Command(BaseCommand):
         policy = ReplicationPolicy.objects.filter(name=name).first()
         if policy is None:
             raise CommandError(f"no replication policy named {name!r}")
-        before = model_snapshot(policy)
-        policy.delete()
-        record_event(AuditAction.DELETE, target_type="replication policy", target_repr=name, before=before,
-                     message=f"replication policy {name} deleted; its replicas stay on the pool")
+        remove_policy(policy)
         self.stdout.write(f"Replication policy {name} deleted (its replicas stay on the pool).")

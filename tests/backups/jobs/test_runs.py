@@ -142,3 +142,35 @@ def test_an_excluded_disk_is_left_out_of_the_backup_and_the_vm_keeps_it(make_job
     assert manifest.metadata["excluded_disks"] == ["1"]
     assert sorted(pool_reader.disks(vm.uuid)) == ["0", "1"]          # the VM itself keeps its disk
     assert pool_reader.snapshots() == []
+
+
+def test_vms_not_started_when_the_run_window_closes_are_skipped_and_reported(make_job, vm_named, monkeypatch):
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from backups.jobs import runs
+    from backups.tasks import run_vm_backup_task
+
+    sent = []
+    monkeypatch.setattr(runs, "async_task", lambda func, pk, **kwargs: sent.append(pk))
+    job = make_job(selection="explicit", max_parallel_vms=1, window_minutes=60)
+    job.vms.add(vm_named("test-vm-1"), vm_named("test-vm-2"), vm_named("test-vm-3"))
+    run = start_job_run(job, trigger=Trigger.MANUAL)
+    assert run.window_ends_at is not None and len(sent) == 1
+
+    assert run_vm_backup_task(sent.pop(0)).endswith("success")   # inside the window; the next VM is sent
+    assert len(sent) == 1
+    run.window_ends_at = timezone.now() - timedelta(seconds=1)   # the window closed meanwhile
+    run.save(update_fields=["window_ends_at"])
+    assert "run window closed" in run_vm_backup_task(sent.pop(0))   # the worker does not start it
+
+    run.refresh_from_db()
+    rows = {b.vm_name: b for b in run.vm_backups.all()}
+    assert rows["test-vm-1"].status == RunStatus.SUCCESS
+    for name in ("test-vm-2", "test-vm-3"):
+        assert rows[name].status == RunStatus.SKIPPED
+        assert rows[name].error.startswith("skipped: the run window closed at ")
+        assert rows[name].restore_point is None
+    assert run.status == RunStatus.WARNING and run.get_status_display() == "Succeeded with warnings"
+    assert sent == []
