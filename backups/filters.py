@@ -4,11 +4,12 @@ from django import forms
 from django.db.models import Q
 
 from .choices import BackupKind, BackupMethod, RunStatus, VerifyState
-from .models import BackupRun, DataStore, RestorePoint
+from .models import BackupJob, BackupRun, DataStore, RestorePoint
 
 
 class BackupRunFilterSet(django_filters.FilterSet):
     status = django_filters.ChoiceFilter(choices=RunStatus.choices, empty_label="Any status")
+    job = django_filters.ModelChoiceFilter(queryset=BackupJob.objects.all(), empty_label="Any job", label="Job")
     vm = django_filters.CharFilter(method="with_vm", label="VM name or UUID")
     store = django_filters.ModelChoiceFilter(queryset=DataStore.objects.all(), field_name="vm_backups__store",
                                              distinct=True, empty_label="All data stores", label="Data store")
@@ -19,7 +20,7 @@ class BackupRunFilterSet(django_filters.FilterSet):
 
     class Meta:
         model = BackupRun
-        fields = ["status", "vm", "store", "since", "until"]
+        fields = ["status", "job", "vm", "store", "since", "until"]
 
     def with_vm(self, queryset, name, value):
         value = value.strip()
