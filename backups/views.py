@@ -5,7 +5,6 @@ from django.db.models import Count, Max, Q, Sum
 from django.http import HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
-from django.utils import timezone
 from django.views import View
 from django.views.generic import DetailView, ListView
 from django_q.models import Task
@@ -39,15 +38,6 @@ def _with_totals(runs):
     ).prefetch_related("vm_backups__store")
 
 
-def _add_durations(runs):
-    """duration_seconds on each run: from its start to its end (or to now while it runs)."""
-    now = timezone.now()
-    for run in runs:
-        end = run.finished_at or (now if run.started_at else None)
-        run.duration_seconds = (end - run.started_at).total_seconds() if run.started_at and end else None
-    return runs
-
-
 class RunListView(CapabilityRequiredMixin, ListView):
     template_name = "backups/run_list.html"
     context_object_name = "runs"
@@ -59,7 +49,6 @@ class RunListView(CapabilityRequiredMixin, ListView):
 
     def get_context_data(self, **kwargs):
         context = super().get_context_data(filterset=self.filterset, querystring=_querystring(self.request), **kwargs)
-        _add_durations(context["runs"])
         context["active_runs"] = [run.pk for run in context["runs"] if run.status not in RunStatus.finished()]
         return context
 
@@ -73,7 +62,6 @@ class RunDetailView(CapabilityRequiredMixin, DetailView):
 
     def get_context_data(self, **kwargs):
         run = self.object
-        _add_durations([run])
         vm_backups = list(run.vm_backups.select_related("store", "vm", "restore_point").order_by("pk"))
         finished = run.status in RunStatus.finished()
         can_operate = user_can(self.request.user, OPERATE)
