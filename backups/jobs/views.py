@@ -45,6 +45,11 @@ def _last_runs(jobs):
     return {job_id: runs.get(run_id) for job_id, run_id in ids.items()}
 
 
+def local_time(when):
+    """A time in its own (the schedule's) zone, as the schedule form's preview writes it."""
+    return when.strftime("%a %Y-%m-%d %H:%M %Z")
+
+
 def _schedule_rows(job):
     """Each schedule with its description and next five times (in its own zone)."""
     rows = []
@@ -58,7 +63,8 @@ def _schedule_rows(job):
             # The run that caught up: the schedule's first run after the first missed slot.
             caught_up = (schedule.runs.filter(created_at__gte=schedule.last_missed_at)
                          .order_by("created_at", "pk").first())
-        rows.append({"schedule": schedule, "description": schedules.describe(schedule.cron), "next": upcoming,
+        rows.append({"schedule": schedule, "description": schedules.describe(schedule.cron),
+                     "next": [(when, local_time(when)) for when in upcoming],
                      "caught_up": caught_up})
     return rows
 
@@ -167,11 +173,13 @@ class JobDetailView(CapabilityRequiredMixin, View):
         predictions = []
         for vm in selected[:PREDICTION_LIMIT]:
             incremental, reason = decide_kind(job, vm.uuid, schedule=next_schedule, now=next_time)
-            predictions.append({"vm": vm, "incremental": incremental, "reason": reason})
+            # "incremental" asks for one; the reason says whether a chain allows it ("full: ..." otherwise).
+            predictions.append({"vm": vm, "full": not incremental or reason.startswith("full"), "reason": reason})
         return render(request, self.template_name, {
             "job": job, "selection_summary": selection_summary(job), "schedule_rows": _schedule_rows(job),
             "rpo": describe_rpo(job.rpo()), "runs": runs, "predictions": predictions,
-            "more_selected": len(selected) > PREDICTION_LIMIT, "next_schedule": next_schedule, "next_time": next_time,
+            "more_selected": len(selected) > PREDICTION_LIMIT, "next_schedule": next_schedule,
+            "next_time": local_time(next_time) if next_time else "",
             "following": request.GET.get("following") == "1",
             "active_run": next((run for run in runs if not run.is_finished), None),
             "can_manage": user_can(request.user, MANAGE), "can_operate": user_can(request.user, OPERATE),
@@ -245,7 +253,7 @@ class SchedulePreviewView(CapabilityRequiredMixin, View):
                                 status=400)
         cron, tz = form.cleaned_data["cron"], form.cleaned_data["timezone"]
         return JsonResponse({"cron": cron, "timezone": tz, "description": schedules.describe(cron),
-                             "next": [t.strftime("%a %Y-%m-%d %H:%M %Z") for t in schedules.next_times(cron, tz, 5)]})
+                             "next": [local_time(t) for t in schedules.next_times(cron, tz, 5)]})
 
 
 class ScheduleFormView(CapabilityRequiredMixin, View):

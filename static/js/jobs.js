@@ -203,7 +203,8 @@
     };
     const svg = el("svg", { viewBox: "0 0 " + W + " " + H, class: "chart-svg timeline-svg", role: "img",
       "aria-label": "Restore points per VM over time: kept and removed" }, timelineBox);
-    const day = (ms) => new Date(ms).toISOString().slice(0, 10);
+    // Dates on the axis; with less than three days shown, the time of day too.
+    const day = (ms) => new Date(ms).toISOString().slice(span < 3 * 86400e3 ? 5 : 0, span < 3 * 86400e3 ? 16 : 10).replace("T", " ");
     for (let i = 0; i <= 4; i++) {
       const t = min + (span * i) / 4, gx = PAD.left + ((W - PAD.left - PAD.right) * i) / 4;
       el("line", { x1: gx, x2: gx, y1: PAD.top, y2: H - PAD.bottom, class: "chart-grid" }, svg);
