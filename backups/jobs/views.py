@@ -303,6 +303,9 @@ def retention_rows(job, plan):
         vm["points"].append({"point": point, "kept": point.point_id not in removed,
                              "reasons": plan.reasons(point.point_id)})
     rows = list(by_vm.values())
+    for row in rows:
+        row["kept"] = sum(p["kept"] for p in row["points"])
+        row["removed"] = len(row["points"]) - row["kept"]
     timeline = [{"vm": row["vm_name"], "points": [
         {"t": p["point"].taken_at.isoformat(), "kept": p["kept"], "reasons": p["reasons"]} for p in row["points"]]}
         for row in rows]
@@ -375,6 +378,20 @@ class PointProtectView(CapabilityRequiredMixin, View):
     """Protect (never pruned, never deleted) or unprotect a restore point."""
 
     capability = OPERATE
+    template_name = "backups/jobs/point_protect.html"
+
+    def get(self, request, pk, action):
+        """The protect form with its note (unprotecting needs no form of its own)."""
+        if action != "protect":
+            raise Http404("unknown action")
+        point = get_object_or_404(RestorePoint.objects.select_related("store"), pk=pk)
+        return render(request, self.template_name, {"point": point, "form": ProtectForm(),
+                                                    "next": self._next(request, request.GET)})
+
+    def _next(self, request, data):
+        target = data.get("next", "")
+        safe = url_has_allowed_host_and_scheme(target, allowed_hosts={request.get_host()}, require_https=request.is_secure())
+        return target if target and safe else reverse("backups:point_list")
 
     def post(self, request, pk, action):
         if action not in ("protect", "unprotect"):
@@ -386,7 +403,5 @@ class PointProtectView(CapabilityRequiredMixin, View):
         messages.success(request, f"Restore point of {point.vm_name} taken {point.taken_at:%Y-%m-%d %H:%M} "
                                   + ("protected: prune and delete leave it alone." if action == "protect"
                                      else "no longer protected: retention applies to it again."))
-        target = request.POST.get("next", "")
-        safe = url_has_allowed_host_and_scheme(target, allowed_hosts={request.get_host()}, require_https=request.is_secure())
-        return redirect(target if target and safe else "backups:point_list")
+        return redirect(self._next(request, request.POST))
 

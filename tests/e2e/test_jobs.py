@@ -173,8 +173,11 @@ def test_an_administrator_creates_a_job_with_a_tag_rule_and_schedule_and_runs_it
 
     page.goto(asgi_server.url + "/backups/restore-points/?q=test-vm-1")
     row = page.locator("[data-point-table] tbody tr").first
-    row.get_by_label("Why protect").fill("kept for the audit")
-    row.get_by_role("button", name="Protect").click()
+    row.get_by_role("link", name="Protect…").click()
+    page.get_by_label("Why (optional)").fill("kept for the audit")
+    screenshot(page, "jobs-point-protect-note")
+    page.get_by_role("button", name="Protect", exact=True).click()
+    page.wait_for_url("**/backups/restore-points/?q=test-vm-1")
     page.locator("[data-point-table]").get_by_text("kept for the audit").wait_for()
     assert RestorePoint.objects.get(vm_uuid=tagged.uuid).protected
     screenshot(page, "jobs-point-protected")

@@ -415,14 +415,18 @@ def test_a_protected_point_is_kept_by_the_preview(auditor_client, job, daily_poi
 def test_protecting_and_unprotecting_a_point_is_audited(operator_client, data_store, inventory):
     point = a_point(data_store, inventory["web1"], timezone.now())
     page = operator_client.get(reverse("backups:point_list")).content.decode()
-    assert "data-protect-form" in page
+    protect_url = reverse("backups:point_protect", args=[point.pk, "protect"])
+    assert f'href="{protect_url}?next=' in page
+    form = operator_client.get(protect_url, {"next": "/backups/restore-points/?q=web"})
+    assert form.status_code == 200 and 'value="/backups/restore-points/?q=web"' in form.content.decode()
 
     response = operator_client.post(reverse("backups:point_protect", args=[point.pk, "protect"]),
                                     {"note": "legal hold", "next": reverse("backups:point_list") + "?q=web"})
     assert response["Location"] == reverse("backups:point_list") + "?q=web"
     point.refresh_from_db()
     assert point.protected and point.protected_note == "legal hold"
-    assert "Protected" in operator_client.get(reverse("backups:point_list")).content.decode()
+    page = operator_client.get(reverse("backups:point_list")).content.decode()
+    assert "Protected" in page and "legal hold" in page and "Unprotect" in page
     assert events("update", target_type="backups.restorepoint", message__contains="protected (legal hold)").exists()
 
     operator_client.post(reverse("backups:point_protect", args=[point.pk, "unprotect"]), {"next": "https://evil.test/"})
