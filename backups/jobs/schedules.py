@@ -126,6 +126,10 @@ def sync_schedule(job_schedule, now: datetime | None = None):
     )
     if q is None:
         q = Schedule.objects.create(**fields)
+        # Schedule.save() recomputes a new CRON row's next_run in the console's zone; put
+        # back the time in the schedule's own zone.
+        Schedule.objects.filter(pk=q.pk).update(next_run=next_run)
+        q.next_run = next_run
         job_schedule.q_schedule = q
         job_schedule.save(update_fields=["q_schedule"])
     else:

@@ -99,8 +99,10 @@ class JobListView(CapabilityRequiredMixin, ListView):
         for job in jobs:
             job.last_run = last.get(job.pk)
             job.schedule_words = [f"{schedules.describe(s.cron)} ({s.timezone})" for s in job.schedules.all() if s.enabled]
-            next_runs = [s.q_schedule.next_run for s in job.schedules.all() if s.q_schedule_id and s.q_schedule]
-            job.next_run = min(next_runs) if next_runs and job.enabled else None
+            # The soonest django-q2 row, shown in its schedule's own zone.
+            next_runs = [(s.q_schedule.next_run, s.timezone) for s in job.schedules.all() if s.q_schedule_id and s.q_schedule]
+            soonest = min(next_runs, default=None, key=lambda pair: pair[0]) if job.enabled else None
+            job.next_run = local_time(soonest[0].astimezone(schedules.zone(soonest[1]))) if soonest else ""
             job.rpo_words = describe_rpo(job.rpo())
         return context
 

@@ -9,7 +9,7 @@ from django_q.models import OrmQ, Schedule
 
 from backups.choices import BackupKind, BackupMethod, RunStatus, Trigger
 from backups.jobs.retention import preview
-from backups.jobs.schedules import RUN_JOB_TASK
+from backups.jobs.schedules import RUN_JOB_TASK, next_times
 from backups.models import BackupJob, BackupRun, JobSchedule, RestorePoint, VmBackup
 from backups.stores import create_store
 from sesamweb.audit.models import AuditEvent
@@ -124,6 +124,25 @@ def test_the_navigation_has_jobs(auditor_client, job):
     assert jobs and jobs[0]["url"] == reverse("backups:job_list") and jobs[0]["active"]
 
 
+def test_the_job_list_says_what_when_and_how_the_last_run_went(admin_client, auditor_client, job, data_store):
+    admin_client.post(reverse("backups:job_schedule_add", args=[job.pk]),
+                      {"mode": "daily", "at": "23:15", "timezone": "America/New_York", "kind": "auto", "enabled": "on"})
+    BackupRun.objects.create(job=job, status=RunStatus.SUCCESS, created_at=timezone.now() - timedelta(days=2))
+    last = BackupRun.objects.create(job=job, status=RunStatus.FAILED, created_at=timezone.now() - timedelta(hours=1))
+    BackupJob.objects.create(name="manual", store=data_store, selection="explicit", enabled=False)
+
+    response = auditor_client.get(reverse("backups:job_list"))
+    listed = {job.name: job for job in response.context["jobs"]}
+    nightly = listed["nightly"]
+    assert nightly.schedule_words == ["At 23:15 (America/New_York)"]
+    assert nightly.next_run.endswith("23:15 EST") or nightly.next_run.endswith("23:15 EDT")
+    assert nightly.last_run == last and nightly.rpo_words == "25 hours"
+    assert listed["manual"].last_run is None and listed["manual"].next_run == ""
+    page = response.content.decode()
+    assert "VMs tagged nightly, in every pool" in page and f'href="{last.get_absolute_url()}"' in page
+    assert "Run now only" in page and "never run" in page
+
+
 # --- the job form -------------------------------------------------------------------------
 
 def test_creating_a_job_saves_every_field_and_is_audited(admin_client, data_store, inventory):
@@ -219,7 +238,8 @@ def test_adding_a_schedule_creates_its_django_q_row_and_is_audited(admin_client,
     assert (schedule.cron, schedule.timezone, schedule.kind) == ("30 1 * * 1,5", "Europe/Berlin", "full")
     q = q_rows().get()
     assert q.func == "backups.jobs.tasks.run_job" and schedule.q_schedule == q and q.cron == "30 1 * * 1,5"
-    assert q.next_run.astimezone(timezone.get_fixed_timezone(0)) > timezone.now()
+    # in Berlin's zone, not the console's (django-q2 computes a new row's next run in UTC)
+    assert q.next_run == next_times("30 1 * * 1,5", "Europe/Berlin", 1)[0]
     assert events("create", target_type="backups.jobschedule").exists()
 
     page = admin_client.get(job.get_absolute_url())
