@@ -276,5 +276,5 @@ class RetentionForm(forms.ModelForm):
 
 
 class ProtectForm(forms.Form):
-    note = forms.CharField(max_length=200, required=False, label="Why (optional)",
+    note = forms.CharField(max_length=200, required=False, label="Why",
                            help_text="e.g. kept for the audit of March")

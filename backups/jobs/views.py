@@ -37,7 +37,7 @@ def describe_rpo(delta):
 
 
 def _last_runs(jobs):
-    """{job id: its newest run} in one query."""
+    """{job id: its newest run} in two queries, however many jobs."""
     newest = BackupRun.objects.filter(job=OuterRef("pk")).order_by("-created_at", "-pk").values("pk")[:1]
     ids = dict(BackupJob.objects.filter(pk__in=[j.pk for j in jobs]).annotate(last=Subquery(newest))
                .values_list("pk", "last"))
@@ -98,9 +98,10 @@ class JobListView(CapabilityRequiredMixin, ListView):
         last = _last_runs(jobs)
         for job in jobs:
             job.last_run = last.get(job.pk)
-            job.schedule_words = [f"{schedules.describe(s.cron)} ({s.timezone})" for s in job.schedules.all() if s.enabled]
+            active = [s for s in job.schedules.all() if s.enabled]
+            job.schedule_words = [f"{schedules.describe(s.cron)} ({s.timezone})" for s in active]
             # The soonest django-q2 row, shown in its schedule's own zone.
-            next_runs = [(s.q_schedule.next_run, s.timezone) for s in job.schedules.all() if s.q_schedule_id and s.q_schedule]
+            next_runs = [(s.q_schedule.next_run, s.timezone) for s in active if s.q_schedule_id and s.q_schedule]
             soonest = min(next_runs, default=None, key=lambda pair: pair[0]) if job.enabled else None
             job.next_run = local_time(soonest[0].astimezone(schedules.zone(soonest[1]))) if soonest else ""
             job.rpo_words = describe_rpo(job.rpo())
@@ -148,7 +149,8 @@ class JobEnableView(CapabilityRequiredMixin, View):
         job = get_object_or_404(BackupJob, pk=pk)
         enabled = request.POST.get("enabled") == "1"
         services.set_enabled(job, enabled, user=request.user)
-        messages.success(request, f"Backup job {job.name} {'enabled' if enabled else 'disabled: its schedules do not fire'}.")
+        state = "enabled" if enabled else "disabled: its schedules do not fire"
+        messages.success(request, f"Backup job {job.name} {state}.")
         return redirect(job)
 
 
@@ -157,9 +159,12 @@ class JobRunNowView(CapabilityRequiredMixin, View):
 
     def post(self, request, pk):
         job = get_object_or_404(BackupJob, pk=pk)
+        # The page follows the first run newer than those that exist now (the worker may
+        # start it before the page is shown).
+        newest = job.runs.order_by("-pk").values_list("pk", flat=True).first() or 0
         services.run_now(job, user=request.user)
         messages.success(request, f"Run of {job.name} queued. Its progress shows below.")
-        return redirect(reverse("backups:job_detail", args=[job.pk]) + "?following=1#current-run")
+        return redirect(reverse("backups:job_detail", args=[job.pk]) + f"?following={newest}#current-run")
 
 
 class JobDetailView(CapabilityRequiredMixin, View):
@@ -168,6 +173,7 @@ class JobDetailView(CapabilityRequiredMixin, View):
     def get(self, request, pk):
         job = get_object_or_404(BackupJob.objects.select_related("store")
                                 .prefetch_related("schedules__q_schedule", "rule_pools", "vms", "excluded_vms"), pk=pk)
+        following = request.GET.get("following", "")
         runs = list(job.runs.select_related("schedule", "requested_by").order_by("-created_at", "-pk")[:RECENT_RUNS])
         _add_run_totals(runs)
         selected = list(select_vms(job)[:PREDICTION_LIMIT + 1])
@@ -182,7 +188,7 @@ class JobDetailView(CapabilityRequiredMixin, View):
             "rpo": describe_rpo(job.rpo()), "runs": runs, "predictions": predictions,
             "more_selected": len(selected) > PREDICTION_LIMIT, "next_schedule": next_schedule,
             "next_time": local_time(next_time) if next_time else "",
-            "following": request.GET.get("following") == "1",
+            "following": following.isdigit(), "known_run": int(following) if following.isdigit() else 0,
             "active_run": next((run for run in runs if not run.is_finished), None),
             "can_manage": user_can(request.user, MANAGE), "can_operate": user_can(request.user, OPERATE),
             "weekday_names": dict(WEEKDAYS),
@@ -340,7 +346,8 @@ class RetentionSaveView(CapabilityRequiredMixin, View):
         job = get_object_or_404(BackupJob, pk=pk)
         form = RetentionForm(request.POST, instance=job)
         if not form.is_valid():
-            messages.error(request, "Retention not saved: " + " ".join(e for errors in form.errors.values() for e in errors))
+            problems = " ".join(error for errors in form.errors.values() for error in errors)
+            messages.error(request, f"Retention not saved: {problems}")
             return redirect("backups:job_retention", pk=job.pk)
         services.save_job(form, user=request.user)
         messages.success(request, f"Retention of {job.name} saved; it applies after the job's next run.")
@@ -357,8 +364,9 @@ class VmBackupCancelView(CapabilityRequiredMixin, View):
             messages.info(request, f"The backup of {vm_backup.vm_name} has already finished.")
         else:
             cancel_vm(vm_backup, user=request.user)
+            running = vm_backup.status == RunStatus.RUNNING
             messages.success(request, f"Backup of {vm_backup.vm_name} cancelled"
-                                      + (" (it stops at its next step)." if vm_backup.status == RunStatus.RUNNING else "."))
+                                      + (" (it stops at its next step)." if running else "."))
         return redirect(vm_backup.run)
 
 
@@ -392,7 +400,8 @@ class PointProtectView(CapabilityRequiredMixin, View):
 
     def _next(self, request, data):
         target = data.get("next", "")
-        safe = url_has_allowed_host_and_scheme(target, allowed_hosts={request.get_host()}, require_https=request.is_secure())
+        safe = url_has_allowed_host_and_scheme(target, allowed_hosts={request.get_host()},
+                                               require_https=request.is_secure())
         return target if target and safe else reverse("backups:point_list")
 
     def post(self, request, pk, action):

@@ -116,7 +116,9 @@
     const message = live.querySelector("[data-run-message]");
     const vmList = live.querySelector("[data-vm-progress]");
     let knownRun = Number(live.dataset.knownRun || 0);   // runs up to this one are older
-    let runId = live.dataset.activeRun ? Number(live.dataset.activeRun) : null;
+    const following = live.dataset.following === "true";
+    // Following a run just asked for: the first one newer than knownRun; otherwise the active one.
+    let runId = !following && live.dataset.activeRun ? Number(live.dataset.activeRun) : null;
     let subscription = null, timer = null, busy = false;
 
     function setBadge(el, status, label) {
@@ -178,7 +180,7 @@
         if (ok && body.run && (!runId || body.run.id === runId)) show(body.run);
       }).catch(() => {}).finally(() => { busy = false; });
     }
-    if (live.dataset.following === "true" || runId) {
+    if (following || runId) {
       // Progress comes over the websocket; the poll finds the new run and covers a dropped socket.
       timer = setInterval(poll, 1500);
       poll();

@@ -122,7 +122,7 @@ def test_an_administrator_creates_a_job_with_a_tag_rule_and_schedule_and_runs_it
     screenshot(page, "jobs-detail-before-run")
 
     page.get_by_role("button", name="Run now").click()
-    page.wait_for_url(f"**/backups/jobs/{job.pk}/?following=1*")
+    page.wait_for_url(f"**/backups/jobs/{job.pk}/?following=0*")
     page.wait_for_selector('[data-live-state="live"]')
     page.evaluate("window.__notReloaded = true")
     current = page.locator("[data-job-live]")
@@ -173,8 +173,8 @@ def test_an_administrator_creates_a_job_with_a_tag_rule_and_schedule_and_runs_it
 
     page.goto(asgi_server.url + "/backups/restore-points/?q=test-vm-1")
     row = page.locator("[data-point-table] tbody tr").first
-    row.get_by_role("link", name="Protect…").click()
-    page.get_by_label("Why (optional)").fill("kept for the audit")
+    row.get_by_role("link", name="Protect the restore point of test-vm-1").click()
+    page.get_by_label("Why").fill("kept for the audit")
     screenshot(page, "jobs-point-protect-note")
     page.get_by_role("button", name="Protect", exact=True).click()
     page.wait_for_url("**/backups/restore-points/?q=test-vm-1")

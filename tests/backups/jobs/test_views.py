@@ -76,7 +76,8 @@ def events(action=None, **filters):
 
 def test_every_role_reads_the_job_pages(admin_client, operator_client, auditor_client, job):
     for client in (admin_client, operator_client, auditor_client):
-        for url in (reverse("backups:job_list"), job.get_absolute_url(), reverse("backups:job_retention", args=[job.pk])):
+        for url in (reverse("backups:job_list"), job.get_absolute_url(),
+                    reverse("backups:job_retention", args=[job.pk])):
             assert client.get(url).status_code == 200, url
 
 
@@ -98,7 +99,8 @@ def test_an_operator_can_run_a_job_but_not_change_delete_or_disable_it(operator_
     assert operator_client.post(reverse("backups:job_edit", args=[job.pk]), job_post(data_store)).status_code == 403
     assert operator_client.post(reverse("backups:job_delete", args=[job.pk])).status_code == 403
     assert operator_client.post(reverse("backups:job_enable", args=[job.pk]), {"enabled": "0"}).status_code == 403
-    assert operator_client.post(reverse("backups:job_retention_save", args=[job.pk]), {"keep_last": "1"}).status_code == 403
+    save_retention = reverse("backups:job_retention_save", args=[job.pk])
+    assert operator_client.post(save_retention, {"keep_last": "1"}).status_code == 403
     assert operator_client.post(reverse("backups:job_run", args=[job.pk])).status_code == 302
     job.refresh_from_db()
     assert job.enabled
@@ -294,7 +296,8 @@ def test_the_schedule_preview_says_when_it_runs(auditor_client):
 def test_editing_a_schedule_shows_the_simple_form_it_came_from(admin_client, job):
     schedule = JobSchedule.objects.create(job=job, cron="30 1 * * 1,5", timezone="Europe/Berlin")
     form = admin_client.get(reverse("backups:job_schedule_edit", args=[job.pk, schedule.pk])).context["form"]
-    assert (form["mode"].value(), form["weekdays"].value(), form["timezone"].value()) == ("weekly", [0, 4], "Europe/Berlin")
+    shown = (form["mode"].value(), form["weekdays"].value(), form["timezone"].value())
+    assert shown == ("weekly", [0, 4], "Europe/Berlin")
 
 
 def test_the_job_page_says_when_runs_were_missed_and_when_it_caught_up(auditor_client, job):
@@ -310,8 +313,11 @@ def test_the_job_page_says_when_runs_were_missed_and_when_it_caught_up(auditor_c
 # --- run now, runs --------------------------------------------------------------------------------
 
 def test_run_now_queues_the_job_and_is_audited(operator_client, job):
+    earlier = BackupRun.objects.create(job=job, status=RunStatus.SUCCESS)
     response = operator_client.post(reverse("backups:job_run", args=[job.pk]))
-    assert response.status_code == 302 and "following=1" in response["Location"]
+    assert response.status_code == 302 and f"following={earlier.pk}#" in response["Location"]
+    page = operator_client.get(response["Location"])
+    assert page.context["following"] and f'data-known-run="{earlier.pk}"' in page.content.decode()
     task = OrmQ.objects.get().task
     assert task["func"] == "backups.jobs.tasks.run_job" and task["args"] == (job.pk,)
     assert task["kwargs"]["trigger"] == Trigger.MANUAL
