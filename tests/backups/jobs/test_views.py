@@ -460,3 +460,30 @@ def test_protecting_and_unprotecting_a_point_is_audited(operator_client, data_st
     assert not point.protected and point.protected_note == ""
     assert events("update", target_type="backups.restorepoint", message__contains="unprotected").exists()
     assert operator_client.post(reverse("backups:point_protect", args=[point.pk, "delete"])).status_code == 404
+
+
+def test_the_vm_page_offers_protect_to_operators_only(operator_client, auditor_client, data_store, inventory):
+    point = a_point(data_store, inventory["web1"], timezone.now())
+    protect_url = reverse("backups:point_protect", args=[point.pk, "protect"])
+    assert protect_url in operator_client.get(inventory["web1"].get_absolute_url()).content.decode()
+    assert protect_url not in auditor_client.get(inventory["web1"].get_absolute_url()).content.decode()
+    assert auditor_client.get(protect_url).status_code == 403
+
+
+def test_the_job_page_shows_actions_by_role(admin_client, operator_client, auditor_client, job):
+    run_now, edit = reverse("backups:job_run", args=[job.pk]), reverse("backups:job_edit", args=[job.pk])
+    admin_page = admin_client.get(job.get_absolute_url()).content.decode()
+    operator_page = operator_client.get(job.get_absolute_url()).content.decode()
+    auditor_page = auditor_client.get(job.get_absolute_url()).content.decode()
+    assert run_now in admin_page and edit in admin_page
+    assert run_now in operator_page and edit not in operator_page
+    assert run_now not in auditor_page and edit not in auditor_page
+
+
+def test_cancelling_a_running_vm_asks_it_to_stop_at_its_next_step(operator_client, job, inventory, data_store):
+    run = BackupRun.objects.create(job=job, status=RunStatus.RUNNING)
+    running = VmBackup.objects.create(run=run, vm=inventory["web1"], vm_uuid="a", vm_name="web-01", store=data_store,
+                                      method="normal", status=RunStatus.RUNNING, dispatched_at=timezone.now())
+    operator_client.post(reverse("backups:vm_backup_cancel", args=[running.pk]))
+    running.refresh_from_db()
+    assert running.status == RunStatus.RUNNING and running.cancel_requested
