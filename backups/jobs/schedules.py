@@ -126,8 +126,8 @@ def sync_schedule(job_schedule, now: datetime | None = None):
     )
     if q is None:
         q = Schedule.objects.create(**fields)
-        # Schedule.save() recomputes a new CRON row's next_run in the console's zone; put
-        # back the time in the schedule's own zone.
+        # Schedule.save() recomputes a new CRON row's next_run in the console's zone; ours is
+        # in the schedule's zone, so it is written again past save().
         Schedule.objects.filter(pk=q.pk).update(next_run=next_run)
         q.next_run = next_run
         job_schedule.q_schedule = q

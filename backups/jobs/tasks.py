@@ -2,6 +2,8 @@
 import logging
 from datetime import datetime
 
+from sesamweb.audit.choices import AuditAction
+from sesamweb.audit.log import record_event
 from xenpools.connection import PoolConnection, PoolError
 from xenpools.models import Pool
 
@@ -68,12 +70,16 @@ def job_watchdog() -> str:
 
 
 def queue_job_run(job, user=None) -> str:
-    """Run now: the run starts on a worker (the page follows it live)."""
+    """Run now: the run starts on a worker (the page follows it live). The request is audited
+    here; the run itself when a worker starts it."""
     from django_q.tasks import async_task
 
-    return async_task(
-        "backups.jobs.tasks.run_job", job.pk, trigger=Trigger.MANUAL,
-        user_id=user.pk if user is not None and user.is_authenticated else None,
+    actor = user if user is not None and user.is_authenticated else None
+    task_id = async_task(
+        "backups.jobs.tasks.run_job", job.pk, trigger=Trigger.MANUAL, user_id=actor.pk if actor else None,
         task_name=f"run of job {job.name}", group=f"job-{job.pk}",
     )
+    record_event(AuditAction.JOB_START, target=job, actor=actor,
+                 message=f"job {job.name}: Run now requested (task {task_id})")
+    return task_id
 

@@ -1,9 +1,11 @@
 """Job pages: list, create / edit, detail (schedules, missed runs, next-run prediction, recent
 runs, Run now), schedules, the retention preview, and the live previews the forms call.
-Thin views: the work is done by services, selection, schedules, runs and retention."""
+Thin views: the work is done by editing (audited changes), selection, schedules, runs and
+retention."""
 from collections import defaultdict
 
 from django.contrib import messages
+from django.db import transaction
 from django.db.models import OuterRef, Subquery
 from django.http import Http404, JsonResponse
 from django.shortcuts import get_object_or_404, redirect, render
@@ -14,15 +16,17 @@ from django.views.generic import ListView
 
 from sesamweb.accounts.permissions import MANAGE, OPERATE, CapabilityRequiredMixin
 from sesamweb.accounts.roles import user_can
+from sesamweb.audit.log import model_snapshot
 
 from ..choices import RunStatus
 from ..models import BackupJob, BackupRun, JobSchedule, RestorePoint, VmBackup
-from . import schedules, services
+from . import editing, schedules
 from .choices import WEEKDAYS
 from .forms import BackupJobForm, ProtectForm, RetentionForm, ScheduleForm, SelectionPreviewForm
 from .retention import preview as retention_preview
 from .runs import JobRunError, cancel_vm, decide_kind, retry_failed
 from .selection import select_vms, selection_summary
+from .tasks import queue_job_run
 
 PREVIEW_LIMIT = 200          # VMs listed by the selection preview
 PREDICTION_LIMIT = 50        # VMs whose next backup kind the job page predicts
@@ -108,6 +112,15 @@ class JobListView(CapabilityRequiredMixin, ListView):
         return context
 
 
+@transaction.atomic
+def save_job(form, user=None):
+    """Save a valid job form (the whole job, or its retention) and audit the change."""
+    before = model_snapshot(BackupJob.objects.get(pk=form.instance.pk)) if form.instance.pk else None
+    job = form.save()
+    editing.job_saved(job, before=before, user=user)
+    return job
+
+
 class JobFormView(CapabilityRequiredMixin, View):
     """Create (no pk) or edit a job."""
 
@@ -125,7 +138,7 @@ class JobFormView(CapabilityRequiredMixin, View):
         job = self._job(pk)
         form = BackupJobForm(request.POST, instance=job)
         if form.is_valid():
-            job = services.save_job(form, user=request.user)
+            job = save_job(form, user=request.user)
             messages.success(request, f"Backup job {job.name} saved." + ("" if job.schedules.exists() else
                                                                        " Add a schedule so that it runs by itself."))
             return redirect(job)
@@ -137,7 +150,7 @@ class JobDeleteView(CapabilityRequiredMixin, View):
 
     def post(self, request, pk):
         job = get_object_or_404(BackupJob, pk=pk)
-        services.delete_job(job, user=request.user)
+        editing.delete_job(job, user=request.user)
         messages.success(request, f"Backup job {job.name} deleted. Its restore points stay on the data store.")
         return redirect("backups:job_list")
 
@@ -148,7 +161,12 @@ class JobEnableView(CapabilityRequiredMixin, View):
     def post(self, request, pk):
         job = get_object_or_404(BackupJob, pk=pk)
         enabled = request.POST.get("enabled") == "1"
-        services.set_enabled(job, enabled, user=request.user)
+        if job.enabled != enabled:
+            with transaction.atomic():
+                before = model_snapshot(job)
+                job.enabled = enabled
+                job.save(update_fields=["enabled", "updated_at"])
+                editing.job_saved(job, before=before, user=request.user)    # its schedules follow
         state = "enabled" if enabled else "disabled: its schedules do not fire"
         messages.success(request, f"Backup job {job.name} {state}.")
         return redirect(job)
@@ -162,7 +180,7 @@ class JobRunNowView(CapabilityRequiredMixin, View):
         # The page follows the first run newer than those that exist now (the worker may
         # start it before the page is shown).
         newest = job.runs.order_by("-pk").values_list("pk", flat=True).first() or 0
-        services.run_now(job, user=request.user)
+        queue_job_run(job, user=request.user)       # audited there
         messages.success(request, f"Run of {job.name} queued. Its progress shows below.")
         return redirect(reverse("backups:job_detail", args=[job.pk]) + f"?following={newest}#current-run")
 
@@ -284,7 +302,11 @@ class ScheduleFormView(CapabilityRequiredMixin, View):
         job, schedule = self._objects(pk, schedule_pk)
         form = ScheduleForm(request.POST, instance=schedule or JobSchedule(job=job))
         if form.is_valid():
-            schedule = services.save_schedule(form, job, user=request.user)
+            with transaction.atomic():
+                before = model_snapshot(JobSchedule.objects.get(pk=schedule.pk)) if schedule else None
+                form.instance.job = job
+                schedule = form.save()
+                editing.schedule_saved(schedule, before=before, user=request.user)
             messages.success(request, f"Schedule saved: {schedules.describe(schedule.cron)} ({schedule.timezone}).")
             return redirect(job)
         return render(request, self.template_name, {"job": job, "schedule": schedule, "form": form}, status=400)
@@ -295,7 +317,7 @@ class ScheduleDeleteView(CapabilityRequiredMixin, View):
 
     def post(self, request, pk, schedule_pk):
         schedule = get_object_or_404(JobSchedule.objects.select_related("job", "q_schedule"), pk=schedule_pk, job_id=pk)
-        services.delete_schedule(schedule, user=request.user)
+        editing.delete_schedule(schedule, user=request.user)
         messages.success(request, "Schedule removed.")
         return redirect(schedule.job)
 
@@ -349,7 +371,7 @@ class RetentionSaveView(CapabilityRequiredMixin, View):
             problems = " ".join(error for errors in form.errors.values() for error in errors)
             messages.error(request, f"Retention not saved: {problems}")
             return redirect("backups:job_retention", pk=job.pk)
-        services.save_job(form, user=request.user)
+        save_job(form, user=request.user)
         messages.success(request, f"Retention of {job.name} saved; it applies after the job's next run.")
         return redirect(job)
 
@@ -410,7 +432,7 @@ class PointProtectView(CapabilityRequiredMixin, View):
         point = get_object_or_404(RestorePoint, pk=pk)
         form = ProtectForm(request.POST)
         form.is_valid()
-        services.set_protected(point, action == "protect", note=form.cleaned_data.get("note", ""), user=request.user)
+        editing.set_protected(point, action == "protect", note=form.cleaned_data.get("note", ""), user=request.user)
         messages.success(request, f"Restore point of {point.vm_name} taken {point.taken_at:%Y-%m-%d %H:%M} "
                                   + ("protected: prune and delete leave it alone." if action == "protect"
                                      else "no longer protected: retention applies to it again."))

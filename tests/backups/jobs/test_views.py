@@ -171,14 +171,17 @@ def test_editing_disabling_and_deleting_a_job_are_audited(admin_client, job, dat
     admin_client.post(reverse("backups:job_edit", args=[job.pk]), job_post(data_store, name="nightly", keep_last="3"))
     job.refresh_from_db()
     assert job.keep_last == 3
-    assert events("update", target_type="backups.backupjob").get().before["keep_last"] == 7
+    edit = events("update", target_type="backups.backupjob", message__endswith="changed").latest("sequence")
+    assert (edit.before["keep_last"], edit.after["keep_last"], edit.actor_username) == (7, 3, "alice-admin")
 
     admin_client.post(reverse("backups:job_enable", args=[job.pk]), {"enabled": "0"})
     job.refresh_from_db()
     assert not job.enabled and q_rows().count() == 0          # a disabled job's schedule does not fire
-    assert events("update", message__contains="disabled").exists()
+    toggle = events("update", target_type="backups.backupjob").latest("sequence")
+    assert (toggle.before["enabled"], toggle.after["enabled"]) == (True, False)
     admin_client.post(reverse("backups:job_enable", args=[job.pk]), {"enabled": "1"})
-    assert q_rows().count() == 1 and events("update", message__contains="enabled").exists()
+    toggle = events("update", target_type="backups.backupjob").latest("sequence")
+    assert q_rows().count() == 1 and (toggle.before["enabled"], toggle.after["enabled"]) == (False, True)
 
     admin_client.post(reverse("backups:job_delete", args=[job.pk]))
     assert not BackupJob.objects.exists() and q_rows().count() == 0
@@ -242,7 +245,7 @@ def test_adding_a_schedule_creates_its_django_q_row_and_is_audited(admin_client,
     assert q.func == "backups.jobs.tasks.run_job" and schedule.q_schedule == q and q.cron == "30 1 * * 1,5"
     # in Berlin's zone, not the console's (django-q2 computes a new row's next run in UTC)
     assert q.next_run == next_times("30 1 * * 1,5", "Europe/Berlin", 1)[0]
-    assert events("create", target_type="backups.jobschedule").exists()
+    assert events("create", target_id=str(job.pk), message__contains="schedule #").exists()
 
     page = admin_client.get(job.get_absolute_url())
     row = page.context["schedule_rows"][0]
@@ -253,7 +256,7 @@ def test_adding_a_schedule_creates_its_django_q_row_and_is_audited(admin_client,
 
     admin_client.post(reverse("backups:job_schedule_delete", args=[job.pk, schedule.pk]))
     assert not JobSchedule.objects.exists() and not q_rows().exists()
-    assert events("delete", target_type="backups.jobschedule").exists()
+    assert events("delete", target_id=str(job.pk), message__contains="removed").exists()
 
 
 @pytest.mark.parametrize("data, cron", [
@@ -425,7 +428,7 @@ def test_a_proposed_policy_is_previewed_and_saved_by_an_administrator(admin_clie
     admin_client.post(reverse("backups:job_retention_save", args=[job.pk]), proposal)
     job.refresh_from_db()
     assert (job.keep_last, job.keep_weekly, job.deleted_vm_keep_days) == (2, 2, 30)
-    assert events("update", target_type="backups.backupjob").get().before["keep_last"] == 7
+    assert events("update", target_type="backups.backupjob").latest("sequence").before["keep_last"] == 7
 
 
 def test_a_protected_point_is_kept_by_the_preview(auditor_client, job, daily_points):
@@ -453,7 +456,7 @@ def test_protecting_and_unprotecting_a_point_is_audited(operator_client, data_st
     assert point.protected and point.protected_note == "legal hold"
     page = operator_client.get(reverse("backups:point_list")).content.decode()
     assert "Protected" in page and "legal hold" in page and "Unprotect" in page
-    assert events("update", target_type="backups.restorepoint", message__contains="protected (legal hold)").exists()
+    assert events("update", target_type="backups.restorepoint", message__contains="protected: legal hold").exists()
 
     operator_client.post(reverse("backups:point_protect", args=[point.pk, "unprotect"]), {"next": "https://evil.test/"})
     point.refresh_from_db()
