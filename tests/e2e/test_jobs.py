@@ -184,3 +184,32 @@ def test_an_administrator_creates_a_job_with_a_tag_rule_and_schedule_and_runs_it
     page.goto(asgi_server.url + "/backups/jobs/")
     page.locator(f'tr[data-job-id="{job.pk}"]').get_by_text("Succeeded").wait_for()
     screenshot(page, "jobs-list")
+
+
+def test_an_operator_retries_the_failed_vms_of_a_run_and_cancels_one(asgi_server, lab, page, screenshot):
+    pool, store, _tagged = lab
+    make_user("oscar-operator", Role.OPERATOR, first_name="Oscar", last_name="Operator")
+    job = BackupJob.objects.create(name="nightly-lab", store=store, rule_name_pattern="test-vm-*")
+    run = BackupRun.objects.create(job=job, status=RunStatus.FAILED, started_at=timezone.now() - timedelta(minutes=5),
+                                   finished_at=timezone.now())
+    outcomes = [("test-vm-1", RunStatus.SUCCESS, ""), ("test-vm-2", RunStatus.FAILED, "the pool did not answer"),
+                ("test-vm-3", RunStatus.SKIPPED, "skipped: the run window closed at 06:00 before this VM's backup started")]
+    for name, status, error in outcomes:
+        vm = VM.objects.get(pool=pool, name=name, is_snapshot=False)
+        run.vm_backups.create(vm=vm, pool=pool, vm_uuid=vm.uuid, vm_name=name, store=store, method="normal",
+                              status=status, error=error, phase="done" if status == RunStatus.SUCCESS else "queued", kind_reason="full: no earlier restore point on this data store")
+    asgi_server.sign_in(page, "oscar-operator")
+    page.goto(asgi_server.url + run.get_absolute_url())
+    page.get_by_text("skipped: the run window closed at 06:00").wait_for()
+    screenshot(page, "jobs-run-with-failures")
+
+    page.get_by_role("button", name="Retry failed VMs").click()
+    retry = BackupRun.objects.exclude(pk=run.pk).get()
+    page.wait_for_url(f"**/backups/runs/{retry.pk}/")
+    assert sorted(retry.vm_backups.values_list("vm_name", flat=True)) == ["test-vm-2", "test-vm-3"]
+    page.on("dialog", lambda dialog: dialog.accept())
+    page.get_by_role("button", name="Cancel the backup of test-vm-3").click()
+    page.get_by_text("Backup of test-vm-3 cancelled").wait_for()
+    assert retry.vm_backups.get(vm_name="test-vm-3").status == RunStatus.CANCELLED
+    assert page.get_by_role("button", name="Cancel the backup of test-vm-2").is_visible()
+    screenshot(page, "jobs-retry-run-one-cancelled")
