@@ -9,6 +9,7 @@ from .models import BackupJob, BackupRun, DataStore, RestorePoint, VmBackup
 
 class BackupRunFilterSet(django_filters.FilterSet):
     status = django_filters.ChoiceFilter(choices=RunStatus.choices, empty_label="Any status")
+    job = django_filters.ModelChoiceFilter(queryset=BackupJob.objects.all(), empty_label="Any job", label="Job")
     vm = django_filters.CharFilter(method="with_vm", label="VM name or UUID")
     store = django_filters.ModelChoiceFilter(queryset=DataStore.objects.all(), field_name="vm_backups__store",
                                              distinct=True, empty_label="All data stores", label="Data store")
@@ -16,7 +17,6 @@ class BackupRunFilterSet(django_filters.FilterSet):
                                       widget=forms.DateInput(attrs={"type": "date"}))
     until = django_filters.DateFilter(field_name="created_at", lookup_expr="date__lte", label="Until",
                                       widget=forms.DateInput(attrs={"type": "date"}))
-    job = django_filters.ModelChoiceFilter(queryset=BackupJob.objects.all(), empty_label="Any job", label="Job")
     trigger = django_filters.ChoiceFilter(choices=Trigger.choices, empty_label="Any trigger")
 
     class Meta:

@@ -2,6 +2,7 @@ from django.urls import include, path
 
 from . import views
 from .jobs import vm_views
+from .jobs import views as job_views
 
 app_name = "backups"
 
@@ -9,6 +10,8 @@ urlpatterns = [
     path("", views.RunListView.as_view(), name="index"),
     path("runs/<int:pk>/", views.RunDetailView.as_view(), name="run_detail"),
     path("runs/<int:pk>/cancel/", views.RunCancelView.as_view(), name="run_cancel"),
+    path("runs/<int:pk>/retry/", job_views.RunRetryView.as_view(), name="run_retry"),
+    path("vm-backups/<int:pk>/cancel/", job_views.VmBackupCancelView.as_view(), name="vm_backup_cancel"),
     path("vm-backups/<int:pk>/", views.VmBackupDetailView.as_view(), name="vm_backup_detail"),
     path("vms/<int:vm_pk>/back-up-now/", views.BackupNowView.as_view(), name="backup_now"),
     path("vms/add-to-job/", vm_views.VmsAddToJobView.as_view(), name="vms_add_to_job"),
@@ -24,5 +27,7 @@ urlpatterns = [
          name="maintenance_schedule_remove"),
     path("stores/<int:pk>/<slug:action>/", views.StoreMaintenanceView.as_view(), name="store_maintenance"),
     path("restore-points/", views.PointListView.as_view(), name="point_list"),
+    path("restore-points/<int:pk>/<slug:action>/", job_views.PointProtectView.as_view(), name="point_protect"),
+    path("jobs/", include("backups.jobs.urls")),
     path("restore/", include("backups.restore.urls")),
 ]

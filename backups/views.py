@@ -59,7 +59,7 @@ class RunListView(CapabilityRequiredMixin, ListView):
         self.filterset = BackupRunFilterSet(self.request.GET, queryset=BackupRun.objects.all())
         # No GROUP BY here: aggregating 100,000 runs to show 50 took seconds. The page's runs
         # are summed from their prefetched VM backups (_add_totals).
-        return (self.filterset.qs.select_related("requested_by").prefetch_related("vm_backups__store")
+        return (self.filterset.qs.select_related("requested_by", "job").prefetch_related("vm_backups__store")
                 .order_by("-created_at", "-pk"))
 
     def get_context_data(self, **kwargs):
@@ -74,15 +74,20 @@ class RunDetailView(CapabilityRequiredMixin, DetailView):
     context_object_name = "run"
 
     def get_queryset(self):
-        return _with_totals(BackupRun.objects.select_related("requested_by"))
+        return _with_totals(BackupRun.objects.select_related("requested_by", "job", "schedule"))
 
     def get_context_data(self, **kwargs):
         run = self.object
         vm_backups = list(run.vm_backups.select_related("store", "vm", "restore_point").order_by("pk"))
+        finished = run.status in RunStatus.finished()
+        can_operate = user_can(self.request.user, OPERATE)
+        retry_statuses = (RunStatus.FAILED, RunStatus.SKIPPED, RunStatus.CANCELLED)
         return super().get_context_data(
             vm_backups=vm_backups, labels={"phase": dict(BackupPhase.choices), "status": dict(RunStatus.choices)},
-            finished=run.status in RunStatus.finished(),
-            can_cancel=user_can(self.request.user, OPERATE) and run.status not in RunStatus.finished(),
+            finished=finished, can_operate=can_operate,
+            can_cancel=can_operate and not finished,
+            can_retry=can_operate and finished and run.job_id is not None
+            and any(vb.status in retry_statuses and vb.vm_id for vb in vm_backups),
             **kwargs)
 
 
@@ -304,7 +309,8 @@ class PointListView(CapabilityRequiredMixin, ListView):
         return self.filterset.qs
 
     def get_context_data(self, **kwargs):
-        context = super().get_context_data(filterset=self.filterset, querystring=_querystring(self.request), **kwargs)
+        context = super().get_context_data(filterset=self.filterset, querystring=_querystring(self.request),
+                                           can_protect=user_can(self.request.user, OPERATE), **kwargs)
         points = context["points"]
         live = {vm.uuid: vm for vm in VM.objects.filter(uuid__in=[p.vm_uuid for p in points], removed_at__isnull=True,
                                                            is_snapshot=False)}

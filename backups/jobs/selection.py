@@ -42,13 +42,19 @@ def rule_filter(*, pools=(), tags=(), name_pattern="", power_states=()):
 
 def select_vms(job):
     """The VMs the job would back up now, by name."""
-    if job.selection == SelectionMode.EXPLICIT:
-        chosen = live_vms().filter(pk__in=job.vms.values("pk"))
+    return select_by(
+        selection=job.selection, vms=job.vms.values("pk"), pools=job.rule_pools.all(), tags=job.rule_tags,
+        name_pattern=job.rule_name_pattern, power_states=job.rule_power_states, excluded=job.excluded_vms.values("pk"))
+
+
+def select_by(*, selection, vms=(), pools=(), tags=(), name_pattern="", power_states=(), excluded=()):
+    """The VMs a selection picks now, from plain values (a saved job, or a form not saved yet)."""
+    if selection == SelectionMode.EXPLICIT:
+        chosen = live_vms().filter(pk__in=vms)
     else:
-        chosen = live_vms().filter(rule_filter(
-            pools=job.rule_pools.all(), tags=job.rule_tags, name_pattern=job.rule_name_pattern,
-            power_states=job.rule_power_states))
-    return chosen.exclude(pk__in=job.excluded_vms.values("pk")).select_related("pool").order_by("name", "pk")
+        chosen = live_vms().filter(rule_filter(pools=pools, tags=tags, name_pattern=name_pattern,
+                                               power_states=power_states))
+    return chosen.exclude(pk__in=excluded).select_related("pool").order_by("name", "pk")
 
 
 def missing_explicit_vms(job):
@@ -56,3 +62,24 @@ def missing_explicit_vms(job):
     if job.selection != SelectionMode.EXPLICIT:
         return VM.objects.none()
     return job.vms.filter(removed_at__isnull=False)
+
+
+def selection_summary(job):
+    """One line saying which VMs the job takes (shown in the list and on the job page)."""
+    if job.selection == "explicit":
+        names = [vm.name for vm in job.vms.all()]
+        text = f"{len(names)} chosen VM{'s' if len(names) != 1 else ''}"
+        return text + (": " + ", ".join(names[:3]) + (" …" if len(names) > 3 else "") if names else "")
+    parts = []
+    if job.rule_tags:
+        parts.append("tagged " + " or ".join(job.rule_tags))
+    if job.rule_name_pattern:
+        parts.append(f"named {job.rule_name_pattern}")
+    if job.rule_power_states:
+        parts.append(" or ".join(state.lower() for state in job.rule_power_states))
+    pools = [pool.name for pool in job.rule_pools.all()]
+    parts.append("in " + ", ".join(pools) if pools else "in every pool")
+    excluded = [vm.name for vm in job.excluded_vms.all()]
+    if excluded:
+        parts.append("except " + ", ".join(excluded[:3]) + (" …" if len(excluded) > 3 else ""))
+    return "VMs " + ", ".join(parts)

@@ -86,6 +86,7 @@ def vm_backups_panel(context, vm, form=None):
         "request": context["request"],
         "csrf_token": context.get("csrf_token"),
         "can_operate": can_operate,
+        "can_protect": user_can(user, OPERATE),
         "has_stores": DataStore.objects.exists(),
         "form": form or (BackupNowForm(vm=vm) if can_operate else None),
         "points": points,

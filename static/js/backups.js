@@ -133,6 +133,7 @@
         if (vb.finished_at) field(el, "rate").textContent = rate(vb.rate);
         setProgress(el, vb.status === "success" || vb.status === "warning" ? 1 : vb.progress, vb.status);
         setWarnings(el, vb.warnings || []);
+        if (vb.finished_at) el.querySelectorAll("[data-vm-cancel-form]").forEach((form) => form.remove());
         const error = field(el, "error");
         error.textContent = vb.error || ""; error.hidden = !vb.error;
         const point = field(el, "restore_point");

@@ -43,7 +43,7 @@ def test_the_summary_endpoint_feeds_the_live_refresh(operator_client):
 
 def test_the_navigation_shows_users_to_administrators_only(admin_client, operator_client):
     admin_keys = [item["key"] for item in admin_client.get(reverse("dashboard")).context["nav_sections"]]
-    assert admin_keys == ["dashboard", "pools", "vms", "backups", "restore", "replication", "stores", "notifications", "audit", "users"]
+    assert admin_keys == ["dashboard", "pools", "vms", "backups", "jobs", "restore", "replication", "stores", "notifications", "audit", "users"]
     operator_page = operator_client.get(reverse("dashboard"))
     assert not [item for item in operator_page.context["nav_sections"] if item["key"] == "users"]
     assert not [item for item in operator_page.context["nav_sections"] if item["key"] == "audit"]

@@ -86,3 +86,18 @@ def test_a_stores_maintenance_fires_on_the_cluster_that_serves_the_store(db, tmp
     store.cluster = "site-b"
     store.save()
     assert Schedule.objects.get(pk=verify.q_schedule_id).cluster == "site-b"
+
+
+def test_a_new_schedule_row_runs_at_the_time_in_the_schedules_zone(tmp_path, db):
+    from backups.stores import create_store
+
+    store = create_store(name="nas", path=str(tmp_path / "store"), passphrase="correct horse battery staple")
+    job = BackupJob.objects.create(name="nightly", store=store)
+    schedule = JobSchedule.objects.create(job=job, cron="15 23 * * *", timezone="America/New_York")
+    now = datetime(2026, 12, 2, 12, 0, tzinfo=UTC)
+
+    q = sync_schedule(schedule, now=now)
+
+    q.refresh_from_db()
+    # 23:15 in New York (EST, UTC-5), not 23:15 in the console's zone (UTC)
+    assert q.next_run == datetime(2026, 12, 3, 4, 15, tzinfo=UTC)
