@@ -42,6 +42,30 @@ class TagsField(forms.CharField):
         return [tag.strip() for tag in (value or "").split(",") if tag.strip()]
 
 
+class ExcludedDisksField(forms.MultipleChoiceField):
+    """The disks of live VMs, labelled "VM: disk (position, size)"; stored as VDI UUIDs, so a
+    disk keeps being left out wherever its VM moves."""
+
+    def __init__(self, **kwargs):
+        super().__init__(choices=self._choices, **kwargs)
+
+    @staticmethod
+    def _choices():
+        from django.template.defaultfilters import filesizeformat
+
+        from xenpools.models import VirtualDisk
+
+        disks = (VirtualDisk.objects.filter(type="Disk", vdi__isnull=False, vm__removed_at__isnull=True,
+                                            vm__is_snapshot=False)
+                 .select_related("vm", "vdi").order_by("vm__name", "userdevice"))
+        return [(d.vdi.uuid, f"{d.vm.name}: {d.vdi.name or d.vdi.uuid} (position {d.userdevice}, "
+                             f"{filesizeformat(d.vdi.virtual_size)})") for d in disks]
+
+    def valid_value(self, value):
+        # A disk deleted since it was excluded stays valid (it is simply never met again).
+        return value in (self.initial or []) or super().valid_value(value)
+
+
 class BackupJobForm(forms.ModelForm):
     """All of a job's settings, in the groups the page shows (What / How / Where / Retention)."""
 
@@ -57,6 +81,10 @@ class BackupJobForm(forms.ModelForm):
                                                   help_text="None chosen: any power state.")
     excluded_vms = VmChoiceField(queryset=_vm_choices(), required=False, label="Never back up these VMs",
                                  widget=forms.SelectMultiple(attrs={"size": 6}))
+    excluded_disks = ExcludedDisksField(
+        required=False, label="Never back up these disks", widget=forms.SelectMultiple(attrs={"size": 6}),
+        help_text="For example scratch or swap disks. They are left out of every backup; a VM restored from "
+                  "this job comes back without them.")
     full_on_weekdays = forms.TypedMultipleChoiceField(choices=WEEKDAYS, coerce=int, required=False,
                                                       widget=forms.CheckboxSelectMultiple,
                                                       label="Full backups on these weekdays")
@@ -64,7 +92,7 @@ class BackupJobForm(forms.ModelForm):
 
     FIELDSETS = (
         ("what", "What: which VMs", ("selection", "vms", "rule_pools", "rule_tags", "rule_name_pattern",
-                                     "rule_power_states", "excluded_vms")),
+                                     "rule_power_states", "excluded_vms", "excluded_disks")),
         ("how", "How", ("method", "quiesce_fallback", "restart_after_snapshot", "allow_hard_shutdown",
                         "shutdown_timeout", "incremental", "full_every", "full_on_weekdays",
                         "transfer_compression")),
@@ -75,7 +103,8 @@ class BackupJobForm(forms.ModelForm):
     class Meta:
         model = BackupJob
         fields = ["name", "description", "enabled", "selection", "vms", "rule_pools", "rule_tags",
-                  "rule_name_pattern", "rule_power_states", "excluded_vms", "method", "quiesce_fallback",
+                  "rule_name_pattern", "rule_power_states", "excluded_vms", "excluded_disks", "method",
+                  "quiesce_fallback",
                   "restart_after_snapshot", "allow_hard_shutdown", "shutdown_timeout", "transfer_compression",
                   "incremental", "full_every", "full_on_weekdays", "store", "max_parallel_vms", "window_minutes",
                   "rpo_hours", *RETENTION_FIELDS]

@@ -22,13 +22,19 @@ class VmPrediction:
     warnings: list = field(default_factory=list)
 
     @property
+    def full(self):
+        # "incremental" asks for one; the reason says whether a chain allows it ("full: ..." otherwise).
+        return not self.incremental or self.reason.startswith("full")
+
+    @property
     def kind_label(self):
-        return "Incremental" if self.incremental else "Full"
+        return "Full" if self.full else "Incremental"
 
 
-def predict(job, *, limit=500):
-    """[VmPrediction] for the VMs the job selects now (at most `limit`)."""
-    vms = list(select_vms(job)[:limit])
+def predict(job, *, schedule=None, now=None, limit=500, vms=None):
+    """[VmPrediction] for the VMs the job selects now (at most `limit`), for a run of `schedule`
+    at `now` (the next run)."""
+    vms = list(select_vms(job)[:limit]) if vms is None else vms
     disks = (VirtualDisk.objects.filter(vm__in=vms, type="Disk", vdi__isnull=False)
              .select_related("vdi", "vdi__sr"))
     by_vm = {}
@@ -44,7 +50,7 @@ def predict(job, *, limit=500):
         free, store_error = None, f"data store {job.store} cannot be opened: {exc}"
     predictions = []
     for vm in vms:
-        incremental, reason = decide_kind(job, vm.uuid)
+        incremental, reason = decide_kind(job, vm.uuid, schedule=schedule, now=now)
         estimate = Estimate()
         for vdi in by_vm.get(vm.pk, []):
             sr = vdi.sr

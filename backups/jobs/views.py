@@ -24,7 +24,8 @@ from . import editing, schedules
 from .choices import WEEKDAYS
 from .forms import BackupJobForm, ProtectForm, RetentionForm, ScheduleForm, SelectionPreviewForm
 from .retention import preview as retention_preview
-from .runs import JobRunError, cancel_vm, decide_kind, retry_failed
+from .prediction import predict
+from .runs import JobRunError, cancel_vm, retry_failed
 from .selection import select_vms, selection_summary
 from .tasks import queue_job_run
 
@@ -196,11 +197,7 @@ class JobDetailView(CapabilityRequiredMixin, View):
         _add_run_totals(runs)
         selected = list(select_vms(job)[:PREDICTION_LIMIT + 1])
         next_schedule, next_time = _next_schedule(job)
-        predictions = []
-        for vm in selected[:PREDICTION_LIMIT]:
-            incremental, reason = decide_kind(job, vm.uuid, schedule=next_schedule, now=next_time)
-            # "incremental" asks for one; the reason says whether a chain allows it ("full: ..." otherwise).
-            predictions.append({"vm": vm, "full": not incremental or reason.startswith("full"), "reason": reason})
+        predictions = predict(job, schedule=next_schedule, now=next_time, vms=selected[:PREDICTION_LIMIT])
         return render(request, self.template_name, {
             "job": job, "selection_summary": selection_summary(job), "schedule_rows": _schedule_rows(job),
             "rpo": describe_rpo(job.rpo()), "runs": runs, "predictions": predictions,

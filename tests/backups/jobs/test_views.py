@@ -148,14 +148,23 @@ def test_the_job_list_says_what_when_and_how_the_last_run_went(admin_client, aud
 # --- the job form -------------------------------------------------------------------------
 
 def test_creating_a_job_saves_every_field_and_is_audited(admin_client, data_store, inventory):
+    from xenpools.models import VDI, VirtualDisk
+
+    swap = VDI.objects.create(pool=inventory["lab"], uuid="7d1e0c53-0000-4000-8000-00000000swap"[:36], ref="OpaqueRef:swap",
+                              name="swap", virtual_size=4 << 30)
+    VirtualDisk.objects.create(pool=inventory["lab"], uuid="vbd-swap", ref="OpaqueRef:vbd-swap", vm=inventory["web1"],
+                               vdi=swap, userdevice="1")
+    assert "web-01: swap (position 1, 4.0\xa0GB)" in admin_client.get(reverse("backups:job_add")).content.decode()
     data = job_post(data_store, rule_pools=[str(inventory["lab"].pk)], rule_power_states=["Running"],
-                    excluded_vms=[str(inventory["db"].pk)], window_minutes="120", rpo_hours="30")
+                    excluded_vms=[str(inventory["db"].pk)], window_minutes="120", rpo_hours="30",
+                    excluded_disks=[swap.uuid])
     response = admin_client.post(reverse("backups:job_add"), data)
 
     job = BackupJob.objects.get(name="nightly-web")
     assert response.status_code == 302 and response["Location"] == job.get_absolute_url()
     assert (job.rule_tags, job.rule_name_pattern, job.rule_power_states) == (["nightly"], "web-*", ["Running"])
     assert list(job.rule_pools.all()) == [inventory["lab"]] and list(job.excluded_vms.all()) == [inventory["db"]]
+    assert job.excluded_disks == [swap.uuid]
     assert (job.transfer_compression, job.full_every, job.full_on_weekdays) == ("zstd", 6, [6])
     assert (job.window_minutes, job.rpo_hours, job.keep_daily, job.keep_weekly) == (120, 30, 7, 4)
     event = events("create", target_id=str(job.pk), target_type="backups.backupjob").get()
@@ -225,11 +234,31 @@ def test_the_selection_preview_lists_what_an_unsaved_rule_picks_now(auditor_clie
 def test_the_job_page_lists_the_selected_vms_with_their_next_backup_kind(auditor_client, job, inventory, data_store):
     a_point(data_store, inventory["web1"], timezone.now() - timedelta(days=1), job=job, chain={"disks": ["x"]})
     response = auditor_client.get(job.get_absolute_url())
-    predictions = {row["vm"].name: row["reason"] for row in response.context["predictions"]}
+    predictions = {row.vm.name: row.reason for row in response.context["predictions"]}
     assert set(predictions) == {"db-01", "web-01", "web-02"}
     assert predictions["web-01"].startswith("incremental")
     assert predictions["db-01"] == "full: no earlier restore point on this data store"
     assert b"no earlier restore point" in response.content
+
+
+def test_the_job_page_says_which_vms_the_pre_flight_checks_would_skip(auditor_client, job, inventory, data_store):
+    from xenpools.models import StorageRepository, VDI, VirtualDisk
+
+    sr = StorageRepository.objects.create(pool=inventory["lab"], uuid="sr-full", ref="OpaqueRef:sr", name="Local storage",
+                                          type="lvm", physical_size=10 << 30, physical_utilisation=(10 << 30) - (1 << 30))
+    vdi = VDI.objects.create(pool=inventory["lab"], uuid="vdi-big", ref="OpaqueRef:vdi", sr=sr, virtual_size=20 << 30,
+                             physical_utilisation=20 << 30)
+    VirtualDisk.objects.create(pool=inventory["lab"], uuid="vbd-big", ref="OpaqueRef:vbd", vm=inventory["web1"],
+                               vdi=vdi, userdevice="0")
+
+    response = auditor_client.get(job.get_absolute_url())
+
+    rows = {row.vm.name: row for row in response.context["predictions"]}
+    assert rows["web-01"].problems == [
+        "storage repository Local storage has 1.07 GB free; the snapshot needs about 21.48 GB "
+        "(thick LVM: the full disk size)"]
+    assert rows["db-01"].problems == []
+    assert b"Would be skipped" in response.content
 
 
 # --- schedules ---------------------------------------------------------------------------------
