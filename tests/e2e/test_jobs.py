@@ -147,6 +147,12 @@ def test_an_administrator_creates_a_job_with_a_tag_rule_and_schedule_and_runs_it
     page.get_by_text("Full: no earlier restore point on this data store").wait_for()
     screenshot(page, "jobs-run-detail")
 
+    # The VM list: the VM the job just backed up meets its RPO (one day from the daily schedule).
+    page.goto(asgi_server.url + "/pools/vms/?q=test-vm-1")
+    row = page.locator('tr:has-text("test-vm-1")').first
+    assert "RPO met" in row.locator('[data-field="protection"]').inner_text()
+    screenshot(page, "jobs-vm-list-rpo-met")
+
     # Two months of nightly points of two more VMs (catalog rows) to preview a policy on.
     now = timezone.now().replace(hour=22, minute=30, second=0, microsecond=0)
     for name in ("test-vm-2", "test-vm-3"):
