@@ -149,6 +149,7 @@ def run(args, workdir, rebuild):
         ("VM list, at risk", "/pools/vms/?protection=at_risk"),
         ("VM list, one job", f"/pools/vms/?job={job.pk}"),
         ("VM list, page 30 by host", "/pools/vms/?page=30&ordering=-host"),
+        ("job list", "/backups/jobs/"),
         ("run list", "/backups/"),
         ("run list, page 1000", "/backups/?page=1000"),
         ("run list, failed", "/backups/?status=failed"),

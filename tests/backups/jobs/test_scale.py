@@ -35,6 +35,7 @@ def test_every_page_needs_a_bounded_number_of_queries_at_scale(estate, auditor_c
         "vm list": (reverse("xenpools:vm_list"), {}, 20),
         "vm list, at risk": (reverse("xenpools:vm_list"), {"protection": "at_risk", "page": 2}, 20),
         "vm list, one job": (reverse("xenpools:vm_list"), {"job": 1}, 20),
+        "job list": (reverse("backups:job_list"), {}, 12),
         "run list": (reverse("backups:index"), {}, 12),
         "run list, page 100": (reverse("backups:index"), {"page": 100}, 12),
     }
