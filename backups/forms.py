@@ -4,7 +4,7 @@ from pathlib import Path
 from django import forms
 from django.utils.html import format_html
 
-from .choices import BackupMethod, QuiesceFallback, StoreKind
+from .choices import BackupMethod, QuiesceFallback, RunStatus, StoreKind
 from .models import DataStore, StoreMaintenanceSchedule
 from .repository.chunks import DEFAULT_COMPRESSION_LEVEL
 
@@ -224,3 +224,26 @@ class MaintenanceScheduleForm(forms.ModelForm):
             except ScheduleError as exc:
                 self.add_error("cron", str(exc))
         return data
+
+
+class HistoryFilterForm(forms.Form):
+    """Filters of the task history (backups and restores together)."""
+
+    kind = forms.ChoiceField(choices=[], required=False, label="Kind")
+    status = forms.ChoiceField(choices=[("", "Any status"), *RunStatus.choices], required=False)
+    vm = forms.CharField(required=False, max_length=100, label="VM name or UUID")
+    since = forms.DateField(required=False, label="From", widget=forms.DateInput(attrs={"type": "date"}))
+    until = forms.DateField(required=False, label="Until", widget=forms.DateInput(attrs={"type": "date"}))
+
+    def __init__(self, *args, **kwargs):
+        from .history import KINDS
+
+        super().__init__(*args, **kwargs)
+        self.fields["kind"].choices = KINDS
+
+    def history_filter(self):
+        from .history import HistoryFilter
+
+        data = self.cleaned_data if self.is_valid() else {}
+        return HistoryFilter(kind=data.get("kind") or "", status=data.get("status") or "",
+                             vm=(data.get("vm") or "").strip(), since=data.get("since"), until=data.get("until"))

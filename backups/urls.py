@@ -8,6 +8,7 @@ app_name = "backups"
 
 urlpatterns = [
     path("", views.RunListView.as_view(), name="index"),
+    path("history/", views.HistoryView.as_view(), name="history"),
     path("runs/<int:pk>/", views.RunDetailView.as_view(), name="run_detail"),
     path("runs/<int:pk>/cancel/", views.RunCancelView.as_view(), name="run_cancel"),
     path("runs/<int:pk>/retry/", job_views.RunRetryView.as_view(), name="run_retry"),

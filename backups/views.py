@@ -5,6 +5,7 @@ from django.db.models import Count, Max, Q, Sum
 from django.http import HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
+from django.core.paginator import Paginator
 from django.views import View
 from django.views.generic import DetailView, ListView
 from django_q.models import Task
@@ -15,7 +16,8 @@ from xenpools.models import VM
 
 from .choices import BackupPhase, RunStatus, Trigger, VerifyState
 from .filters import BackupRunFilterSet, RestorePointFilterSet
-from .forms import BackupNowForm, DataStoreForm, KeyExportForm, MaintenanceScheduleForm, PruneForm
+from .forms import BackupNowForm, DataStoreForm, HistoryFilterForm, KeyExportForm, MaintenanceScheduleForm, PruneForm
+from .history import HistoryFilter, history, load_page
 from .maintenance import remove_maintenance_schedule, save_maintenance_schedule
 from .models import BackupRun, DataStore, RestorePoint, StoreMaintenanceSchedule, VmBackup
 from .repository import KeyAlreadyExportedError, RepositoryError
@@ -297,6 +299,21 @@ class StoreKeyExportView(CapabilityRequiredMixin, View):
         response["Content-Disposition"] = f'attachment; filename="sesamweb-{store.name}.key.json"'
         response["Cache-Control"] = "no-store"
         return response
+
+
+class HistoryView(CapabilityRequiredMixin, View):
+    """Backups and restores in one list, newest first (backups/history.py)."""
+
+    template_name = "backups/history.html"
+
+    def get(self, request):
+        form = HistoryFilterForm(request.GET or None)
+        page = Paginator(history(form.history_filter() if request.GET else HistoryFilter()), 50).get_page(
+            request.GET.get("page"))
+        return render(request, self.template_name, {
+            "form": form, "page_obj": page, "paginator": page.paginator, "items": load_page(page.object_list),
+            "querystring": _querystring(request),
+        })
 
 
 class PointListView(CapabilityRequiredMixin, ListView):

@@ -153,6 +153,10 @@ def test_an_administrator_creates_a_job_with_a_tag_rule_and_schedule_and_runs_it
     assert "RPO met" in row.locator('[data-field="protection"]').inner_text()
     screenshot(page, "jobs-vm-list-rpo-met")
 
+    page.goto(asgi_server.url + "/backups/history/")
+    assert "nightly-tagged" in page.locator("[data-history-table]").inner_text()
+    screenshot(page, "history")
+
     # Two months of nightly points of two more VMs (catalog rows) to preview a policy on.
     now = timezone.now().replace(hour=22, minute=30, second=0, microsecond=0)
     for name in ("test-vm-2", "test-vm-3"):
