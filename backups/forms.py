@@ -184,11 +184,27 @@ class PruneForm(forms.Form):
 
 
 class KeyExportForm(forms.Form):
+    """Exporting a data store's key hands out every backup in it: the administrator confirms
+    with their own password (a session left open is not enough)."""
+
+    current_password = forms.CharField(
+        strip=False, label="Your password", widget=forms.PasswordInput(attrs={"autocomplete": "current-password"}),
+        help_text="Exporting the key gives access to every backup in this store; confirm that it is you.")
     passphrase = forms.CharField(
         required=False, strip=False, label="Protect the key file with a passphrase",
         widget=forms.PasswordInput(render_value=False),
         help_text="Without one, the file holds the raw key: keep it offline, like a password.")
     force = forms.BooleanField(required=False, label="Export again although the key was exported before")
+
+    def __init__(self, *args, user=None, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.user = user
+
+    def clean_current_password(self):
+        password = self.cleaned_data["current_password"]
+        if self.user is None or not self.user.check_password(password):
+            raise forms.ValidationError("That is not your password.")
+        return password
 
 
 class MaintenanceScheduleForm(forms.ModelForm):

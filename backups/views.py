@@ -12,6 +12,8 @@ from django_q.models import Task
 
 from sesamweb.accounts.permissions import MANAGE, OPERATE, CapabilityRequiredMixin
 from sesamweb.accounts.roles import user_can
+from sesamweb.audit.choices import AuditAction, AuditOutcome
+from sesamweb.audit.log import record_event
 from xenpools.models import VM
 
 from .choices import BackupPhase, RunStatus, Trigger, VerifyState
@@ -278,11 +280,16 @@ class StoreKeyExportView(CapabilityRequiredMixin, View):
 
     def post(self, request, pk):
         store = get_object_or_404(DataStore, pk=pk)
-        form = KeyExportForm(request.POST)
+        form = KeyExportForm(request.POST, user=request.user)
         if not store.encrypted:
             messages.error(request, f"{store.name} is not encrypted: there is no key to export.")
             return redirect(store)
-        form.is_valid()
+        if not form.is_valid():
+            record_event(AuditAction.KEY_EXPORT, target=store, outcome=AuditOutcome.FAILURE,
+                         message=f"key export of data store {store.name} refused: the password was not confirmed")
+            messages.error(request, "The key was not exported: " + " ".join(
+                error for errors in form.errors.values() for error in errors))
+            return redirect(store)
         force = form.cleaned_data.get("force", False)
         try:
             key_file = export_key_file(store, passphrase=form.cleaned_data.get("passphrase") or None, force=force)

@@ -15,6 +15,7 @@ from backups.repository import LocalBackend, Repository
 from backups.repository.keys import read_key_file
 from backups.stores import create_store
 from sesamweb.audit.models import AuditEvent
+from tests.fixtures.users import TEST_PASSWORD
 from xenpools.models import VM, Pool
 
 PASSPHRASE = "correct horse battery staple"
@@ -234,9 +235,21 @@ def test_the_store_page_warns_that_losing_passphrase_and_key_loses_the_data(admi
     assert "losing both the passphrase and the key file loses every backup" in page
 
 
+def test_exporting_the_key_asks_for_the_administrators_password_again(admin_client, data_store):
+    url = reverse("backups:store_key_export", args=[data_store.pk])
+    for password in ({}, {"current_password": "not my password"}):
+        response = admin_client.post(url, password, follow=True)
+        assert response["Content-Type"].startswith("text/html")
+        assert "The key was not exported" in response.content.decode()
+    data_store.refresh_from_db()
+    assert data_store.key_exported_at is None
+    refused = AuditEvent.objects.filter(action="key_export", outcome="failure")
+    assert refused.count() == 2 and "password was not confirmed" in refused.first().message
+
+
 def test_the_key_file_is_downloaded_once_then_only_with_a_confirmation(admin_client, data_store):
     url = reverse("backups:store_key_export", args=[data_store.pk])
-    response = admin_client.post(url)
+    response = admin_client.post(url, {"current_password": TEST_PASSWORD})
     assert response.status_code == 200
     assert response["Content-Disposition"] == 'attachment; filename="sesamweb-nas.key.json"'
     key_file = b"".join(response)
@@ -247,14 +260,15 @@ def test_the_key_file_is_downloaded_once_then_only_with_a_confirmation(admin_cli
 
     page = admin_client.get(data_store.get_absolute_url()).content.decode()
     assert f"Exported on <strong>{timezone.localtime(exported_at):%Y-%m-%d %H:%M}</strong>" in page
-    again = admin_client.post(url, follow=True)
+    again = admin_client.post(url, {"current_password": TEST_PASSWORD}, follow=True)
     assert again.redirect_chain and "was exported on" in again.content.decode()
-    forced = admin_client.post(url, {"force": "on", "passphrase": "another long passphrase"})
+    forced = admin_client.post(url, {"force": "on", "passphrase": "another long passphrase",
+                                     "current_password": TEST_PASSWORD})
     assert forced.status_code == 200 and forced["Content-Type"] == "application/json"
     protected = b"".join(forced)
     assert "master_key" not in json.loads(protected)
     assert read_key_file(protected, "another long passphrase").master == read_key_file(key_file).master
-    assert AuditEvent.objects.filter(action="key_export").count() == 2
+    assert AuditEvent.objects.filter(action="key_export", outcome="success").count() == 2
 
 
 def test_store_maintenance_is_queued_on_the_stores_workers(operator_client, data_store):

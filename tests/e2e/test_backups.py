@@ -18,7 +18,7 @@ from django_q.models import OrmQ
 from backups.models import BackupRun, DataStore
 from backups.stores import create_store
 from sesamweb.accounts.roles import Role
-from tests.fixtures.users import make_user
+from tests.fixtures.users import TEST_PASSWORD, make_user
 from xenpools.connection import PoolConnection
 from xenpools.models import VM
 from xenpools.registration import register_pool
@@ -139,6 +139,7 @@ def test_an_administrator_adds_a_data_store_and_downloads_its_key_once(asgi_serv
     page.get_by_role("button", name="Create data store").click()
     page.get_by_role("heading", name="Key file").wait_for()
     store = DataStore.objects.get(name="offsite")
+    page.get_by_label("Your password").fill(TEST_PASSWORD)
     with page.expect_download() as download:
         page.get_by_role("button", name="Download key file").click()
     assert download.value.suggested_filename == "sesamweb-offsite.key.json"
