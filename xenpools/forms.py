@@ -13,9 +13,11 @@ class PoolConnectionForm(forms.Form):
         help_text="Host name or IP of the pool master: host, host:port, https://host:port or http://host:port "
                   "(default https, port 443). A member's address works too: the console finds the master.")
     username = forms.CharField(max_length=100, initial="root")
-    # render_value: the wizard re-posts the password between "Test connection" and "Add pool";
-    # it is never shown again once the pool is saved.
-    password = forms.CharField(widget=forms.PasswordInput(render_value=True), strip=False)
+    # Never sent back to the browser: between "Test connection" and "Add pool" the typed
+    # password waits in the session, encrypted, behind the `draft` token (views.py).
+    password = forms.CharField(widget=forms.PasswordInput(attrs={"autocomplete": "new-password"}), strip=False,
+                               required=False)
+    draft = forms.CharField(required=False, widget=forms.HiddenInput)
     fingerprint = forms.CharField(required=False, widget=forms.HiddenInput)
     trust_certificate = forms.BooleanField(
         required=False, label="I compared this fingerprint with the host's certificate and trust it")

@@ -1,3 +1,5 @@
+import secrets
+
 from django.contrib import messages
 from django.db.models import Count, Prefetch, Q
 from django.http import HttpResponseRedirect
@@ -7,6 +9,7 @@ from django.views import View
 from django.views.generic import DetailView, ListView
 
 from sesamweb.accounts.permissions import MANAGE, OPERATE, CapabilityRequiredMixin
+from sesamweb.secrets import decrypt_secret, encrypt_secret
 
 from .choices import PowerState
 from .connection import Address, PoolCertificateUnknown, PoolConnection, PoolError, parse_address
@@ -71,15 +74,54 @@ class PoolAddView(CapabilityRequiredMixin, View):
         context = {"form": form, "adding": True}
         if form.is_valid():
             data = form.cleaned_data
-            probe, context = _test_connection(request, form, data["password"], context)
+            password = data["password"] or recall_password(request, data["draft"])
+            if not password:
+                form.add_error("password", "Enter the password.")
+                return render(request, self.template_name, context)
+            form = _with_draft(form, remember_password(request, password))
+            context["form"] = form
+            probe, context = _test_connection(request, form, password, context)
             if probe is not None and "add" in request.POST:
-                pool = register_pool(data["name"], data["address"], data["username"], data["password"], probe)
+                forget_password(request)
+                pool = register_pool(data["name"], data["address"], data["username"], password, probe)
                 if pool.last_error:
                     messages.warning(request, f"Pool {pool.name} added, but its first sync failed: {pool.last_error}")
                 else:
                     messages.success(request, f"Pool {pool.name} added and synced.")
                 return redirect(pool)
         return render(request, self.template_name, context)
+
+
+PASSWORD_DRAFT = "pool-password-draft"
+
+
+def remember_password(request, password) -> str:
+    """Keep a typed pool password for the next step of the wizard, encrypted in the session, so
+    the page never sends it back to the browser; returns the token the form carries."""
+    token = secrets.token_urlsafe(16)
+    request.session[PASSWORD_DRAFT] = {"token": token,
+                                       "secret": encrypt_secret(password, context=f"pool-draft:{token}")}
+    return token
+
+
+def recall_password(request, token) -> str:
+    draft = request.session.get(PASSWORD_DRAFT) or {}
+    if not token or draft.get("token") != token:
+        return ""
+    return decrypt_secret(draft["secret"], context=f"pool-draft:{token}")
+
+
+def forget_password(request):
+    request.session.pop(PASSWORD_DRAFT, None)
+
+
+def _with_draft(form, token):
+    """The same bound form with the password replaced by the draft token."""
+    data = form.data.copy()
+    data["password"], data["draft"] = "", token
+    fresh = type(form)(data, pool=form.pool, initial=form.initial)
+    fresh.is_valid()
+    return fresh
 
 
 def _test_connection(request, form, password, context, pinned=None):
@@ -124,11 +166,16 @@ class PoolEditView(CapabilityRequiredMixin, View):
         context = {"form": form, "pool": pool}
         if form.is_valid():
             data = form.cleaned_data
-            password = data["password"] or pool.get_password()
+            new_password = data["password"] or recall_password(request, data["draft"])
+            if new_password:
+                form = _with_draft(form, remember_password(request, new_password))
+                context["form"] = form
+            password = new_password or pool.get_password()
             probe, context = _test_connection(request, form, password, context,
                                               pinned=pool.fingerprints.get(pool.master_address))
             if probe is not None and "save" in request.POST:
-                update_pool(pool, name=data["name"], username=data["username"], password=data["password"] or None,
+                forget_password(request)
+                update_pool(pool, name=data["name"], username=data["username"], password=new_password or None,
                             probe=probe)
                 messages.success(request, f"Pool {pool.name} updated; the connection test passed.")
                 return redirect(pool)

@@ -31,6 +31,25 @@ def test_the_wizard_tests_the_connection_then_adds_the_pool(sim, admin_client):
     assert sim.password not in str(created.after) and pool.password_encrypted not in str(created.after)
 
 
+def test_the_typed_password_is_never_sent_back_and_the_next_step_still_has_it(sim, admin_client):
+    secret = "a-typed-pool-password"
+    sim_password = sim.password
+    tested = admin_client.post(ADD, {**wizard_data(sim, password=sim_password), "test": "1"})
+    assert tested.context["probe"] is not None
+    assert sim_password.encode() not in tested.content
+    draft = tested.context["form"]["draft"].value()
+    assert draft and b"is kept for this step" in tested.content
+
+    added = admin_client.post(ADD, {**wizard_data(sim, password="", draft=draft), "add": "1"})
+
+    pool = Pool.objects.get(name="lab")
+    assert added.status_code == 302 and pool.get_password() == sim_password
+    refused = admin_client.post(ADD, {**wizard_data(sim, name="other", password="", draft=draft), "add": "1"})
+    assert "Enter the password." in refused.content.decode()       # the draft went with the pool
+    wrong = admin_client.post(ADD, {**wizard_data(sim, name="other", password=secret), "test": "1"})
+    assert secret.encode() not in wrong.content
+
+
 def test_the_wizard_explains_a_wrong_password(sim, admin_client):
     response = admin_client.post(ADD, {**wizard_data(sim, password="wrong"), "add": "1"})
 
