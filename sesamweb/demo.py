@@ -97,7 +97,7 @@ def main():
         password_file.chmod(0o600)
         existing = manage("shell", "-c", f"from xenpools.models import Pool; print(Pool.objects.filter(name={POOL_NAME!r}).exists())", capture=True)
         if existing.stdout.strip() != "True":
-            manage("add_pool", POOL_NAME, f"http://127.0.0.1:{SIM_PORT}", "--user", "root",
+            manage("add_pool", POOL_NAME, f"http://127.0.0.1:{SIM_PORT}", "--insecure", "--user", "root",
                    "--password-file", str(password_file))
         start("the task workers (django-q2)", [sys.executable, "manage.py", "qcluster"])
         start("the inventory follower", [sys.executable, "manage.py", "follow_events"])

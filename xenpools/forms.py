@@ -15,16 +15,21 @@ class PoolConnectionForm(forms.Form):
     username = forms.CharField(max_length=100, initial="root")
     # Never sent back to the browser: between "Test connection" and "Add pool" the typed
     # password waits in the session, encrypted, behind the `draft` token (views.py).
-    password = forms.CharField(widget=forms.PasswordInput(attrs={"autocomplete": "new-password"}), strip=False,
-                               required=False)
+    password = forms.CharField(widget=forms.PasswordInput(attrs={"autocomplete": "new-password"}), strip=False)
     draft = forms.CharField(required=False, widget=forms.HiddenInput)
     fingerprint = forms.CharField(required=False, widget=forms.HiddenInput)
     trust_certificate = forms.BooleanField(
         required=False, label="I compared this fingerprint with the host's certificate and trust it")
+    allow_insecure = forms.BooleanField(
+        required=False, label="Connect over plain HTTP (insecure)",
+        help_text="Only for an http:// address: the pool password, every API call and every backup then cross "
+                  "the network unencrypted and unauthenticated. Use https unless the network is isolated.")
 
     def __init__(self, *args, pool: Pool | None = None, **kwargs):
         self.pool = pool
         super().__init__(*args, **kwargs)
+        if self.data.get("draft"):       # the password typed one step earlier waits in the session
+            self.fields["password"].required = False
 
     def clean_name(self):
         name = self.cleaned_data["name"].strip()
@@ -41,6 +46,15 @@ class PoolConnectionForm(forms.Form):
         except ValueError as exc:
             raise forms.ValidationError(str(exc).capitalize() + ".") from None
         return self.cleaned_data["address"].strip()
+
+    def clean(self):
+        data = super().clean()
+        address = data.get("address")
+        already_accepted = self.pool is not None and self.pool.scheme == "http"
+        if address and parse_address(address).scheme == "http" and not data.get("allow_insecure") and not already_accepted:
+            self.add_error("allow_insecure", "An http:// address is unencrypted: tick this box to connect anyway, "
+                                             "or use https://.")
+        return data
 
     def clean_fingerprint(self):
         value = self.cleaned_data["fingerprint"]

@@ -131,7 +131,7 @@ def _test_connection(request, form, password, context, pinned=None):
         probe = PoolConnection.probe(data["address"], data["username"], password,
                                      fingerprint=form.confirmed_fingerprint() or pinned)
     except PoolCertificateUnknown as exc:
-        fresh = request.POST.copy()
+        fresh = form.data.copy()
         fresh["fingerprint"], fresh["trust_certificate"] = exc.fingerprint, ""
         entered = parse_address(data["address"])
         certificate_host = exc.address.rsplit(":", 1)[0]

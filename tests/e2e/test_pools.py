@@ -29,6 +29,7 @@ def test_an_administrator_adds_the_simulator_pool_and_sees_its_vms(asgi_server, 
     page.get_by_label("Master address").fill(sim.member_url(1))
     page.get_by_label("Username").fill("root")
     page.get_by_label("Password", exact=True).fill(sim.password)
+    page.get_by_label("Connect over plain HTTP (insecure)").check()
     page.get_by_role("button", name="Test connection").click()
     page.get_by_text("Connection test passed").wait_for()
     assert "the pool master is 127.0.0.1" in page.locator("[data-test-result=ok]").inner_text()

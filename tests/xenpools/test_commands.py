@@ -19,7 +19,7 @@ def password_file(tmp_path):
 
 
 def test_add_pool_registers_and_syncs_the_pool(sim, password_file, capsys):
-    call_command("add_pool", "lab", sim.url, "--user", "root", "--password-file", password_file(sim.password))
+    call_command("add_pool", "lab", sim.url, "--insecure", "--user", "root", "--password-file", password_file(sim.password))
 
     pool = Pool.objects.get(name="lab")
     assert pool.get_password() == sim.password and pool.health == "healthy"
@@ -30,13 +30,13 @@ def test_add_pool_registers_and_syncs_the_pool(sim, password_file, capsys):
 
 def test_add_pool_fails_clearly_on_a_wrong_password(sim, password_file):
     with pytest.raises(CommandError, match="refused the user name or password"):
-        call_command("add_pool", "lab", sim.url, "--password-file", password_file("wrong"))
+        call_command("add_pool", "lab", sim.url, "--insecure", "--password-file", password_file("wrong"))
     assert not Pool.objects.exists()
 
 
 def test_add_pool_fails_clearly_on_an_unreachable_address(db, password_file):
     with pytest.raises(CommandError, match="cannot reach 127.0.0.1:9: connection refused"):
-        call_command("add_pool", "lab", "http://127.0.0.1:9", "--password-file", password_file("x"))
+        call_command("add_pool", "lab", "http://127.0.0.1:9", "--insecure", "--password-file", password_file("x"))
 
 
 def test_add_pool_needs_trust_for_a_new_certificate(tls_sim, password_file):
@@ -70,3 +70,8 @@ def test_sync_inventory_exits_non_zero_when_a_pool_is_unreachable(sim, make_pool
 
     with pytest.raises(CommandError, match="could not be synced"):
         call_command("sync_inventory", "--pool", "lab")
+
+
+def test_add_pool_refuses_plain_http_without_insecure(sim, password_file):
+    with pytest.raises(CommandError, match="is plain HTTP: the pool password and every backup would cross"):
+        call_command("add_pool", "lab", sim.url, "--password-file", password_file(sim.password))

@@ -10,7 +10,19 @@ ADD = reverse("xenpools:pool_add")
 
 
 def wizard_data(sim, **extra):
-    return {"name": "lab", "address": sim.url, "username": "root", "password": sim.password, **extra}
+    insecure = {"allow_insecure": "on"} if sim.url.startswith("http://") else {}
+    return {"name": "lab", "address": sim.url, "username": "root", "password": sim.password, **insecure, **extra}
+
+
+def test_an_http_address_needs_an_explicit_insecure_choice(sim, admin_client):
+    response = admin_client.post(ADD, {**wizard_data(sim), "allow_insecure": "", "add": "1"})
+
+    assert "An http:// address is unencrypted" in response.content.decode()
+    assert not Pool.objects.exists()
+
+    admin_client.post(ADD, {**wizard_data(sim), "add": "1"})
+    page = admin_client.get(Pool.objects.get(name="lab").get_absolute_url()).content.decode()
+    assert "Unencrypted connection." in page
 
 
 def test_the_wizard_tests_the_connection_then_adds_the_pool(sim, admin_client):

@@ -16,10 +16,15 @@ class Command(BaseCommand):
         parser.add_argument("address")
         parser.add_argument("--user", default="root")
         parser.add_argument("--password-file", required=True, help="file whose first line is the password")
+        parser.add_argument("--insecure", action="store_true",
+                            help="allow an http:// address (password and backups cross the network unencrypted)")
         parser.add_argument("--trust-fingerprint", nargs="?", const="", default=None, metavar="SHA256",
                             help="https: trust the master's certificate (optionally only if it has this fingerprint)")
 
-    def handle(self, *args, name, address, user, password_file, trust_fingerprint, **options):
+    def handle(self, *args, name, address, user, password_file, trust_fingerprint, insecure=False, **options):
+        if address.strip().lower().startswith("http://") and not insecure:
+            raise CommandError(f"{address} is plain HTTP: the pool password and every backup would cross the network "
+                               "unencrypted; use https:// or pass --insecure")
         if Pool.objects.filter(name=name).exists():
             raise CommandError(f"a pool named {name!r} already exists")
         try:
