@@ -41,7 +41,16 @@ def gc_ran_since(backend, since: float) -> bool:
     return state.get("finished") is None or finished_at >= since
 
 
-def _record_gc_state(backend, started, finished):
+def gc_running(backend) -> bool:
+    try:
+        return json.loads(backend.get(GC_STATE_KEY)).get("finished") is None
+    except ObjectNotFoundError:
+        return False
+    except ValueError:
+        return True
+
+
+def record_gc_state(backend, started, finished):
     state = {"started": started, "finished": finished}
     backend.put_atomic(GC_STATE_KEY, json.dumps(state).encode())
 
@@ -65,7 +74,7 @@ def collect_garbage(repo, *, grace_period=DEFAULT_GRACE_PERIOD, stale_after=DEFA
     store_now = started
     if not dry_run:
         try:
-            _record_gc_state(backend, started, None)
+            record_gc_state(backend, started, None)
             store_now = backend.stat(GC_STATE_KEY).mtime  # the clock that stamps chunks
         except StoreFullError:
             # A full store is when gc is needed most; a backup cannot write there anyway.
@@ -76,7 +85,7 @@ def collect_garbage(repo, *, grace_period=DEFAULT_GRACE_PERIOD, stale_after=DEFA
                         store_now if now is None else now, dry_run)
     finally:
         if not dry_run:
-            _record_gc_state(backend, started, time.time())
+            record_gc_state(backend, started, time.time())
 
 
 def _collect(repo, backend, grace_period, stale_after, now, dry_run):

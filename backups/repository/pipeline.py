@@ -31,9 +31,9 @@ from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timezone
 
 from .chunks import chunk_key, is_zero
-from .errors import BackupAbortedError, BackupExistsError, ChunkCorruptError
-from .gc import gc_ran_since
-from .leases import acquire_lease, refresh_lease, release_lease
+from .errors import BackupAbortedError, BackupExistsError, ChunkCorruptError, StoreFullError
+from .gc import gc_ran_since, gc_running, record_gc_state
+from .leases import acquire_lease, list_leases, refresh_lease, release_lease
 from .manifest import DiskEntry, Manifest, encode_manifest, manifest_key, restore_point_id
 
 log = logging.getLogger(__name__)
@@ -61,6 +61,8 @@ class BackupWriter:
         self._attachments = {}
         self._known = set()
         self._touched = set()  # existing chunks this backup reuses (gc race re-check)
+        self._created = set()  # chunks this backup stored first (removed again if it fails)
+        self.removed_chunks = 0
         self._lock = threading.Lock()
         self._idle = threading.Condition(self._lock)
         self._pending = 0
@@ -140,15 +142,54 @@ class BackupWriter:
         return manifest
 
     def abort(self):
-        """Stop without a manifest (exception, cancel). Chunks already stored are orphans
-        that gc reclaims later."""
+        """Stop without a manifest (exception, cancel), and remove the chunks this backup
+        stored first, so that a store that filled up has its room back at once (otherwise gc
+        reclaims them after its grace period)."""
         if self._state in ("committed", "aborted"):
             return
         self._state = "aborted"
         self._wait_idle()
+        self._encoders.shutdown(wait=True)
+        self._storers.shutdown(wait=True)
+        try:
+            self.removed_chunks = self._remove_own_chunks()
+        except Exception as exc:  # noqa: BLE001 - gc reclaims them later; the backup's own error matters
+            log.warning("could not remove the chunks of failed backup %s: %s", self.id, exc)
         self._close()
 
     # -- internals -------------------------------------------------------------------------
+    def _remove_own_chunks(self, check_every=64):
+        """Delete the chunks this failed backup created, while no other backup runs on the
+        store (one could be reusing them). Like gc, it marks gc.json as running first, so a
+        backup that starts meanwhile re-checks the chunks it reuses before its manifest and
+        fails cleanly instead of committing a broken restore point; it stops as soon as
+        another backup appears. A gc already running does the job itself."""
+        created = sorted(self._created)
+        if not created or self._others_running() or gc_running(self.backend):
+            return 0
+        started = time.time()
+        try:
+            record_gc_state(self.backend, started, None)
+        except StoreFullError:
+            pass            # no room even for gc.json: the leases alone guard the deletion
+        removed = 0
+        try:
+            for n, chunk_id in enumerate(created):
+                if n and n % check_every == 0 and self._others_running():
+                    break
+                self.backend.delete(chunk_key(chunk_id))
+                removed += 1
+        finally:
+            try:
+                record_gc_state(self.backend, started, time.time())
+            except StoreFullError:
+                pass
+        log.info("failed backup %s: removed %d of its %d new chunks", self.id, removed, len(created))
+        return removed
+
+    def _others_running(self):
+        return any(lease.lease_id != self._lease.lease_id for lease in list_leases(self.backend))
+
     def _recheck_after_concurrent_gc(self):
         """A gc that stat-ed a reused chunk just before this backup touched it may have
         deleted it. If a gc ran during this backup, check those chunks still exist; a missing
@@ -280,6 +321,8 @@ class BackupWriter:
         new = self.backend.put_atomic(chunk_key(chunk_id), blob, overwrite=False)
         with self._lock:
             self._known.add(chunk_id)
+            # Another writer stored it first: reused like a looked-up chunk (re-checked after a gc).
+            (self._created if new else self._touched).add(chunk_id)
         self._record(disk, index, chunk_id, new_bytes=length if new else 0,
                      stored=len(blob) if new else 0)
         return False

@@ -126,3 +126,42 @@ def test_a_file_system_without_hard_links_still_never_overwrites(repo, clock, mo
     assert repo.backend.put_atomic("backups/" + manifest.id + "/manifest", b"x",
                                    overwrite=False) is False
     assert repo.verify().ok
+
+
+def chunk_files(store_dir):
+    return [p for p in (store_dir / "chunks").rglob("*") if p.is_file() and backends.TEMP_MARKER not in p.name]
+
+
+def test_a_backup_that_filled_the_store_removes_its_own_chunks_at_once(repo, clock, store_dir, monkeypatch):
+    with repo.start_backup("vm-a", clock()) as writer:
+        write_disk(writer, "xvda", mixed_disk(4 * CHUNK, CHUNK))
+        kept = writer.commit()
+    before = set(chunk_files(store_dir))
+    monkeypatch.setattr(backends.os, "fsync", FillingDisk(room=6))
+    with pytest.raises(StoreFullError):
+        with repo.start_backup("vm-b", clock()) as writer:
+            write_disk(writer, "xvda", mixed_disk(30 * CHUNK, CHUNK, seed=9))
+            writer.commit()
+    monkeypatch.undo()
+
+    assert writer.removed_chunks > 0
+    assert set(chunk_files(store_dir)) == before          # the first backup's chunks, nothing of the failed one
+    data = b"".join(d for _, d in repo.open_disk(kept.id, "xvda").stream())
+    assert len(data) == 4 * CHUNK
+    with repo.start_backup("vm-c", clock()) as writer:   # the next backup has its room back
+        write_disk(writer, "xvda", mixed_disk(2 * CHUNK, CHUNK, seed=3))
+        writer.commit()
+
+
+def test_a_failed_backup_leaves_its_chunks_to_gc_while_another_backup_runs(repo, clock, store_dir, monkeypatch):
+    other = repo.start_backup("vm-other", clock())
+    try:
+        monkeypatch.setattr(backends.os, "fsync", FillingDisk(room=6))
+        with pytest.raises(StoreFullError):
+            with repo.start_backup("vm-b", clock()) as writer:
+                write_disk(writer, "xvda", mixed_disk(30 * CHUNK, CHUNK, seed=9))
+                writer.commit()
+        monkeypatch.undo()
+        assert writer.removed_chunks == 0 and chunk_files(store_dir)    # the other backup may reuse them
+    finally:
+        other.abort()

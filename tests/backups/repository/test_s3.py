@@ -14,6 +14,7 @@ from backups.repository import (
     StoreUnavailableError,
     WrongKeyError,
 )
+from backups.repository.prune import forget
 
 from .conftest import CHUNK, PASSPHRASE, TEST_SCRYPT_N
 from .diskdata import mixed_disk, read_disk, write_disk
@@ -75,11 +76,17 @@ def test_s3_round_trip_verify_and_gc(s3_endpoint, bucket):
     assert [s.id for s in reopened.list_backups()] == [manifest.id]
     assert reopened.verify().ok
 
-    # An orphan from a failed backup is collected; the committed backup stays intact.
+    # A failed backup removes its own new chunks at once; the orphans of a pruned one are
+    # collected by gc; the committed backup stays intact.
     with pytest.raises(RuntimeError):
         with reopened.start_backup("vm-b", datetime.now(timezone.utc)) as w:
             write_disk(w, "xvda", mixed_disk(3 * CHUNK, CHUNK, seed=12))
             raise RuntimeError("cancelled")
+    assert w.removed_chunks == 2
+    with reopened.start_backup("vm-b", datetime.now(timezone.utc)) as w:
+        write_disk(w, "xvda", mixed_disk(3 * CHUNK, CHUNK, seed=13))
+        pruned = w.commit()
+    forget(reopened, [pruned.id])
     report = reopened.collect_garbage(grace_period=0, now=time.time() + 5)
     assert report.deleted_chunks == 2
     # Another VM with the same disk: every chunk found on the server and touched, none sent.
