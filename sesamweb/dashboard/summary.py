@@ -152,6 +152,15 @@ def _store_figures(summary):
                                     maintenance.store.get_absolute_url() + "#maintenance-schedules"))
 
 
+def _notification_figures(summary):
+    """A channel whose messages do not get through is itself an alert: failures would go unheard."""
+    from sesamweb.notify.delivery import failing_channels
+
+    for channel in failing_channels():
+        summary.alerts.append(Alert("danger", f"Notification channel {channel.name} is failing",
+                                    channel.last_error[:300], channel.get_absolute_url()))
+
+
 def _replication_figures(summary):
     summary.replication_policies = ReplicationPolicy.objects.count()
     tones = {RunStatus.SUCCESS: "ok", RunStatus.WARNING: "warn", RunStatus.FAILED: "danger",
@@ -224,4 +233,5 @@ def dashboard_summary(now=None) -> Summary:
     _job_figures(summary, now)
     _store_figures(summary)
     _replication_figures(summary)
+    _notification_figures(summary)
     return summary

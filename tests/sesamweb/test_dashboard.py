@@ -167,3 +167,16 @@ def test_the_dashboard_shows_the_protection_chart_next_runs_and_failed_jobs(tmp_
 def test_the_protection_card_is_empty_without_vms(auditor_client):
     page = auditor_client.get(reverse("dashboard")).content.decode()
     assert "No virtual machines yet" in page and "No backup jobs yet" in page
+
+
+def test_a_failing_notification_channel_is_an_alert():
+    from sesamweb.notify.models import Channel
+
+    Channel.objects.create(name="ops mail", kind="email", config={}, consecutive_failures=1,
+                           last_error_permanent=True, last_error="535 authentication failed")
+    Channel.objects.create(name="quiet", kind="email", config={}, consecutive_failures=0)
+
+    alerts = [(a.level, a.title, a.detail) for a in dashboard_summary().alerts]
+
+    assert ("danger", "Notification channel ops mail is failing", "535 authentication failed") in alerts
+    assert not any("quiet" in title for _level, title, _detail in alerts)
