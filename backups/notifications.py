@@ -155,3 +155,36 @@ def verify_damaged(store, damaged_ids) -> None:
                                   "error": f"{p['n']} damaged restore point(s)"} for p in points]},
                 details={"error": "verify found missing or corrupt chunks: " + ", ".join(damaged_ids),
                          "points": list(damaged_ids)})
+
+
+@never_fails
+def rpo_missed(now=None):
+    """VMs whose newest good restore point became older than their RPO: one event per VM and
+    lapse (the watchdog calls this every minute; a VM is reported again only after a new good
+    point, i.e. when it missed its RPO anew)."""
+    from django.utils import timezone
+
+    from sesamweb.notify.models import Event
+
+    from .jobs.choices import Protection
+    from .jobs.protection import protection_map
+
+    now = now or timezone.now()
+    missed = [p for p in protection_map(now=now, include_deleted=False).values() if p.status == Protection.MISSED]
+    if not missed:
+        return
+    oldest = min(p.last_good_at for p in missed)
+    reported = {}
+    for about, created in Event.objects.filter(name="vm.rpo_missed", created__gte=oldest).values_list("about", "created"):
+        uuid = (about.get("vm") or {}).get("uuid")
+        reported[uuid] = max(created, reported.get(uuid, created))
+    for state in missed:
+        if reported.get(state.vm_uuid, state.last_good_at) > state.last_good_at:
+            continue        # already reported since its last good point
+        jobs = [{"id": job.pk, "name": job.name, "url": _url(job)} for job in state.jobs]
+        notify.emit("vm.rpo_missed", "warning",
+                    title=f"{state.vm_name} missed its RPO: newest good restore point "
+                          f"{state.age.total_seconds() / 3600:.0f} h old, RPO {state.rpo.total_seconds() / 3600:.0f} h",
+                    objects={"vm": {"id": state.vm_id, "name": state.vm_name, "uuid": state.vm_uuid}, "jobs": jobs},
+                    details={"last_good_at": state.last_good_at.isoformat(), "jobs": [job["name"] for job in jobs],
+                             "rpo_hours": state.rpo.total_seconds() / 3600})

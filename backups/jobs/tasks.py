@@ -10,6 +10,7 @@ from xenpools.models import Pool
 from ..choices import RunStatus, Trigger
 from ..engine.backup import cleanup_leftovers, fail_abandoned_backups, finish_run_if_done
 from ..models import BackupJob, BackupRun, JobSchedule
+from ..notifications import rpo_missed
 from .runs import JobRunError, dispatch, finish_job_run, start_job_run
 from .schedules import WATCHDOG_TASK, rearm  # noqa: F401 - WATCHDOG_TASK was defined here
 
@@ -69,6 +70,7 @@ def job_watchdog(local_only: bool = False) -> str:
         run.refresh_from_db()
         if run.is_finished:
             finish_job_run(run)
+    rpo_missed()            # VMs that just missed their RPO are reported (once per lapse)
     return f"{len(failed)} abandoned backup(s) failed, {cleaned} leftover(s) removed, {moved} VM(s) dispatched"
 
 

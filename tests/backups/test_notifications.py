@@ -165,3 +165,32 @@ def test_an_incremental_backup_reports_the_transport_its_manifest_records(make_j
     assert vm["kind"] == "Incremental", vm
     assert vm["transfer"] in ("CBT + NBD (changed blocks)", "VHD delta (changed blocks)")
     assert vm["reason"].startswith("incremental")
+
+
+def test_a_vm_that_misses_its_rpo_is_reported_once_per_lapse(make_job, vm_named):  # noqa: F811
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from backups.models import RestorePoint
+    from backups.notifications import rpo_missed
+
+    vm = vm_named("test-vm-1")
+    job = make_job(selection="explicit", rpo_hours=24)
+    job.vms.add(vm)
+    now = timezone.now()
+    RestorePoint.objects.create(store=job.store, job=job, point_id=f"{vm.uuid}/20261130T000000Z", vm_uuid=vm.uuid,
+                                vm_name=vm.name, taken_at=now - timedelta(hours=30), method="normal", kind="full")
+
+    rpo_missed(now=now)
+    rpo_missed(now=now + timedelta(minutes=1))          # the watchdog's next minute: no second report
+
+    (event,) = Event.objects.filter(name="vm.rpo_missed")
+    assert event.title == "test-vm-1 missed its RPO: newest good restore point 30 h old, RPO 24 h"
+    assert f"job:{job.pk}" in event.object_keys
+    RestorePoint.objects.create(store=job.store, job=job, point_id=f"{vm.uuid}/20261201T000000Z", vm_uuid=vm.uuid,
+                                vm_name=vm.name, taken_at=now + timedelta(hours=1), method="normal", kind="full")
+    rpo_missed(now=now + timedelta(hours=2))             # met again: nothing
+    assert Event.objects.filter(name="vm.rpo_missed").count() == 1
+    rpo_missed(now=now + timedelta(hours=26))            # lapsed anew: reported again
+    assert Event.objects.filter(name="vm.rpo_missed").count() == 2
