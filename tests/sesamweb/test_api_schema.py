@@ -96,3 +96,9 @@ def test_a_role_cannot_be_written_as_null(admin_api, db):
     response = admin_api.patch(f"/api/users/{user.pk}/", {"role": None}, format="json")
     assert response.status_code == 400 and "role" in response.json()
 
+
+def test_a_refused_search_term_is_answered_like_every_other_input_error(admin_api):
+    """A NUL character in ?search= gets {"search": [...]} (ValidationErrors), not a bare list."""
+    response = admin_api.get("/api/tokens/", {"search": "a\x00b"})
+    assert response.status_code == 400
+    assert response.json() == {"search": ["Null characters are not allowed."]}
