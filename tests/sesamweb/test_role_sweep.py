@@ -7,32 +7,23 @@ write, and on any secret in a response. Each request runs in a savepoint that is
 so a DELETE by the administrator does not take the rows the next URLs need."""
 import re
 from collections import Counter
-from datetime import timedelta
 
 import pytest
 from asgiref.sync import async_to_sync
 from channels.testing import WebsocketCommunicator
-from django.conf import settings as django_settings
 from django.db import connection, transaction
 from django.test import Client
-from django.urls import URLPattern, URLResolver, get_resolver, reverse
-from django.utils import timezone
+from django.urls import reverse
 from rest_framework.test import APIClient
 
-from backups.choices import BackupKind, BackupMethod, BackupPhase, RunStatus
 from backups.models import BackupJob, BackupRun, DataStore, JobSchedule, RestorePoint, RestoreRun, VmBackup
-from backups.stores import create_store
 from sesamweb.accounts.models import ApiToken
 from sesamweb.accounts.roles import CAPABILITIES, Role
-from sesamweb.audit.log import record_event
 from sesamweb.live import topics as live_topics
 from tests.fixtures.summary import report
-from tests.fixtures.users import TEST_PASSWORD, make_user
-from xenpools.models import VDI, VIF, VM, Host, Network, Pool, StorageRepository, VirtualDisk
-
-POOL_PASSWORD = "pool-password-sweep-7QX"
-PASSPHRASE = "store passphrase sweep 5KD"
-S3_SECRET = "s3-secret-sweep-9ZP"
+from tests.fixtures.urlmap import url_patterns, view_model
+from tests.fixtures.users import make_user
+from xenpools.models import VM, Pool
 
 IDENTITIES = ["anonymous", "norole", "auditor", "operator", "administrator"]
 # Identities that may not change anything (operators may run backups and restores).
@@ -57,90 +48,7 @@ IGNORED_TABLES = {"django_session"}
 WRITE_SQL = re.compile(r'^\s*(INSERT\s+INTO|UPDATE|DELETE\s+FROM)\s+"?([A-Za-z0-9_]+)"?', re.IGNORECASE)
 
 
-# --- the world the URLs point into ---------------------------------------------------------
-
-@pytest.fixture
-def world(tmp_path, db):
-    now = timezone.now()
-    users = {role.value: make_user(f"sweep-{role.value}", role) for role in Role}
-    users["norole"] = make_user("sweep-norole")
-    other = make_user("sweep-other", Role.OPERATOR)
-
-    pool = Pool.objects.create(name="lab", address="127.0.0.1", port=1, uuid="pool-uuid", product_version="8.2.1")
-    pool.set_password(POOL_PASSWORD)
-    pool.save()
-    host = Host.objects.create(pool=pool, uuid="host-uuid", ref="OpaqueRef:h", name="host-1", is_master=True)
-    sr = StorageRepository.objects.create(pool=pool, uuid="sr-uuid", ref="OpaqueRef:sr", name="local")
-    network = Network.objects.create(pool=pool, uuid="net-uuid", ref="OpaqueRef:n", name="lan")
-    vm = VM.objects.create(pool=pool, uuid="11111111-1111-1111-1111-111111111111", ref="OpaqueRef:1",
-                           name="web-01", power_state="Running", host=host)
-    vdi = VDI.objects.create(pool=pool, uuid="vdi-uuid", ref="OpaqueRef:vdi", name="disk", sr=sr, virtual_size=8 << 20)
-    VirtualDisk.objects.create(pool=pool, vm=vm, vdi=vdi, uuid="vbd-uuid", ref="OpaqueRef:vbd", userdevice="0")
-    VIF.objects.create(pool=pool, vm=vm, network=network, uuid="vif-uuid", ref="OpaqueRef:vif", device="0")
-
-    store = create_store(name="nas", path=str(tmp_path / "store"), passphrase=PASSPHRASE)
-    s3_store = DataStore.objects.create(name="s3", kind="s3", s3_endpoint="http://127.0.0.1:1", s3_bucket="b",
-                                        s3_access_key="AKIASWEEP", encrypted=False)
-    s3_store.set_s3_secret(S3_SECRET)
-    s3_store.save()
-
-    job = BackupJob.objects.create(name="nightly", store=store)
-    JobSchedule.objects.create(job=job, cron="0 22 * * *")
-    run = BackupRun.objects.create(status=RunStatus.RUNNING, started_at=now, requested_by=users["operator"], job=job)
-    point = RestorePoint.objects.create(store=store, point_id=f"{vm.uuid}/1700000000", vm_uuid=vm.uuid, vm_name=vm.name,
-                                        taken_at=now - timedelta(hours=1), method=BackupMethod.NORMAL,
-                                        kind=BackupKind.FULL, virtual_size=8 << 20, job=job)
-    VmBackup.objects.create(run=run, vm=vm, pool=pool, vm_uuid=vm.uuid, vm_name=vm.name, store=store,
-                            method=BackupMethod.NORMAL, kind=BackupKind.FULL, status=RunStatus.RUNNING,
-                            phase=BackupPhase.STREAMING,
-                            started_at=now, restore_point=point)
-    RestoreRun.objects.create(point=point, store=store, store_point_id=point.point_id, source_vm_uuid=vm.uuid,
-                              source_vm_name=vm.name, target_pool=pool, requested_by=users["operator"])
-
-    tokens = {}
-    for name, user in users.items():
-        token, key = ApiToken.issue(user, "sweep")
-        # Stamped as just used: token authentication then writes nothing for a minute.
-        ApiToken.objects.filter(pk=token.pk).update(last_used=now)
-        tokens[name] = key
-    _, other_key = ApiToken.issue(other, "other")
-    record_event("settings", actor=users["administrator"], message="sweep fixture")
-
-    secrets = {
-        "pool password": POOL_PASSWORD,
-        "data store passphrase": PASSPHRASE,
-        "data store key": store.data_key(),
-        "S3 secret": S3_SECRET,
-        "SESAM_SECRET_KEY": django_settings.SESAM_SECRET_KEY,
-        "SECRET_KEY": django_settings.SECRET_KEY,
-        "user password": TEST_PASSWORD,
-        **{f"API token of {name}": key for name, key in {**tokens, "other": other_key}.items()},
-    }
-    return {"users": users, "tokens": tokens, "secrets": {k: v for k, v in secrets.items() if v},
-            "vm": vm, "point": point, "store": store}
-
-
 # --- the URL map ----------------------------------------------------------------------------
-
-def url_patterns(patterns=None, namespace=None):
-    """(name, URLPattern) of every pattern, namespaced like reverse() wants them."""
-    for entry in patterns if patterns is not None else get_resolver().url_patterns:
-        if isinstance(entry, URLResolver):
-            inner = namespace
-            if entry.namespace:
-                inner = f"{namespace}:{entry.namespace}" if namespace else entry.namespace
-            yield from url_patterns(entry.url_patterns, inner)
-        else:
-            yield (f"{namespace}:{entry.name}" if namespace and entry.name else entry.name), entry
-
-
-def view_model(callback):
-    view = getattr(callback, "cls", None) or getattr(callback, "view_class", None)
-    queryset = getattr(view, "queryset", None)
-    if queryset is not None:
-        return queryset.model
-    return getattr(view, "model", None)
-
 
 # Path parameters by name; "pk" is the first row of the view's model (else of a model its
 # URL name suggests), 1 when there is none.
