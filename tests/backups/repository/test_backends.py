@@ -70,7 +70,7 @@ def test_a_file_system_without_o_direct_gets_buffered_writes(backend, tmp_path, 
 
 
 def test_a_file_system_refusing_direct_writes_late_gets_buffered_writes(backend, monkeypatch):
-    """O_DIRECT accepted at open (simulated: tmpfs would refuse it there already), refused at
+    """O_DIRECT accepted at open (simulated: some file systems, e.g. tmpfs, refuse it there), refused at
     the first write: the same file is rewritten buffered, and later objects skip O_DIRECT."""
     real_open, real_write = os.open, os.write
     direct_fds, refused, buffered_after_refusal, direct_opens = set(), [], [], []
