@@ -211,7 +211,7 @@ REST_FRAMEWORK = {
     "DEFAULT_FILTER_BACKENDS": [
         "django_filters.rest_framework.DjangoFilterBackend",
         "rest_framework.filters.OrderingFilter",
-        "rest_framework.filters.SearchFilter",
+        "sesamweb.api_filters.SearchFilter",
     ],
     "DEFAULT_PAGINATION_CLASS": "sesamweb.pagination.ApiPagination",
     "PAGE_SIZE": 100,

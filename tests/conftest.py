@@ -20,3 +20,13 @@ def audit_checkpoint_dir(settings, tmp_path_factory):
     (Path(os.environ["SESAM_AUDIT_CHECKPOINT_DIR"]) / "audit-checkpoint.json").unlink(missing_ok=True)
     settings.SESAM_AUDIT_CHECKPOINT_DIR = tmp_path_factory.mktemp("audit-checkpoints")
     return settings.SESAM_AUDIT_CHECKPOINT_DIR
+
+
+def pytest_terminal_summary(terminalreporter):
+    """The counts of the guard tests (tests/fixtures/summary.py), visible without -s."""
+    from tests.fixtures.summary import SUMMARY_LINES
+
+    if SUMMARY_LINES:
+        terminalreporter.section("guards")
+        for line in SUMMARY_LINES:
+            terminalreporter.write_line(line)

@@ -15,6 +15,7 @@ from sesamweb.accounts.permissions import OPERATE, VIEW
 from sesamweb.audit.choices import AuditAction
 from sesamweb.audit.log import record_event
 
+from ..api.views import CONFLICT, NOT_FOUND
 from ..choices import RunStatus, Trigger
 from ..formats.xva import XvaError
 from ..models import RestorePoint
@@ -93,7 +94,7 @@ class RestoreRunViewSet(mixins.CreateModelMixin, viewsets.ReadOnlyModelViewSet):
             return problems_response(exc.problems)
         return Response(self.get_serializer(run).data, status=status.HTTP_202_ACCEPTED)
 
-    @extend_schema(request=None, responses=serializers.RestoreRunSerializer)
+    @extend_schema(request=None, responses={200: serializers.RestoreRunSerializer, 404: NOT_FOUND, 409: CONFLICT})
     @action(detail=True, methods=["post"])
     def cancel(self, request, pk=None):
         run = self.get_object()

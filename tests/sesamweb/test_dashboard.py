@@ -76,7 +76,7 @@ def test_the_summary_reads_backups_running_now_protection_and_failures():
     summary = dashboard_summary()
     assert summary.backups_available and summary.runs_active == 1
     assert summary.running == [{"run": run.pk, "vm_name": "web", "phase": "Streaming disks", "percent": 25,
-                                "url": summary.running[0]["url"]}]
+                                "url": reverse("backups:vm_backup_detail", args=[run.vm_backups.get().pk])}]
     assert summary.running_runs == [run.pk]
     assert summary.vms_protected == 1  # web has a restore point, db does not
     assert summary.runs_24h == {"running": 1, "failed": 1} and summary.runs_24h_total == 2

@@ -2,6 +2,7 @@
 
 import base64
 import time
+import urllib.request
 
 import pytest
 import XenAPI
@@ -158,13 +159,24 @@ def test_clone_and_copy_make_new_vms_with_new_macs(x):
     assert err.value.details[0] == "VM_BAD_POWER_STATE"
 
 
+def raw_disk(sim, vdi):
+    session = sim.session()
+    url = f"{sim.url}/export_raw_vdi?session_id={session.handle}&vdi={vdi}"
+    with urllib.request.urlopen(url) as reply:
+        return reply.read()
+
+
 def test_revert_brings_back_the_snapshot_disks(sim, x):
     vm = vm_named(x, "test-vm-2")
+    (vdi,) = disks_of(x, vm)
+    at_snapshot = raw_disk(sim, vdi)
     snap = x.VM.snapshot(vm, "s")
     sim.control.guest_write(4, vm="test-vm-2")
+    assert raw_disk(sim, vdi) != at_snapshot  # the write changed the disk: reverting has work to do
     x.VM.revert(snap)
-    (vdi,) = disks_of(x, vm)
-    assert x.VDI.get_virtual_size(vdi) == x.VDI.get_virtual_size(disks_of(x, snap)[0])
+    (reverted,) = disks_of(x, vm)
+    assert raw_disk(sim, reverted) == at_snapshot
+    assert x.VM.get_power_state(vm) == "Halted"
 
 
 def test_vdi_destroy_refuses_a_disk_of_a_running_vm(x):

@@ -168,15 +168,19 @@ def test_the_vm_list_filters_searches_and_sorts(sim, make_pool, auditor_client):
     url = reverse("xenpools:vm_list")
     running = VM.objects.filter(pool=pool, power_state=PowerState.RUNNING, is_snapshot=False)
     one = VM.objects.filter(pool=pool, is_snapshot=False).first()
+    # A VM with a host (a halted one has none, and ?host= would not filter at all).
+    host = running.exclude(host=None).first().host
+    on_host = VM.objects.filter(pool=pool, is_snapshot=False, host=host)
+    assert VM.objects.filter(pool=pool, is_snapshot=False).exclude(host=host).exists()  # the filter has work to do
 
     by_state = auditor_client.get(url, {"power_state": "Running"}).context["vms"]
     by_uuid = auditor_client.get(url, {"q": one.uuid[:8]}).context["vms"]
-    by_host = auditor_client.get(url, {"host": one.host_id or ""}).context["vms"]
+    by_host = auditor_client.get(url, {"host": host.pk}).context["vms"]
     descending = auditor_client.get(url, {"ordering": "-name"}).context["vms"]
 
     assert set(by_state) == set(running)
     assert list(by_uuid) == [one]
-    assert one in by_host
+    assert set(by_host) == set(on_host)
     assert [vm.name for vm in descending] == sorted((vm.name for vm in descending), reverse=True)
 
 

@@ -7,10 +7,16 @@ from ..roles import Role, role_from_groups
 
 
 class RoleField(serializers.ChoiceField):
-    """The user's role, read from their groups; written through accounts.services."""
+    """The user's role, read from their groups (null: a user without a role); written through
+    accounts.services, which needs a role."""
 
     def __init__(self, **kwargs):
-        super().__init__(choices=Role.choices, **kwargs)
+        super().__init__(choices=Role.choices, allow_null=True, **kwargs)
+
+    def validate_empty_values(self, data):
+        if data is None:
+            self.fail("null")
+        return super().validate_empty_values(data)
 
     def get_attribute(self, user):
         role = role_from_groups(user)

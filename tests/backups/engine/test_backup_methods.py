@@ -1,10 +1,17 @@
 """Each backup method against the simulator: the stored disks equal the VM's disks, the VM
 is left in its power state, and no snapshot is left behind."""
-import pytest
+import threading
+import time
 
-from backups.choices import BackupMethod, QuiesceFallback, RunStatus, StoreKind, Trigger
+import pytest
+from django.db import connection
+
+from backups.choices import BackupMethod, BackupPhase, QuiesceFallback, RunStatus, StoreKind, Trigger
+from backups.models import VmBackup
 from backups.services import request_backup, run_in_this_process
 from backups.stores import create_store, open_repository
+from xenpools.inventory import sync_pool
+from xenpools.models import VM
 
 pytestmark = pytest.mark.slow
 
@@ -35,6 +42,49 @@ def test_a_normal_backup_stores_the_disks_byte_exact(vm_named, store, pool_reade
     assert pool_reader.xenapi.VM.get_power_state(pool_reader.vm(vm.uuid)) == power
     assert pool_reader.snapshots() == []
     assert vm_backup.bytes_processed == sum(len(d) for d in expected.values())
+
+
+def power_state_while_streaming(sim, pool, pool_reader, store, **options):
+    """Back up a small running VM offline with a slow transfer; the VM's power state seen
+    while its disks stream, and the finished VM backup."""
+    made = sim.control.create_vm("offline-small", [4 << 20], power_state="Running", written_blocks=8)
+    sync_pool(pool)
+    vm = VM.objects.get(pool=pool, uuid=made["uuid"])
+    sim.control.rate_limit(512 << 10)  # about 8 s of streaming: time to look at the VM meanwhile
+    run = request_backup(vm=vm, store=store, method=BackupMethod.OFFLINE, trigger=Trigger.CLI, **options)
+
+    def back_up_in_a_thread():
+        try:
+            run_in_this_process(run)
+        finally:
+            connection.close()
+
+    thread = threading.Thread(target=back_up_in_a_thread)
+    thread.start()
+    deadline, seen = time.monotonic() + 60, None
+    while seen is None and time.monotonic() < deadline and thread.is_alive():
+        if VmBackup.objects.get(run=run).phase == BackupPhase.STREAMING:
+            seen = pool_reader.xenapi.VM.get_power_state(pool_reader.vm(vm.uuid))
+        time.sleep(0.05)
+    thread.join(120)
+    sim.control.rate_limit(0)
+    return seen, run.vm_backups.get()
+
+
+def test_an_offline_backup_with_snapshot_restarts_the_vm_before_the_export(sim, pool, store, pool_reader):
+    """Snapshot + restart: the VM runs again while its snapshot streams (a plain offline
+    export would keep it halted until the end)."""
+    seen, vm_backup = power_state_while_streaming(sim, pool, pool_reader, store)
+    assert vm_backup.status == RunStatus.SUCCESS, vm_backup.error
+    assert seen == "Running"
+    assert pool_reader.snapshots() == []
+
+
+def test_an_offline_backup_without_snapshot_keeps_the_vm_halted_during_the_export(sim, pool, store, pool_reader):
+    seen, vm_backup = power_state_while_streaming(sim, pool, pool_reader, store, restart_after_snapshot=False)
+    assert vm_backup.status == RunStatus.SUCCESS, vm_backup.error
+    assert seen == "Halted"
+    assert pool_reader.xenapi.VM.get_power_state(pool_reader.vm(vm_backup.vm_uuid)) == "Running"
 
 
 def test_an_offline_backup_restarts_the_vm_and_reports_the_downtime(vm_named, store, pool_reader):

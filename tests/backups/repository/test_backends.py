@@ -70,27 +70,39 @@ def test_a_file_system_without_o_direct_gets_buffered_writes(backend, tmp_path, 
 
 
 def test_a_file_system_refusing_direct_writes_late_gets_buffered_writes(backend, monkeypatch):
-    real_write = os.write
-    direct_fds = set()
-    real_open = os.open
+    """O_DIRECT accepted at open (simulated: some file systems, e.g. tmpfs, refuse it there), refused at
+    the first write: the same file is rewritten buffered, and later objects skip O_DIRECT."""
+    real_open, real_write = os.open, os.write
+    direct_fds, refused, buffered_after_refusal, direct_opens = set(), [], [], []
 
-    def tracking_open(path, flags, *args):
-        fd = real_open(path, flags, *args)
+    def accepting_open(path, flags, *args):
         if flags & os.O_DIRECT:
+            fd = real_open(path, flags & ~os.O_DIRECT, *args)
+            direct_opens.append(path)
             direct_fds.add(fd)
-        return fd
+            return fd
+        return real_open(path, flags, *args)
 
     def refusing_write(fd, data):
         if fd in direct_fds:
             direct_fds.discard(fd)
+            refused.append(fd)
             raise OSError(errno.EINVAL, "Invalid argument")
+        if fd in refused:
+            buffered_after_refusal.append(len(data))
         return real_write(fd, data)
 
-    monkeypatch.setattr(backends.os, "open", tracking_open)
+    monkeypatch.setattr(backends.os, "open", accepting_open)
     monkeypatch.setattr(backends.os, "write", refusing_write)
     data = os.urandom(200_000)
     assert backend.put_atomic("chunks/ab/cd/late", data, overwrite=False)
+    assert len(direct_opens) == 1 and len(refused) == 1  # the late branch ran: opened direct, refused at write
+    assert sum(buffered_after_refusal) == len(data)       # then the same file, buffered, exactly its bytes
     assert backend.get("chunks/ab/cd/late") == data
+    assert not backend._direct_io
+    assert backend.put_atomic("chunks/ab/cd/next", data[::-1], overwrite=False)
+    assert len(direct_opens) == 1                          # no more O_DIRECT on this file system
+    assert backend.get("chunks/ab/cd/next") == data[::-1]
 
 
 def test_new_fan_out_directories_are_synced_with_their_parents(backend, tmp_path, monkeypatch):

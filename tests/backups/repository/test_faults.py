@@ -1,6 +1,9 @@
 """A data store that is full, read-only or gone: clear errors, no backup that looks complete."""
 import errno
 import os
+import shutil
+import tempfile
+from pathlib import Path
 
 import pytest
 
@@ -13,7 +16,7 @@ from backups.repository import (
 )
 from backups.repository import backends
 
-from .conftest import CHUNK, PASSPHRASE
+from .conftest import CHUNK, PASSPHRASE, TEST_SCRYPT_N
 from .diskdata import mixed_disk, write_disk
 
 
@@ -72,18 +75,64 @@ def test_a_read_only_file_system_gives_store_read_only_error(repo, clock, store_
         repo.start_backup("vm-a", clock())
 
 
-@pytest.mark.skipif(os.geteuid() == 0, reason="root ignores directory permissions")
-def test_a_read_only_directory_gives_store_read_only_error(repo, clock, store_dir):
+def in_a_child_without_root(function):
+    """Run function() in a forked child that is not root (root ignores directory permissions:
+    as root the child drops to nobody first), and return what it raised, by class name."""
+    read_end, write_end = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: never returns into pytest
+        outcome = "nothing raised"
+        try:
+            if os.geteuid() == 0:
+                os.setgid(NOBODY)
+                os.setuid(NOBODY)
+            function()
+        except BaseException as exc:  # reported to the parent, whatever it is
+            outcome = f"{type(exc).__name__}: {exc}"
+        finally:
+            os.write(write_end, outcome.encode()[:4000])
+            os._exit(0)
+    os.close(write_end)
+    with os.fdopen(read_end, "rb") as reader:
+        outcome = reader.read().decode()
+    os.waitpid(pid, 0)
+    return outcome
+
+
+NOBODY = 65534
+
+
+@pytest.fixture
+def world_readable_store_dir():
+    """A store directory a non-root child can read (pytest's own base directory is 0700)."""
+    base = tempfile.mkdtemp(prefix="sesam-ro-store-")
+    os.chmod(base, 0o755)
+    path = Path(base) / "store"
+    path.mkdir()
+    yield path
+    for entry in [path, *path.rglob("*")]:
+        if entry.is_dir():
+            entry.chmod(0o755)
+    shutil.rmtree(base)
+
+
+def test_a_read_only_directory_gives_store_read_only_error(clock, world_readable_store_dir):
+    """Directory permissions, not a simulated error: the child that writes is not root."""
+    store_dir = world_readable_store_dir
+    repo = Repository.create(LocalBackend(store_dir), passphrase=PASSPHRASE, scrypt_n=TEST_SCRYPT_N, chunk_size=CHUNK)
     for path in [store_dir, *store_dir.rglob("*")]:
-        if path.is_dir():
-            path.chmod(0o555)
-    try:
-        with pytest.raises(StoreReadOnlyError):
-            repo.start_backup("vm-a", clock())
-    finally:
-        for path in [store_dir, *store_dir.rglob("*")]:
-            if path.is_dir():
-                path.chmod(0o755)
+        path.chmod(0o555 if path.is_dir() else 0o444)
+
+    def back_up():
+        with repo.start_backup("vm-a", clock()) as writer:
+            write_disk(writer, "xvda", mixed_disk(3 * CHUNK, CHUNK))
+            writer.commit()
+
+    outcome = in_a_child_without_root(back_up)
+
+    assert outcome.startswith("StoreReadOnlyError"), outcome
+    assert str(store_dir) in outcome
+    assert repo.list_backups() == []
 
 
 def test_a_store_whose_directory_vanished_is_unavailable(repo, clock, store_dir, tmp_path):

@@ -8,6 +8,7 @@ from backups.choices import BackupMethod, RunStatus
 from backups.formats.vhd import read_vhd_stream
 from backups.models_restore import RestoreRun
 from backups.restore.plan import run_restore
+from backups.stores import create_store
 from sesamweb.accounts.roles import Role
 from sesamweb.audit.models import AuditEvent
 
@@ -130,3 +131,13 @@ def test_a_disk_restores_as_a_new_vdi(api_client, point, pool, pool_reader):
     assert pool_reader.xenapi.VDI.get_name_label(vdi) == "old disk"
     assert pool_reader.xenapi.VDI.get_VBDs(vdi) == []
     assert "sesamweb_restore" not in pool_reader.xenapi.VDI.get_other_config(vdi)
+
+
+def test_cancelling_a_finished_restore_is_a_conflict_the_schema_declares(api_client, tmp_path, db):
+    store = create_store(name="nas", path=str(tmp_path / "store"), passphrase="correct horse battery staple")
+    run = RestoreRun.objects.create(store=store, store_point_id="x/1", status=RunStatus.SUCCESS)
+    client = api_client(Role.OPERATOR)
+    response = client.post(f"/api/restores/{run.pk}/cancel/")
+    assert response.status_code == 409 and "already finished" in response.json()["detail"]
+    schema = client.get("/api/schema/", {"format": "json"}).json()
+    assert "409" in schema["paths"]["/api/restores/{id}/cancel/"]["post"]["responses"]

@@ -86,13 +86,18 @@ def test_a_cancelled_restore_stops_and_leaves_nothing(sim, vm_named, store, pool
     thread = threading.Thread(target=run_restore, args=(run.pk,))
     thread.start()
     deadline = time.monotonic() + 60
-    while RestoreRun.objects.get(pk=run.pk).phase != "streaming" and time.monotonic() < deadline:
+    # Mid-stream: disk bytes have been restored, and the stream (1 MiB/s) is far from the end.
+    while not (0 < RestoreRun.objects.get(pk=run.pk).bytes_done) and time.monotonic() < deadline:
         time.sleep(0.05)
+    streaming = RestoreRun.objects.get(pk=run.pk)
+    assert streaming.phase == "streaming" and 0 < streaming.bytes_done < streaming.bytes_total, \
+        (streaming.phase, streaming.bytes_done, streaming.bytes_total)
     cancel_restore(run)
     thread.join(120)
 
     run.refresh_from_db()
     assert run.status == RunStatus.CANCELLED, run.error
+    assert run.bytes_done < run.bytes_total  # the stream stopped; it did not run to its end first
     assert vms_and_vdis(pool_reader) == before
 
 

@@ -1,0 +1,84 @@
+"""The world the role sweep and the API fuzzing point into: a pool with a host, SR, network and
+a running VM with a disk and a VIF, a local data store (real repository) and an S3 one, a job
+with a schedule, a running backup run with a VM backup, a restore point, a restore, a user and
+an API token per identity, an audit event, and the secrets a response must never show."""
+from datetime import timedelta
+
+import pytest
+from django.conf import settings as django_settings
+from django.utils import timezone
+
+from backups.choices import BackupKind, BackupMethod, BackupPhase, RunStatus
+from backups.models import BackupJob, BackupRun, DataStore, JobSchedule, RestorePoint, RestoreRun, VmBackup
+from backups.stores import create_store
+from sesamweb.accounts.models import ApiToken
+from sesamweb.accounts.roles import Role
+from sesamweb.audit.choices import AuditAction
+from sesamweb.audit.log import record_event
+from tests.fixtures.users import TEST_PASSWORD, make_user
+from xenpools.models import VDI, VIF, VM, Host, Network, Pool, StorageRepository, VirtualDisk
+
+POOL_PASSWORD = "pool-password-sweep-7QX"
+PASSPHRASE = "store passphrase sweep 5KD"
+S3_SECRET = "s3-secret-sweep-9ZP"
+
+
+@pytest.fixture
+def world(tmp_path, db):
+    now = timezone.now()
+    users = {role.value: make_user(f"sweep-{role.value}", role) for role in Role}
+    users["norole"] = make_user("sweep-norole")
+    other = make_user("sweep-other", Role.OPERATOR)
+
+    pool = Pool.objects.create(name="lab", address="127.0.0.1", port=1, uuid="pool-uuid", product_version="8.2.1")
+    pool.set_password(POOL_PASSWORD)
+    pool.save()
+    host = Host.objects.create(pool=pool, uuid="host-uuid", ref="OpaqueRef:h", name="host-1", is_master=True)
+    sr = StorageRepository.objects.create(pool=pool, uuid="sr-uuid", ref="OpaqueRef:sr", name="local")
+    network = Network.objects.create(pool=pool, uuid="net-uuid", ref="OpaqueRef:n", name="lan")
+    vm = VM.objects.create(pool=pool, uuid="11111111-1111-1111-1111-111111111111", ref="OpaqueRef:1",
+                           name="web-01", power_state="Running", host=host)
+    vdi = VDI.objects.create(pool=pool, uuid="vdi-uuid", ref="OpaqueRef:vdi", name="disk", sr=sr, virtual_size=8 << 20)
+    VirtualDisk.objects.create(pool=pool, vm=vm, vdi=vdi, uuid="vbd-uuid", ref="OpaqueRef:vbd", userdevice="0")
+    VIF.objects.create(pool=pool, vm=vm, network=network, uuid="vif-uuid", ref="OpaqueRef:vif", device="0")
+
+    store = create_store(name="nas", path=str(tmp_path / "store"), passphrase=PASSPHRASE)
+    s3_store = DataStore.objects.create(name="s3", kind="s3", s3_endpoint="http://127.0.0.1:1", s3_bucket="b",
+                                        s3_access_key="AKIASWEEP", encrypted=False)
+    s3_store.set_s3_secret(S3_SECRET)
+    s3_store.save()
+
+    job = BackupJob.objects.create(name="nightly", store=store)
+    JobSchedule.objects.create(job=job, cron="0 22 * * *")
+    run = BackupRun.objects.create(status=RunStatus.RUNNING, started_at=now, requested_by=users["operator"], job=job)
+    point = RestorePoint.objects.create(store=store, point_id=f"{vm.uuid}/1700000000", vm_uuid=vm.uuid, vm_name=vm.name,
+                                        taken_at=now - timedelta(hours=1), method=BackupMethod.NORMAL,
+                                        kind=BackupKind.FULL, virtual_size=8 << 20, job=job)
+    VmBackup.objects.create(run=run, vm=vm, pool=pool, vm_uuid=vm.uuid, vm_name=vm.name, store=store,
+                            method=BackupMethod.NORMAL, kind=BackupKind.FULL, status=RunStatus.RUNNING,
+                            phase=BackupPhase.STREAMING,
+                            started_at=now, restore_point=point)
+    RestoreRun.objects.create(point=point, store=store, store_point_id=point.point_id, source_vm_uuid=vm.uuid,
+                              source_vm_name=vm.name, target_pool=pool, requested_by=users["operator"])
+
+    tokens = {}
+    for name, user in users.items():
+        token, key = ApiToken.issue(user, "sweep")
+        # Stamped as just used: token authentication then writes nothing for a minute.
+        ApiToken.objects.filter(pk=token.pk).update(last_used=now)
+        tokens[name] = key
+    _, other_key = ApiToken.issue(other, "other")
+    record_event(AuditAction.UPDATE, target=pool, actor=users["administrator"], message="sweep fixture")
+
+    secrets = {
+        "pool password": POOL_PASSWORD,
+        "data store passphrase": PASSPHRASE,
+        "data store key": store.data_key(),
+        "S3 secret": S3_SECRET,
+        "SESAM_SECRET_KEY": django_settings.SESAM_SECRET_KEY,
+        "SECRET_KEY": django_settings.SECRET_KEY,
+        "user password": TEST_PASSWORD,
+        **{f"API token of {name}": key for name, key in {**tokens, "other": other_key}.items()},
+    }
+    return {"users": users, "tokens": tokens, "secrets": {k: v for k, v in secrets.items() if v},
+            "vm": vm, "point": point, "store": store}
