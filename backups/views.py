@@ -213,7 +213,9 @@ class MaintenanceScheduleSaveView(CapabilityRequiredMixin, View):
     capability = MANAGE
     template_name = "backups/maintenance_schedule_form.html"
 
-    def get(self, request, pk, schedule_pk):
+    def get(self, request, pk, schedule_pk=None):
+        if schedule_pk is None:     # the add form is on the store page
+            return redirect(get_object_or_404(DataStore, pk=pk))
         maintenance = get_object_or_404(StoreMaintenanceSchedule, pk=schedule_pk, store_id=pk)
         return self._page(request, maintenance, MaintenanceScheduleForm(instance=maintenance))
 

@@ -7,7 +7,7 @@ from collections import defaultdict
 from django.contrib import messages
 from django.db import transaction
 from django.db.models import OuterRef, Subquery
-from django.http import Http404, JsonResponse
+from django.http import Http404, HttpResponseNotAllowed, JsonResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
 from django.utils.http import url_has_allowed_host_and_scheme
@@ -410,7 +410,9 @@ class PointProtectView(CapabilityRequiredMixin, View):
     template_name = "backups/jobs/point_protect.html"
 
     def get(self, request, pk, action):
-        """The protect form with its note (unprotecting needs no form of its own)."""
+        """The protect form with its note (unprotecting needs no form of its own: POST only)."""
+        if action == "unprotect":
+            return HttpResponseNotAllowed(["POST"])
         if action != "protect":
             raise Http404("unknown action")
         point = get_object_or_404(RestorePoint.objects.select_related("store"), pk=pk)

@@ -9,7 +9,10 @@ from django.conf import settings as django_settings
 from django.utils import timezone
 
 from backups.choices import BackupKind, BackupMethod, BackupPhase, RunStatus
-from backups.models import BackupJob, BackupRun, DataStore, JobSchedule, RestorePoint, RestoreRun, VmBackup
+from backups.models import (
+    BackupJob, BackupRun, DataStore, JobSchedule, ReplicationPolicy, RestorePoint, RestoreRun, StoreMaintenanceSchedule,
+    VmBackup,
+)
 from backups.stores import create_store
 from sesamweb.accounts.models import ApiToken
 from sesamweb.accounts.roles import Role
@@ -20,6 +23,7 @@ from xenpools.models import VDI, VIF, VM, Host, Network, Pool, StorageRepository
 
 POOL_PASSWORD = "pool-password-sweep-7QX"
 PASSPHRASE = "store passphrase sweep 5KD"
+WEBHOOK_SECRET = "webhook-secret-sweep-9PZ"
 S3_SECRET = "s3-secret-sweep-9ZP"
 
 
@@ -61,6 +65,18 @@ def world(tmp_path, db):
     RestoreRun.objects.create(point=point, store=store, store_point_id=point.point_id, source_vm_uuid=vm.uuid,
                               source_vm_name=vm.name, target_pool=pool, requested_by=users["operator"])
 
+    StoreMaintenanceSchedule.objects.create(store=store, action="verify", cron="0 3 * * 0")
+    ReplicationPolicy.objects.create(name="dr", vm_uuids=[vm.uuid], source_store=store, target_pool=pool, target_sr=sr)
+    from sesamweb.notify.models import Channel, Rule
+    from sesamweb.notify.services import save_channel, save_rule
+
+    channel = save_channel(Channel(name="ops hook", kind="webhook", config={"url": "http://127.0.0.1:9/hook"}),
+                           secret=WEBHOOK_SECRET)
+    save_rule(Rule(name="failures", event_names=["run.failed"], min_severity="info"), channels=[channel])
+    from sesamweb import notify
+
+    notify.emit("run.failed", "error", title="sweep: a failed run", objects={"run": {"id": run.pk, "name": str(run)}})
+
     tokens = {}
     for name, user in users.items():
         token, key = ApiToken.issue(user, "sweep")
@@ -75,6 +91,7 @@ def world(tmp_path, db):
         "data store passphrase": PASSPHRASE,
         "data store key": store.data_key(),
         "S3 secret": S3_SECRET,
+        "webhook secret": WEBHOOK_SECRET,
         "SESAM_SECRET_KEY": django_settings.SESAM_SECRET_KEY,
         "SECRET_KEY": django_settings.SECRET_KEY,
         "user password": TEST_PASSWORD,

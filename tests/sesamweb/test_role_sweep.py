@@ -89,6 +89,8 @@ def parameter_values(name, pattern, world):
     if "action" in groups:
         from backups.tasks import STORE_TASKS
 
+        if name.endswith("point_protect"):
+            return [{**base, "action": action} for action in ("protect", "unprotect")]
         return [{**base, "action": action} for action in [*STORE_TASKS, "no-such-action"]]
     return [base]
 

@@ -31,7 +31,7 @@ class ChannelViewSet(viewsets.ModelViewSet):
 
     @extend_schema(request=None, responses=DeliverySerializer)
     @action(detail=True, methods=["post"])
-    def test(self, request, pk=None):
+    def test(self, request, pk=None, **kwargs):
         channel = self.get_object()
         delivery = send_test(channel)
         record_test(channel, delivery, user=request.user)
