@@ -1,3 +1,4 @@
+from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 from ..choices import ChannelKind, EventName
@@ -44,8 +45,17 @@ class ChannelSerializer(serializers.ModelSerializer):
         return {"form": form}
 
 
+@extend_schema_field({"type": "string", "pattern": r"^\d{2}:\d{2}(:\d{2}(\.\d+)?)?$",
+                      "description": "Console time zone, HH:MM"})
+class LocalTimeField(serializers.TimeField):
+    """A wall-clock time in the console's zone. OpenAPI's "format: time" means an RFC 3339
+    time with an offset, which a quiet-hours boundary has not."""
+
+
 class RuleSerializer(serializers.ModelSerializer):
     event_names = serializers.ListField(child=serializers.ChoiceField(choices=EventName.choices), required=False)
+    quiet_start = LocalTimeField(required=False, allow_null=True)
+    quiet_end = LocalTimeField(required=False, allow_null=True)
 
     class Meta:
         model = Rule
