@@ -16,7 +16,10 @@ from django.test import Client
 from django.urls import reverse
 from rest_framework.test import APIClient
 
-from backups.models import BackupJob, BackupRun, DataStore, JobSchedule, RestorePoint, RestoreRun, VmBackup
+from backups.models import (
+    BackupJob, BackupRun, DataStore, JobSchedule, ReplicationPolicy, RestorePoint, RestoreRun, StoreMaintenanceSchedule,
+    VmBackup,
+)
 from sesamweb.accounts.models import ApiToken
 from sesamweb.accounts.roles import CAPABILITIES, Role
 from sesamweb.live import topics as live_topics
@@ -58,10 +61,24 @@ def pk_models_by_name():
 
     from sesamweb.audit.models import AuditEvent
 
+    from sesamweb.notify.models import Channel, Delivery, Rule
+
     return [("token", ApiToken), ("user", get_user_model()), ("event", AuditEvent), ("restore_run", RestoreRun),
             ("restore-point", RestorePoint), ("point", RestorePoint), ("vm_backup", VmBackup), ("vm-backup", VmBackup),
-            ("run", BackupRun), ("store", DataStore), ("pool", Pool), ("vm", VM), ("job", BackupJob),
-            ("schedule", JobSchedule)]
+            # a job's pages and a store's maintenance pages take the owner's pk
+            ("job", BackupJob), ("maintenance", DataStore), ("replication", ReplicationPolicy),
+            ("channel", Channel), ("rule", Rule), ("deliver", Delivery),
+            ("run", BackupRun), ("store", DataStore), ("pool", Pool), ("vm", VM), ("schedule", JobSchedule)]
+
+
+# Second keys (<schedule_pk>) by URL name: the owner's pk comes from pk_for, the row's from here.
+SECOND_PK_MODELS = {"maintenance": StoreMaintenanceSchedule, "job_schedule": JobSchedule}
+
+
+def second_pk_for(name):
+    model = next((m for stem, m in SECOND_PK_MODELS.items() if stem in name.split(":")[-1]), None)
+    row = model.objects.order_by("pk").first() if model is not None else None
+    return row.pk if row is not None else 1
 
 
 def pk_for(name, callback):
@@ -84,6 +101,8 @@ def parameter_values(name, pattern, world):
             base[group] = "json"
         elif group == "key":
             base[group] = "0"
+        elif group == "schedule_pk":
+            base[group] = second_pk_for(name)
         elif group != "action":
             base[group] = 1
     if "action" in groups:
