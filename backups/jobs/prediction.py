@@ -5,26 +5,27 @@ from dataclasses import dataclass, field
 
 from xenpools.models import VirtualDisk
 
-from ..engine.preflight import Estimate, SrNeed, snapshot_need, sr_problems, store_problem, takes_snapshot
-from ..engine.preflight import expected_store_growth
+from ..choices import BackupKind
+from ..engine.preflight import (
+    Estimate, SrNeed, expected_store_growth, snapshot_need, sr_problems, store_problem, takes_snapshot,
+)
 from ..models import RestorePoint
 from ..stores import open_repository
-from .runs import decide_kind
+from .runs import predict_kind
 from .selection import select_vms
 
 
 @dataclass
 class VmPrediction:
     vm: object
-    incremental: bool
+    incremental: bool            # the backup will read changed blocks only (predict_kind)
     reason: str
     problems: list = field(default_factory=list)     # would be skipped
     warnings: list = field(default_factory=list)
 
     @property
     def full(self):
-        # "incremental" asks for one; the reason says whether a chain allows it ("full: ..." otherwise).
-        return not self.incremental or self.reason.startswith("full")
+        return not self.incremental
 
     @property
     def kind_label(self):
@@ -50,7 +51,8 @@ def predict(job, *, schedule=None, now=None, limit=500, vms=None):
         free, store_error = None, f"data store {job.store} cannot be opened: {exc}"
     predictions = []
     for vm in vms:
-        incremental, reason = decide_kind(job, vm.uuid, schedule=schedule, now=now)
+        kind, reason = predict_kind(job, vm.uuid, schedule=schedule, now=now)
+        incremental = kind == BackupKind.INCREMENTAL
         estimate = Estimate()
         for vdi in by_vm.get(vm.pk, []):
             sr = vdi.sr
