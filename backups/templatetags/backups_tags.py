@@ -95,15 +95,6 @@ def vm_backups_panel(context, vm, form=None):
 
 
 @register.filter
-def job_url(job):
-    """The job's page, or "" while the job pages are not installed."""
-    try:
-        return job.get_absolute_url()
-    except NoReverseMatch:
-        return ""
-
-
-@register.filter
 def hours_or_days(delta):
     """A timedelta as people say an RPO or an age: "25 h", "3 d", "40 min"."""
     if delta is None:

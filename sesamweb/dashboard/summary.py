@@ -8,7 +8,7 @@ from datetime import timedelta
 from django.db.models import Count, Max, OuterRef, Q, Subquery, Sum
 from django.urls import reverse
 from django.utils import timezone
-from django.urls import NoReverseMatch, reverse
+from django.urls import reverse
 from django.utils.timesince import timesince, timeuntil
 
 from backups.choices import RunStatus, VerifyState
@@ -178,13 +178,6 @@ def _replication_figures(summary):
                                         run.get_absolute_url()))
 
 
-def _job_url(job):
-    try:
-        return job.get_absolute_url()
-    except NoReverseMatch:     # the job pages are not installed
-        return ""
-
-
 def _job_figures(summary, now):
     """Protection per pool (RPO met / at risk / in no job), the next runs, the failed jobs."""
     summary.jobs_total = BackupJob.objects.count()
@@ -211,7 +204,7 @@ def _job_figures(summary, now):
     for schedule in upcoming:
         at = schedule.q_schedule.next_run
         summary.next_runs.append({
-            "job": schedule.job.name, "url": _job_url(schedule.job), "at": at.isoformat(),
+            "job": schedule.job.name, "url": schedule.job.get_absolute_url(), "at": at.isoformat(),
             "at_local": timezone.localtime(at).strftime("%Y-%m-%d %H:%M"),
             "in": timeuntil(at, now) if at > now else "due now", "schedule": str(schedule),
         })
@@ -220,7 +213,7 @@ def _job_figures(summary, now):
     failed = (BackupJob.objects.annotate(last_status=last_status, last_run=last_run)
               .filter(last_status=RunStatus.FAILED).order_by("name"))
     for job in failed:
-        summary.failed_jobs.append({"job": job.name, "url": _job_url(job),
+        summary.failed_jobs.append({"job": job.name, "url": job.get_absolute_url(),
                                     "run_url": reverse("backups:run_detail", args=[job.last_run])})
 
 
