@@ -2,6 +2,8 @@
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
+# Set by tests/fixtures/services.py for `make test` (its own throwaway servers); the defaults
+# are the machine's own services, for running one tier by hand.
 PG_URL ?= postgres://postgres@127.0.0.1:5432/test
 REDIS_TEST_URL ?= redis://127.0.0.1:6379/15
 PYTEST_ARGS ?=
@@ -22,8 +24,10 @@ demo: venv
 # Three tiers: everything (browser tests included) on the embedded default (SQLite, ORM
 # broker, database relay for live updates); every database-backed test again on PostgreSQL;
 # then the tests written for PostgreSQL + Redis (Redis broker and channel layer, processes
-# sharing the database).
-test: test-unit test-postgres test-integration
+# sharing the database). tests/fixtures/services.py starts a throwaway PostgreSQL and Redis on
+# free ports for the last two (or uses PG_URL / REDIS_TEST_URL), and says what is missing.
+test: venv
+	$(BIN)/python -m tests.fixtures.services $(MAKE) --no-print-directory
 
 test-unit: venv
 	$(BIN)/python -m pytest -m "not integration" $(PYTEST_ARGS)
