@@ -108,9 +108,10 @@ class DataStoreForm(forms.Form):
         data = super().clean()
         if data.get("encrypted"):
             passphrase = data.get("passphrase", "")
+            # Both problems at once: fixing one should not reveal the other on the next submit.
             if len(passphrase) < MIN_PASSPHRASE_LENGTH:
                 self.add_error("passphrase", f"Use at least {MIN_PASSPHRASE_LENGTH} characters.")
-            elif passphrase != data.get("passphrase_confirm"):
+            if passphrase != data.get("passphrase_confirm"):
                 self.add_error("passphrase_confirm", "The two passphrases differ.")
         return data
 

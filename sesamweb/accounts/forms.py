@@ -43,7 +43,8 @@ class UserCreateForm(forms.Form):
     first_name = forms.CharField(max_length=150, required=False)
     last_name = forms.CharField(max_length=150, required=False)
     email = forms.EmailField(required=False)
-    role = RoleField()
+    # Least privilege first: an administrator raises it on purpose.
+    role = RoleField(initial=Role.AUDITOR)
     password = forms.CharField(label="Initial password", widget=forms.PasswordInput(attrs={"autocomplete": "new-password"}),
                                help_text="At least 10 characters. Give it to the user over a separate channel.")
     must_change_password = forms.BooleanField(required=False, initial=True, label="Ask for a new password at first sign-in")

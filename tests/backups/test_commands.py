@@ -60,7 +60,8 @@ def test_backup_list_verify_prune_and_gc_from_the_command_line(pool, tmp_path, p
     run("add_store", "main", "--path", str(tmp_path / "main"), "--passphrase-file", passphrase_file)
     out = run("backup", "--vm", "test-vm-1", "--store", "main", "--method", "normal")
     assert "Full backup of test-vm-1 done" in out
-    run("backup", "--vm", "test-vm-1", "--store", "main", "--method", "normal", "--incremental")
+    # The method defaults to a normal snapshot, as in the web form.
+    run("backup", "--vm", "test-vm-1", "--store", "main", "--incremental")
 
     listing = json.loads(run("list_backups", "--vm", "test-vm-1", "--json"))
     assert len(listing) == 2

@@ -230,6 +230,13 @@ def test_the_store_form_explains_what_is_wrong(admin_client, tmp_path, changes, 
     assert not (tmp_path / "backups").exists()
 
 
+def test_a_short_passphrase_that_also_differs_gets_both_errors_at_once(admin_client, tmp_path):
+    data = store_form(tmp_path / "backups", passphrase="short", passphrase_confirm="shorter")
+    errors = admin_client.post(reverse("backups:store_add"), data).context["form"].errors
+    assert "at least 12 characters" in " ".join(errors["passphrase"])
+    assert "The two passphrases differ" in " ".join(errors["passphrase_confirm"])
+
+
 def test_the_store_page_warns_that_losing_passphrase_and_key_loses_the_data(admin_client, db):
     page = admin_client.get(reverse("backups:store_add")).content.decode()
     assert "losing both the passphrase and the key file loses every backup" in page

@@ -28,6 +28,11 @@ def test_an_administrator_creates_an_operator_through_the_users_page(admin_clien
     assert b"olga" in admin_client.get(reverse("accounts:user_list")).content
 
 
+def test_the_create_form_starts_with_the_least_privileged_role(admin_client):
+    form = admin_client.get(reverse("accounts:user_create")).context["form"]
+    assert form["role"].value() == Role.AUDITOR
+
+
 def test_the_create_form_explains_what_is_wrong(admin_client, operator_user):
     response = admin_client.post(reverse("accounts:user_create"), {**NEW_USER, "username": "oscar-operator", "password": "short"})
     assert response.status_code == 200

@@ -17,7 +17,8 @@ class Command(BaseCommand):
     def add_arguments(self, parser):
         parser.add_argument("--vm", required=True, help="VM uuid or name")
         parser.add_argument("--store", required=True, help="data store name")
-        parser.add_argument("--method", required=True, choices=BackupMethod.values)
+        parser.add_argument("--method", choices=BackupMethod.values, default=BackupMethod.NORMAL,
+                            help="default: normal (a snapshot while the VM runs), as in the web form")
         parser.add_argument("--incremental", action="store_true", help="read only changed blocks when possible")
         parser.add_argument("--quiesce-fallback", choices=QuiesceFallback.values, default=QuiesceFallback.FAIL)
         parser.add_argument("--export-while-off", action="store_true",
