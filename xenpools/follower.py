@@ -155,5 +155,9 @@ def follow_pools(pools, stop: threading.Event, *, event_timeout: float = 30.0):
         thread = threading.Thread(target=follower.run, name=f"follow-{pool.name}", daemon=True)
         thread.start()
         threads.append(thread)
+    while not stop.wait(1) and any(thread.is_alive() for thread in threads):
+        pass
+    # A follower blocked in event.from (up to event_timeout) notices `stop` only when the call
+    # returns; the call only reads, so after a short grace it is abandoned (daemon threads).
     for thread in threads:
-        thread.join()
+        thread.join(timeout=2)

@@ -2,6 +2,7 @@
 a running VM with a disk and a VIF, a local data store (real repository) and an S3 one, a job
 with a schedule, a running backup run with a VM backup, a restore point, a restore, a user and
 an API token per identity, an audit event, and the secrets a response must never show."""
+import os
 from datetime import timedelta
 
 import pytest
@@ -25,6 +26,11 @@ POOL_PASSWORD = "pool-password-sweep-7QX"
 PASSPHRASE = "store passphrase sweep 5KD"
 WEBHOOK_SECRET = "webhook-secret-sweep-9PZ"
 S3_SECRET = "s3-secret-sweep-9ZP"
+
+# The API fuzzing runs once per `make test`, in the PostgreSQL tier: it found there what SQLite
+# accepts (NUL in text), and takes minutes (its schema is built at collection, hence not a skip).
+# The SQLite tier has the role sweep over the same URLs.
+collect_ignore = [] if os.environ.get("DATABASE_URL") else ["test_api_fuzz.py"]
 
 
 @pytest.fixture

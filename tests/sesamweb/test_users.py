@@ -108,6 +108,21 @@ def test_create_admin_prints_a_one_time_password(db, capsys):
         call_command("create_admin", "root")
 
 
+def test_create_admin_resets_a_lost_password_to_a_new_one_time_password(db, capsys):
+    from django.core.management import call_command
+    from django.core.management.base import CommandError
+
+    call_command("create_admin", "root")
+    capsys.readouterr()
+    call_command("create_admin", "root", "--reset-password")
+    password = capsys.readouterr().out.split("New one-time password for root: ")[1].split()[0]
+    root = User.objects.get(username="root")
+    assert root.check_password(password) and must_change_password(root)
+    assert AuditEvent.objects.filter(action=AuditAction.PASSWORD_CHANGE, source="cli").exists()
+    with pytest.raises(CommandError, match="no user named 'nobody'"):
+        call_command("create_admin", "nobody", "--reset-password")
+
+
 def test_an_administrator_sets_a_new_password_that_must_be_changed(admin_client, operator_user):
     url = reverse("accounts:user_password", args=[operator_user.pk])
     assert b"This password is too short" in admin_client.post(url, {"new_password": "short"}).content
