@@ -126,8 +126,11 @@ def _describe_leftover(xenapi, vdi_ref, tag):
 
 
 def _only_used_by(xenapi, vdi_ref, vm_ref):
+    """No other VM uses the disk. A control domain's VBD is not a use: the host plugs a disk
+    into dom0 only for a while (an NBD connection, an export), and destroy_vdi waits for it."""
     for vbd_ref in xenapi.VDI.get_VBDs(vdi_ref):
-        if xenapi.VBD.get_VM(vbd_ref) != vm_ref:
+        owner = xenapi.VBD.get_VM(vbd_ref)
+        if owner != vm_ref and not xenapi.VM.get_is_control_domain(owner):
             return False
     return True
 
