@@ -1,7 +1,7 @@
 """Changed block tracking (CBT) as xapi and the storage manager (sm) keep it.
 
 Where the rules come from (xapi-project/xen-api ``ocaml/xapi/xapi_vdi.ml``, xapi-project/sm
-``libs/sm/VDI.py``); docs/cbt.md beside this file lists them as facts for console authors.
+``libs/sm/VDI.py``); CBT.md beside this file lists them as facts for console authors.
 
 - **Which SRs.** ``VDI.enable_cbt`` / ``disable_cbt`` / ``data_destroy`` /
   ``list_changed_blocks`` need the SR driver's ``VDI_CONFIG_CBT`` capability, else
