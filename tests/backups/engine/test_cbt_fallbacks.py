@@ -7,30 +7,15 @@ import time
 import pytest
 import XenAPI
 
-from backups.choices import BackupMethod, RunStatus, Trigger
+from backups.choices import RunStatus
 from backups.engine.backup import cleanup_leftovers
 from backups.engine.snapshots import TAG_KEY, DiskLeftOver, destroy_snapshot, destroy_vdi
 from backups.formats.nbd import connect_from_nbd_info
 from backups.models import VmChangeTracking
-from backups.services import request_backup, run_in_this_process
-from backups.stores import open_repository
+from tests.backups.engine.test_incremental import back_up, chain_vdis, stored
 from xenpools.connection import PoolConnection
 
 pytestmark = pytest.mark.slow
-
-
-def back_up(vm, store):
-    run = request_backup(vm=vm, store=store, method=BackupMethod.NORMAL, incremental=True, trigger=Trigger.CLI)
-    return run_in_this_process(run).vm_backups.get()
-
-
-def stored(store, point, key="vbd0"):
-    return b"".join(data for _, data in open_repository(store).open_disk(point.point_id, key).stream())
-
-
-def chain_vdis(pool_reader):
-    return {r["uuid"]: r for r in pool_reader.xenapi.VDI.get_all_records().values()
-            if "sesamweb_chain" in r["other_config"]}
 
 
 def vm_disk(pool_reader, vm):
