@@ -255,7 +255,7 @@ def _run(vm_backup, reporter):
         point = _index_restore_point(vm_backup, repo, manifest, keep, conn)
         vm_backup.restore_point = point
         replicate_after_backup(vm_backup, reporter.warn)     # queues replicas; never fails the backup
-        if keep or not track_changes:       # the new chain replaces them, or there is none any more
+        if keep or (vm_backup.incremental and not track_changes):   # a new chain, or none possible any more
             _drop_older_chains(conn, point)
 
 
