@@ -199,6 +199,21 @@ class VmBackup(models.Model):
         return min(1.0, self.bytes_processed / self.total_bytes) if self.total_bytes else 0.0
 
 
+class VmChangeTracking(models.Model):
+    """Why a VM's backups cannot be incremental: the pool refused changed block tracking on
+    its disks (licence, storage driver, disk kind), as the last backup found it. No row:
+    nothing known against incrementals. Written by backups/engine/tracking.py."""
+
+    vm_uuid = models.CharField(max_length=36, unique=True)
+    pool = models.ForeignKey("xenpools.Pool", null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    reason = models.CharField(max_length=300)
+    code = models.CharField(max_length=60, blank=True, help_text="The pool's error code")
+    noted_at = models.DateTimeField(default=timezone.now)
+
+    def __str__(self):
+        return f"{self.vm_uuid}: {self.reason}"
+
+
 class RestorePoint(models.Model):
     """An index row for one manifest on a data store; the manifest is the truth."""
 

@@ -251,6 +251,38 @@ def fill_sr(sim, sr: str, free_bytes: int):
         return sim.faults.sr_fill[ref]
 
 
+# -- changed block tracking (xapisim.cbt) ---------------------------------------------------
+@action("lose_cbt_log")
+def lose_cbt_log(sim, vdi: str):
+    """The VDI's CBT log is found inconsistent after a host crash and dropped, as sm's
+    _disable_cbt_on_error does: log gone, cbt_enabled false, a VDI_CBT_METADATA_INCONSISTENT
+    message. Snapshots taken before are unrelated to any taken after."""
+    from . import cbt
+    with sim.db.lock:
+        ref = _obj(sim, "VDI", vdi)
+        cbt.lose_log(sim, ref)
+        return sim.db.get("VDI", ref)["uuid"]
+
+
+@action("set_cbt_licence")
+def set_cbt_licence(sim, allowed: bool):
+    """pool.restrictions restrict_cbt: without the licence VDI.enable_cbt fails with
+    LICENCE_RESTRICTION ["CBT"] (disable_cbt and VDIs already tracking are unaffected)."""
+    from . import cbt
+    with sim.db.lock:
+        cbt.set_licensed(sim, bool(allowed))
+        return cbt.licensed(sim)
+
+
+@action("set_sr_type")
+def set_sr_type(sim, sr: str, type: str):
+    """Make an SR report another driver type, e.g. one whose sm driver lacks VDI_CONFIG_CBT."""
+    with sim.db.lock:
+        ref = _obj(sim, "SR", sr)
+        sim.db.update("SR", ref, type=str(type))
+        return ref
+
+
 @action("clear_faults")
 def clear_faults(sim):
     with sim.db.lock:

@@ -79,11 +79,12 @@ class _Disk:
         self.versions = array("Q", bytes(8 * nblocks))
         self.counts: collections.Counter[int] = collections.Counter()
         self.journal_records = 0
+        self.cbt_log: dict | None = None  # sm's <uuid>.cbtlog pointers (xapisim.cbt)
 
     def meta(self) -> dict:
         return {"virtual_size": self.virtual_size, "lineage": self.lineage,
                 "has_data": self.has_data, "current_segment": self.current_segment,
-                "owned": self.owned}
+                "owned": self.owned, "cbt_log": self.cbt_log}
 
     def recount(self) -> None:
         self.counts = collections.Counter(self.segments)
@@ -265,6 +266,19 @@ class DiskStore:
     def has_data(self, disk_id: str) -> bool:
         with self._lock:
             return self._disk(disk_id).has_data
+
+    def cbt_log(self, disk_id: str) -> dict | None:
+        """The disk's changed-block log pointers ({"parent", "child"}), None when it has no log.
+        Kept beside the disk as sm keeps <uuid>.cbtlog beside the VHD; xapisim.cbt owns the rules."""
+        with self._lock:
+            log = self._disk(disk_id).cbt_log
+            return dict(log) if log is not None else None
+
+    def set_cbt_log(self, disk_id: str, log: dict | None) -> None:
+        with self._lock:
+            disk = self._disk(disk_id)
+            disk.cbt_log = dict(log) if log is not None else None
+            self._save_meta(disk)
 
     def resize(self, disk_id: str, new_size: int) -> None:
         with self._lock:
@@ -514,6 +528,7 @@ class DiskStore:
             disk.has_data = meta["has_data"]
             disk.current_segment = meta["current_segment"]
             disk.owned = meta["owned"]
+            disk.cbt_log = meta.get("cbt_log")
             self._load_map(disk)
             disk.recount()
             self._disks[disk_id] = disk

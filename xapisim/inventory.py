@@ -6,6 +6,7 @@ A VDI's content lives in the DiskStore under the VDI's uuid.
 
 import random
 
+from . import cbt
 from .errors import XapiError
 from .records import NULL
 from .xmlrpc import EPOCH, Timestamp
@@ -108,6 +109,8 @@ def snapshot_vdi(sim, vdi: str, sr: str | None = None, **fields) -> str:
     rec = db.get("VDI", ref)
     rec["location"] = rec["uuid"]
     sim.disks.snapshot(src["uuid"], rec["uuid"])
+    if fields.get("is_a_snapshot"):
+        cbt.on_snapshot(sim, src["uuid"], rec["uuid"])
     db.add_to("SR", sr, "VDIs", ref)
     refresh_vdi(sim, ref)
     refresh_sr(sim, sr)
@@ -126,6 +129,7 @@ def destroy_vdi(sim, vdi: str) -> None:
         if db.exists("VDI", snap):
             db.update("VDI", snap, snapshot_of=NULL)
     if sim.disks.exists(rec["uuid"]):
+        cbt.on_destroy(sim, rec["uuid"])
         sim.disks.destroy(rec["uuid"])
     db.remove_from("SR", rec["SR"], "VDIs", vdi)
     db.delete("VDI", vdi)

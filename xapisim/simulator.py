@@ -9,12 +9,14 @@ import time
 import uuid as uuidlib
 from dataclasses import dataclass, field
 
+from . import cbt
 from . import inventory as inv
 from .api import load_handlers
 from .api.sessions import drop_all_sessions
 from .db import Database
 from .disks import DiskStore
 from .faults import Faults
+from .nbd_export import forget_leaked_vbds
 from .product import Product
 
 STATE_FILE = "state.json"
@@ -71,6 +73,9 @@ class Simulator:
         if os.path.exists(self.state_path):
             self.db.load(self.state_path)
             self.apply_product_version(self.config.product_version)
+            with self.db.lock:
+                cbt.reconcile(self)
+                forget_leaked_vbds(self)
             return
         with self.db.lock:
             demo_pool.build_pool(self, self.config.hosts)
@@ -80,6 +85,7 @@ class Simulator:
                 demo_pool.add_small_vms(self, small, prefix="test-vm")
             if vms:
                 demo_pool.add_small_vms(self, vms)
+            cbt.reconcile(self)
         self.save()
 
     def save(self) -> None:

@@ -377,18 +377,30 @@ def export_raw_vdi(handler, query: dict) -> None:
             if not sim.disks.has_data(rec["uuid"]):
                 raise XapiError("VDI_INCOMPATIBLE_TYPE", vdi, rec["type"])
             changed = None
+            refused = None
             if query.get("base"):
                 if fmt != "vhd":
                     raise XapiError("VDI_IO_ERROR", "base= needs format=vhd")
-                base = sim.db.get("VDI", _lookup(sim, "VDI", query["base"]))
-                changed = _changed_ranges(sim.disks.changed_blocks(base["uuid"], rec["uuid"]))
-                size = rec["virtual_size"]
-                changed = [(o, min(n, size - o)) for o, n in changed if o < size]
+                base_ref = _lookup(sim, "VDI", query["base"])
+                base = sim.db.get("VDI", base_ref)
+                if base["type"] == "cbt_metadata":
+                    # xapi attaches the base to dom0 only after the 200 headers went out
+                    # (export_raw_vdi.ml localhost_handler, Sm_fs_ops.with_block_attached_device);
+                    # VBD.create refuses a cbt_metadata VDI (xapi_vbd.ml create).
+                    refused = ["VDI_INCOMPATIBLE_TYPE", base_ref, "cbt_metadata"]
+                else:
+                    changed = _changed_ranges(sim.disks.changed_blocks(base["uuid"], rec["uuid"]))
+                    size = rec["virtual_size"]
+                    changed = [(o, min(n, size - o)) for o, n in changed if o < size]
             sr, uuid = rec["SR"], rec["uuid"]
     except XapiError as e:
         _end(sim, auth)
         return _fail_early(handler, task, e.details)
     if _redirect_if_elsewhere(handler, {sr}):
+        return _end(sim, auth)
+    if refused:
+        _send_stream_headers(handler, task, "application/vhd", uuid + ".vhd", http10=False)
+        finish_task(sim, task, error=refused)      # the body stays empty; the connection closes
         return _end(sim, auth)
     reader = sim.disks.open_reader(uuid)
 

@@ -34,8 +34,10 @@ from .allocator import keep_buffers_resident
 from .preflight import BackupSkipped, run_preflight
 from .prepare import BackupFailed, describe_failure, failure_code, prepare_vm, release
 from .progress import BackupCancelled, ProgressReporter
-from .snapshots import CHAIN_KEY, destroy_snapshot, find_tagged_snapshots, snapshot_disks
-from .sources import ChainBroken, check_chain, export_metadata, nbd_mode, stream_changed_blocks, stream_full_export
+from .snapshots import CHAIN_KEY, TAG_KEY, DiskLeftOver, destroy_snapshot, destroy_vdi, find_tagged_snapshots, snapshot_disks
+from .sources import (ChainBroken, changed_block_maps, check_chain, export_metadata, nbd_mode, stream_changed_blocks,
+                      stream_full_export)
+from .tracking import enable_tracking, record_tracking
 
 log = logging.getLogger(__name__)
 
@@ -121,7 +123,10 @@ def cleanup_leftovers(conn, reporter=None):
     for snapshot_ref, tag in find_tagged_snapshots(xenapi):
         if tag in running:
             continue
-        destroy_snapshot(xenapi, snapshot_ref)
+        try:
+            destroy_snapshot(xenapi, snapshot_ref, timeout=0)
+        except DiskLeftOver as exc:
+            log.warning("stale snapshot of backup %s: %s", tag, exc)
         removed += 1
     chain_uuids = {
         link["vdi_uuid"]
@@ -129,13 +134,17 @@ def cleanup_leftovers(conn, reporter=None):
         for link in chain.values()
     }
     for vdi_ref, record in xenapi.VDI.get_all_records().items():
-        owner = record["other_config"].get(CHAIN_KEY)
-        if owner is not None and owner not in running and record["uuid"] not in chain_uuids:
+        chain_owner = record["other_config"].get(CHAIN_KEY)
+        stale_chain = chain_owner is not None and chain_owner not in running and record["uuid"] not in chain_uuids
+        # A disk of a deleted snapshot that was still in use then (an NBD connection's VBD).
+        orphan = record["other_config"].get(TAG_KEY) not in (None, *running) and chain_owner is None
+        if stale_chain or orphan:
             try:
-                xenapi.VDI.destroy(vdi_ref)
+                destroy_vdi(xenapi, vdi_ref, timeout=0)
                 removed += 1
             except XenAPI.Failure as exc:
-                log.warning("could not remove stale chain disk %s: %s", record["uuid"], describe_failure(exc))
+                log.warning("could not remove stale disk %s (%s): %s", record["uuid"], record["name_label"],
+                            describe_failure(exc))
     if removed and reporter:
         reporter.warn(f"removed {removed} snapshot(s) left on the pool by interrupted backups")
     return removed
@@ -185,6 +194,7 @@ def run_vm_backup(vm_backup_id, *, owner=None):
     VmBackup.objects.filter(pk=vm_backup.pk).update(
         status=outcome, phase=BackupPhase.DONE, finished_at=vm_backup.finished_at, error=vm_backup.error,
         warnings=vm_backup.warnings, downtime_seconds=vm_backup.downtime_seconds, kind=vm_backup.kind,
+        kind_reason=vm_backup.kind_reason,
         restore_point=vm_backup.restore_point, bytes_read=vm_backup.bytes_read,
         bytes_processed=vm_backup.bytes_processed, bytes_new=vm_backup.bytes_new,
         bytes_stored=vm_backup.bytes_stored, total_bytes=vm_backup.total_bytes,
@@ -209,9 +219,17 @@ def _run(vm_backup, reporter):
         for text in run_preflight(conn.xenapi, vm_ref, vm_backup, repo, previous):
             reporter.warn(text)
         parent = _chain_parent(vm_backup) if vm_backup.incremental else None
-        if vm_backup.incremental and _enable_cbt(conn, vm_ref) and parent is not None:
-            reporter.warn("full backup instead of incremental: changed block tracking was disabled on the VM's disk")
-            parent = None
+        track_changes = vm_backup.incremental
+        if vm_backup.incremental:
+            tracking = enable_tracking(conn.xenapi, vm_ref)
+            if record_tracking(vm_backup, tracking):
+                reporter.warn(f"full backups only for this VM: {tracking.refused}")
+            if tracking.refused:
+                _note_kind(vm_backup, f"full: incrementals are not possible: {tracking.refused}")
+                parent, track_changes = None, False
+            elif tracking.enabled_now and parent is not None:
+                _fall_back_to_full(reporter, "changed block tracking was disabled on the VM's disk")
+                parent = None
         reporter.check_cancelled()
         reporter.phase(BackupPhase.PREPARING)
         name = f"sesamweb backup {vm_backup.pk} of {vm_backup.vm_name}"
@@ -223,7 +241,7 @@ def _run(vm_backup, reporter):
         vm_backup.downtime_seconds = prepared.downtime_seconds
         keep = {}
         try:
-            manifest, keep = _stream_with_retries(conn, vm_backup, reporter, repo, prepared, parent)
+            manifest, keep = _stream_with_retries(conn, vm_backup, reporter, repo, prepared, parent, track_changes)
             if not _vm_exists(conn, vm_backup.vm_uuid, prepared):
                 reporter.warn("the VM was deleted from the pool during the backup; "
                               "this restore point holds its state at the time of the snapshot")
@@ -237,7 +255,7 @@ def _run(vm_backup, reporter):
         point = _index_restore_point(vm_backup, repo, manifest, keep, conn)
         vm_backup.restore_point = point
         replicate_after_backup(vm_backup, reporter.warn)     # queues replicas; never fails the backup
-        if keep:
+        if keep or (vm_backup.incremental and not track_changes):   # a new chain, or none possible any more
             _drop_older_chains(conn, point)
 
 
@@ -265,16 +283,16 @@ def _find_vm(conn, vm_uuid):
         raise
 
 
-def _enable_cbt(conn, vm_ref):
-    """Turn changed block tracking on for the VM's disks; returns the disks where it was off
-    (their changes since the last backup are unknown: no incremental for them this time)."""
-    xenapi = conn.xenapi
-    enabled_now = set()
-    for key, vdi_ref in snapshot_disks(xenapi, vm_ref).items():
-        if key != "suspend" and not xenapi.VDI.get_cbt_enabled(vdi_ref):
-            xenapi.VDI.enable_cbt(vdi_ref)
-            enabled_now.add(key)
-    return enabled_now
+def _note_kind(vm_backup, reason):
+    """Why this backup is full after all, where the run page shows it (kind_reason)."""
+    vm_backup.kind_reason = reason[:VmBackup._meta.get_field("kind_reason").max_length]
+
+
+def _fall_back_to_full(reporter, why):
+    """An incremental that cannot be: a full backup instead, which starts a new chain (its
+    snapshot is kept for the next run), said once on the backup and as its kind's reason."""
+    _note_kind(reporter.vm_backup, f"full: {why}")
+    _warn_once(reporter, f"full backup instead of incremental: {why}")
 
 
 def _chain_parent(vm_backup):
@@ -282,14 +300,14 @@ def _chain_parent(vm_backup):
             .exclude(chain={}).exclude(verify_state="damaged").order_by("-taken_at").first())
 
 
-def _stream_with_retries(conn, vm_backup, reporter, repo, prepared, parent):
+def _stream_with_retries(conn, vm_backup, reporter, repo, prepared, parent, track_changes=True):
     """Stream into the store; returns (manifest, chain to keep {key: vdi uuid})."""
     last_error = None
     for attempt in range(1, MAX_TRANSFER_ATTEMPTS + 1):
         VmBackup.objects.filter(pk=vm_backup.pk).update(attempts=attempt)
         reporter.start_attempt()
         try:
-            return _stream_once(conn, vm_backup, reporter, repo, prepared, parent)
+            return _stream_once(conn, vm_backup, reporter, repo, prepared, parent, track_changes)
         except TRANSFER_ERRORS as exc:
             last_error = exc
         except PoolTaskFailed as exc:
@@ -320,23 +338,27 @@ def _vm_exists(conn, vm_uuid, prepared):
         return True     # cannot tell yet; the next attempt reports the pool's state
 
 
-def _stream_once(conn, vm_backup, reporter, repo, prepared, parent):
+def _stream_once(conn, vm_backup, reporter, repo, prepared, parent, track_changes=True):
     xenapi = conn.xenapi
     started_at = _point_time(vm_backup)
     parent_manifest = repo.load_manifest(parent.point_id) if parent is not None else None
-    chain_wanted = vm_backup.incremental and vm_backup.method != BackupMethod.MEMORY and prepared.snapshot_uuid
+    chain_wanted = (track_changes and vm_backup.incremental and vm_backup.method != BackupMethod.MEMORY
+                    and prepared.snapshot_uuid)
     if vm_backup.incremental and vm_backup.method == BackupMethod.MEMORY:
         _warn_once(reporter, "live memory backups are always full: the memory image changes completely")
     disks = snapshot_disks(xenapi, prepared.export_ref) if chain_wanted else {}
-    bases = None
+    bases = bitmaps = None
     if parent_manifest is not None and chain_wanted:
         try:
             if set(disks) != set(parent.chain):
                 raise ChainBroken("the VM's disks changed since the last backup")
-            bases = {key: check_chain(xenapi, key, ref, parent.chain[key], parent_manifest.disk(key))
+            nbd = nbd_mode(xenapi) is not None
+            bases = {key: check_chain(xenapi, key, ref, parent.chain[key], parent_manifest.disk(key), nbd=nbd)
                      for key, ref in disks.items()}
+            bitmaps = changed_block_maps(xenapi, disks, bases)
         except (ChainBroken, KeyError) as exc:
-            _warn_once(reporter, f"full backup instead of incremental: {exc}")
+            bases = None
+            _fall_back_to_full(reporter, str(exc))
     metadata = {"pool_uuid": vm_backup.pool.uuid if vm_backup.pool else "", "method": vm_backup.method,
                 "vm_name": vm_backup.vm_name}
     reporter.check_cancelled()
@@ -345,7 +367,7 @@ def _stream_once(conn, vm_backup, reporter, repo, prepared, parent):
                            method=vm_backup.method, on_progress=reporter.on_repository_progress) as writer:
         if bases:
             vm_backup.kind = BackupKind.INCREMENTAL
-            details = stream_changed_blocks(conn, disks, bases, parent_manifest, writer, reporter)
+            details = stream_changed_blocks(conn, disks, bases, bitmaps, parent_manifest, writer, reporter)
             ova_xml = export_metadata(conn, prepared.export_ref)
             metadata.update(details)
         else:
@@ -421,7 +443,7 @@ def _clean_up_once(conn, vm_backup, prepared, keep):
         problems += release(conn, prepared, keep_vdis=keep_refs)
         if keep_refs and nbd_mode(xenapi) is not None:
             for ref in keep_refs:    # NBD reads the next changes from the new snapshot: keep only CBT metadata
-                xenapi.VDI.data_destroy(ref)
+                destroy_vdi(xenapi, ref, data_only=True)
     except XenAPI.Failure as exc:
         problems.append(f"cleanup on the pool failed: {describe_failure(exc)}; the next backup will retry it")
     return problems
@@ -435,9 +457,11 @@ def _drop_older_chains(conn, point):
     for old in older:
         for link in old.chain.values():
             try:
-                xenapi.VDI.destroy(xenapi.VDI.get_by_uuid(link["vdi_uuid"]))
-            except XenAPI.Failure:
-                pass
+                destroy_vdi(xenapi, xenapi.VDI.get_by_uuid(link["vdi_uuid"]), timeout=0)
+            except XenAPI.Failure as exc:
+                if failure_code(exc) != "UUID_INVALID":       # still there: tagged CHAIN_KEY, found later
+                    log.warning("could not remove the older chain disk %s: %s", link["vdi_uuid"],
+                                describe_failure(exc))
         RestorePoint.objects.filter(pk=old.pk).update(chain={})
 
 

@@ -20,7 +20,7 @@ import XenAPI
 from xenpools.connection import PoolTaskFailed, PoolTimeout
 
 from ..choices import BackupMethod, QuiesceFallback
-from .snapshots import NULL_REF, destroy_snapshot, tag_snapshot
+from .snapshots import NULL_REF, DiskLeftOver, destroy_snapshot, tag_snapshot
 
 log = logging.getLogger(__name__)
 
@@ -173,6 +173,8 @@ def release(conn, prepared: Prepared, *, keep_vdis=()):
         try:
             snapshot_ref = conn.xenapi.VM.get_by_uuid(prepared.snapshot_uuid)
             destroy_snapshot(conn.xenapi, snapshot_ref, keep_vdis=keep_vdis)
+        except DiskLeftOver as exc:
+            problems.append(str(exc))
         except XenAPI.Failure as exc:
             if failure_code(exc) != "UUID_INVALID":
                 problems.append(f"could not delete snapshot {prepared.snapshot_uuid}: {describe_failure(exc)}")

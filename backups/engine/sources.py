@@ -120,8 +120,15 @@ def export_metadata(conn, vm_ref):
         return archive.extractfile(member).read()
 
 
-def check_chain(xenapi, key, vdi_ref, link, parent_disk):
-    """The base VDI of disk `key` for list_changed_blocks, or ChainBroken with the reason."""
+# sm's answers when its changed-block logs do not link the two snapshots (xapi-project/sm
+# libs/sm/core/XE_SR_ERRORCODES.xml): 460 CBTChangedBlocksError ("unrelated": CBT was switched
+# off and on again, or the log was lost after a host crash), 459 CBTMetadataInconsistent.
+CBT_LOG_BROKEN = {"SR_BACKEND_FAILURE_460", "SR_BACKEND_FAILURE_459"}
+
+
+def check_chain(xenapi, key, vdi_ref, link, parent_disk, *, nbd):
+    """The base VDI of disk `key` for list_changed_blocks, or ChainBroken with the reason.
+    nbd: whether this run reads the changes over NBD (else from a VHD delta against the base)."""
     try:
         base_ref = xenapi.VDI.get_by_uuid(link["vdi_uuid"])
     except XenAPI.Failure:
@@ -132,7 +139,27 @@ def check_chain(xenapi, key, vdi_ref, link, parent_disk):
     size = int(xenapi.VDI.get_virtual_size(vdi_ref))
     if size != parent_disk.virtual_size:
         raise ChainBroken(f"disk {key}: the disk was resized ({parent_disk.virtual_size} -> {size} bytes)")
+    if not nbd and xenapi.VDI.get_type(base_ref) == "cbt_metadata":
+        # xapi attaches the base of /export_raw_vdi?base= to dom0, which it refuses for a
+        # data-destroyed VDI (VDI_INCOMPATIBLE_TYPE after the headers: an empty body).
+        raise ChainBroken(f"disk {key}: the snapshot kept from the last backup holds only change-tracking "
+                          "data (its blocks were released for NBD reads) and the pool has no NBD network now")
     return base_ref
+
+
+def changed_block_maps(xenapi, disks, bases):
+    """{key: base64 bitmap} of the blocks changed since each base (VDI.list_changed_blocks), or
+    ChainBroken when the pool's change log no longer links the base to the new snapshot."""
+    maps = {}
+    for key, vdi_ref in sorted(disks.items()):
+        try:
+            maps[key] = xenapi.VDI.list_changed_blocks(bases[key], vdi_ref)
+        except XenAPI.Failure as exc:
+            if not exc.details or exc.details[0] not in CBT_LOG_BROKEN:
+                raise
+            raise ChainBroken(f"disk {key}: the pool's change log was reset since the last backup (change "
+                              "tracking was switched off and on, or its log lost in a host crash)") from exc
+    return maps
 
 
 def nbd_mode(xenapi):
@@ -145,10 +172,12 @@ def nbd_mode(xenapi):
     return None
 
 
-def stream_changed_blocks(conn, disks, bases, parent_manifest, writer, reporter):
+def stream_changed_blocks(conn, disks, bases, bitmaps, parent_manifest, writer, reporter):
     """Write each disk's changed blocks on top of the parent backup's chunks.
 
-    disks: {key: snapshot VDI ref}; bases: {key: base VDI ref} (from check_chain).
+    disks: {key: snapshot VDI ref}; bases: {key: base VDI ref} (from check_chain); bitmaps:
+    {key: list_changed_blocks answer} (from changed_block_maps). Every NBD connection is closed
+    before this returns or raises (each holds a dom0 VBD that blocks deleting the snapshot).
     Returns {"bytes_changed": ..., "transport": "nbd"|"vhd"}.
     """
     xenapi = conn.xenapi
@@ -156,7 +185,7 @@ def stream_changed_blocks(conn, disks, bases, parent_manifest, writer, reporter)
     plans = []
     for key, vdi_ref in sorted(disks.items()):
         size = int(xenapi.VDI.get_virtual_size(vdi_ref))
-        bitmap = xenapi.VDI.list_changed_blocks(bases[key], vdi_ref)
+        bitmap = bitmaps[key]
         plans.append((key, vdi_ref, size, changed_ranges(bitmap, size), changed_bytes(bitmap, size)))
     reporter.set_total(sum(plan[4] for plan in plans))
     transport = "nbd" if tls is not None else "vhd"

@@ -6,7 +6,7 @@ from sesamweb.accounts.roles import OPERATE, user_can
 
 from ..choices import RunStatus, VerifyState
 from ..forms import BackupNowForm
-from ..models import DataStore, RestorePoint, VmBackup
+from ..models import DataStore, RestorePoint, VmBackup, VmChangeTracking
 
 register = template.Library()
 
@@ -117,7 +117,8 @@ def vm_protection_panel(context, vm):
     if state.last_good_at is not None:
         last_point = (RestorePoint.objects.filter(vm_uuid=vm.uuid, taken_at=state.last_good_at)
                       .exclude(verify_state=VerifyState.DAMAGED).select_related("store").first())
-    return {"vm": vm, "state": state, "last_point": last_point, "request": context["request"]}
+    tracking = VmChangeTracking.objects.filter(vm_uuid=vm.uuid).first()
+    return {"vm": vm, "state": state, "last_point": last_point, "tracking": tracking, "request": context["request"]}
 
 
 @register.filter

@@ -1,7 +1,9 @@
 """VDI, VBD, VIF, SR and network calls, including CBT (notes section 7)."""
 
 import base64
+import time
 
+from .. import cbt
 from .. import inventory as inv
 from ..disks import DiskError
 from ..errors import XapiError, bad_power_state
@@ -20,6 +22,13 @@ def vdi_attached_to_running_vm(db, vdi: str) -> bool:
         if db.exists("VBD", vbd) and db.get("VBD", vbd)["currently_attached"]:
             return True
     return False
+
+
+def assert_has_data(call, vdi: str) -> None:
+    """A cbt_metadata VDI refuses clone, copy, resize, snapshot, mirror, revert and the CBT
+    switches (xapi_vdi.ml check_operation_error, allowed_for_cbt_metadata_vdi)."""
+    if call.db.get("VDI", vdi)["type"] == "cbt_metadata":
+        raise XapiError("VDI_INCOMPATIBLE_TYPE", vdi, "cbt_metadata")
 
 
 # -- VDI ----------------------------------------------------------------------------
@@ -49,7 +58,7 @@ def vdi_destroy(call, vdi):
 @api("VDI.snapshot")
 def vdi_snapshot(call, vdi, driver_params=None):
     from .vm import assert_space_for_snapshot
-    call.db.get("VDI", vdi)
+    assert_has_data(call, vdi)
     assert_space_for_snapshot(call.sim, [vdi])
     snap = inv.snapshot_vdi(call.sim, vdi, is_a_snapshot=True, snapshot_of=vdi, snapshot_time=Timestamp.now())
     call.db.add_to("VDI", vdi, "snapshots", snap)
@@ -58,7 +67,7 @@ def vdi_snapshot(call, vdi, driver_params=None):
 
 @api("VDI.clone")
 def vdi_clone(call, vdi, driver_params=None):
-    call.db.get("VDI", vdi)
+    assert_has_data(call, vdi)
     new = inv.snapshot_vdi(call.sim, vdi, is_a_snapshot=False, snapshot_of=NULL)
     call.db.update("VDI", new, cbt_enabled=False)
     return new
@@ -66,6 +75,7 @@ def vdi_clone(call, vdi, driver_params=None):
 
 @api("VDI.copy")
 def vdi_copy(call, vdi, sr, base_vdi=NULL, into_vdi=NULL):
+    assert_has_data(call, vdi)
     call.db.get("SR", sr)
     new = inv.snapshot_vdi(call.sim, vdi, sr=sr, is_a_snapshot=False, snapshot_of=NULL)
     call.db.update("VDI", new, cbt_enabled=False)
@@ -73,6 +83,7 @@ def vdi_copy(call, vdi, sr, base_vdi=NULL, into_vdi=NULL):
 
 
 def _resize(call, vdi, size):
+    assert_has_data(call, vdi)
     rec = call.db.get("VDI", vdi)
     size = int(size)
     if size < rec["virtual_size"]:
@@ -95,17 +106,25 @@ def vdi_resize_online(call, vdi, size):
 
 @api("VDI.enable_cbt")
 def vdi_enable_cbt(call, vdi):
+    """Checks first (message forwarding), then the licence (Xapi_vdi.enable_cbt); a VDI whose
+    CBT is already on is left alone (change_cbt_status), so its log keeps its links."""
+    cbt.assert_cbt_configurable(call.sim, vdi)
+    if not cbt.licensed(call.sim):
+        raise XapiError("LICENCE_RESTRICTION", "CBT")
     rec = call.db.get("VDI", vdi)
-    if rec["type"] not in ("user", "system"):
-        raise XapiError("VDI_INCOMPATIBLE_TYPE", vdi, rec["type"])
-    call.db.update("VDI", vdi, cbt_enabled=True)
+    if not rec["cbt_enabled"]:
+        cbt.create_log(call.sim, rec["uuid"])
+        call.db.update("VDI", vdi, cbt_enabled=True)
     return ""
 
 
 @api("VDI.disable_cbt")
 def vdi_disable_cbt(call, vdi):
-    call.db.get("VDI", vdi)
-    call.db.update("VDI", vdi, cbt_enabled=False)
+    cbt.assert_cbt_configurable(call.sim, vdi)
+    rec = call.db.get("VDI", vdi)
+    if rec["cbt_enabled"]:
+        cbt.delete_log(call.sim, rec["uuid"])
+        call.db.update("VDI", vdi, cbt_enabled=False)
     return ""
 
 
@@ -117,9 +136,10 @@ def vdi_list_changed_blocks(call, vdi_from, vdi_to):
         raise XapiError("VDI_IN_USE", vdi_to, "list_changed_blocks")
     if old["SR"] != new["SR"]:
         raise XapiError("VDI_INCOMPATIBLE_TYPE", vdi_to, "VDIs on different SRs")
-    for ref, rec in ((vdi_from, old), (vdi_to, new)):
-        if not rec["cbt_enabled"]:
-            raise XapiError("VDI_NO_CBT_METADATA", ref)
+    cbt.assert_sr_supports_cbt(call.sim, new["SR"])
+    # sm answers from the logs alone: no log on either side, or no chain of child pointers
+    # from vdi_from to vdi_to, is "unrelated" (VDI.py list_changed_blocks).
+    cbt.assert_related(call.sim, old["uuid"], new["uuid"])
     try:
         bitmap = call.sim.disks.changed_blocks(old["uuid"], new["uuid"])
     except DiskError:
@@ -132,17 +152,33 @@ def vdi_data_destroy(call, vdi):
     rec = call.db.get("VDI", vdi)
     if rec["type"] == "cbt_metadata":
         return ""
+    cbt.assert_sr_supports_cbt(call.sim, rec["SR"])
     if not rec["is_a_snapshot"]:
         raise XapiError("OPERATION_NOT_ALLOWED", "VDI is not a snapshot: %s" % vdi)
     if not rec["cbt_enabled"]:
         raise XapiError("VDI_NO_CBT_METADATA", vdi)
-    if vdi_attached_to_running_vm(call.db, vdi):
-        raise XapiError("VDI_IN_USE", vdi, "data_destroy")
+    _wait_for_vbds_to_go(call, vdi, rec["type"])
     call.sim.disks.data_destroy(rec["uuid"])
     call.db.update("VDI", vdi, type="cbt_metadata")
     inv.refresh_vdi(call.sim, vdi)
     inv.refresh_sr(call.sim, rec["SR"])
     return ""
+
+
+def _wait_for_vbds_to_go(call, vdi, vdi_type):
+    """xapi_vdi.ml _data_destroy: the VDI is marked cbt_metadata at once (no new VBD can
+    use it), then xapi waits up to 4 s for every VBD of it, plugged or not, to be destroyed
+    (an NBD connection's dom0 VBD goes when the client disconnects); still there: the type
+    is put back and the call fails with VDI_IN_USE."""
+    db = call.db
+    db.update("VDI", vdi, type="cbt_metadata")
+    deadline = time.monotonic() + cbt.DATA_DESTROY_VBD_WAIT
+    while db.get("VDI", vdi)["VBDs"]:
+        left = deadline - time.monotonic()
+        if left <= 0:
+            db.update("VDI", vdi, type=vdi_type)
+            raise XapiError("VDI_IN_USE", vdi, "data_destroy")
+        db.changed.wait(left)       # releases the db lock while waiting
 
 
 @api("VDI.get_nbd_info")
