@@ -129,9 +129,14 @@ def _only_used_by(xenapi, vdi_ref, vm_ref):
     """No other VM uses the disk. A control domain's VBD is not a use: the host plugs a disk
     into dom0 only for a while (an NBD connection, an export), and destroy_vdi waits for it."""
     for vbd_ref in xenapi.VDI.get_VBDs(vdi_ref):
-        owner = xenapi.VBD.get_VM(vbd_ref)
-        if owner != vm_ref and not xenapi.VM.get_is_control_domain(owner):
-            return False
+        try:
+            owner = xenapi.VBD.get_VM(vbd_ref)
+            if owner != vm_ref and not xenapi.VM.get_is_control_domain(owner):
+                return False
+        except XenAPI.Failure as exc:
+            # The VBD went between the two calls (an NBD connection ending): not a use.
+            if exc.details[:1] != ["HANDLE_INVALID"]:
+                raise
     return True
 
 

@@ -19,7 +19,7 @@ from sesamweb.audit.log import record_event
 from sesamweb.live.publish import publish
 
 from ..choices import BackupKind, RunStatus, Trigger
-from ..models import BackupRun, RestorePoint, VmBackup
+from ..models import BackupRun, RestorePoint, VmBackup, VmChangeTracking
 from .schedules import times_between, zone
 from .selection import missing_explicit_vms, select_vms
 
@@ -43,6 +43,10 @@ def decide_kind(job, vm_uuid, *, schedule=None, now=None):
     local = now.astimezone(zone(schedule.timezone if schedule else "UTC"))
     if local.weekday() in [int(d) for d in job.full_on_weekdays or []]:
         return False, f"full: the job forces full backups on {local:%A}s"
+    refused = VmChangeTracking.objects.filter(vm_uuid=vm_uuid).values_list("reason", flat=True).first()
+    if refused:
+        # Still asked for: the engine tries CBT again each time and forgets the reason once it works.
+        return True, f"full: incrementals are not possible: {refused}"
     points = list(RestorePoint.objects.filter(store=job.store, vm_uuid=vm_uuid)
                   .order_by("-taken_at").values_list("kind", "chain")[:max(job.full_every, 1) + 1])
     if not points:

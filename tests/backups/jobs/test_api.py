@@ -11,7 +11,7 @@ from rest_framework.test import APIClient
 
 from backups.choices import BackupKind, RunStatus, Trigger
 from backups.jobs import schedules
-from backups.models import BackupJob, BackupRun, JobSchedule, RestorePoint, VmBackup
+from backups.models import BackupJob, BackupRun, JobSchedule, RestorePoint, VmBackup, VmChangeTracking
 from backups.stores import create_store
 from sesamweb.accounts.roles import Role
 from sesamweb.audit.models import AuditEvent
@@ -221,6 +221,17 @@ def test_prediction_says_full_or_incremental_per_vm_and_why(api_client, job):
     rows = api_client(Role.AUDITOR).get(f"/api/jobs/{job.pk}/prediction/", {"schedule": weekly_full.pk}).json()
     assert {r["reason"] for r in rows["results"]} == {"full: this schedule makes full backups"}
     assert api_client(Role.AUDITOR).get(f"/api/jobs/{job.pk}/prediction/", {"schedule": "x"}).status_code == 400
+
+
+def test_prediction_says_full_where_the_pool_refuses_changed_block_tracking(api_client, job):
+    web1 = VM.objects.get(name="web-01")
+    point(job, web1.uuid, 1, chain={"xvda": "snapshot-vdi"})
+    VmChangeTracking.objects.create(vm_uuid=web1.uuid, pool=web1.pool, code="LICENCE_RESTRICTION",
+                                    reason="the pool's licence does not include changed block tracking")
+    rows = {r["vm_name"]: (r["kind"], r["reason"])
+            for r in api_client(Role.AUDITOR).get(f"/api/jobs/{job.pk}/prediction/").json()["results"]}
+    assert rows["web-01"] == ("full", "full: incrementals are not possible: "
+                                      "the pool's licence does not include changed block tracking")
 
 
 def test_prune_preview_shows_the_jobs_plan_or_a_proposed_one_and_changes_nothing(api_client, job):
