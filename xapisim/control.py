@@ -205,6 +205,17 @@ def set_product_version(sim, version: str):
     return sim.product.version
 
 
+@action("set_timing")
+def set_timing(sim, **seconds):
+    """How long snapshots, checkpoints, shutdowns and coalesce take (timing.DEFAULTS)."""
+    from .timing import DEFAULTS
+    for kind, value in seconds.items():
+        if kind not in DEFAULTS:
+            raise XapiError("BAD_CONTROL_REQUEST", "unknown timing %s" % kind)
+        sim.config.timings[kind] = float(value)
+    return {kind: sim.config.timings.get(kind, default) for kind, default in DEFAULTS.items()}
+
+
 @action("expire_sessions")
 def expire_sessions(sim):
     with sim.db.lock:

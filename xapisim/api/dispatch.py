@@ -77,6 +77,7 @@ def finish_task(sim, task: str, result=None, error: list | None = None) -> None:
         if rec["status"] not in ("pending", "cancelling"):
             return
         sim.finished_tasks[task] = time.monotonic()
+        sim.cancelled_tasks.discard(task)
         if error is not None:
             status = "cancelled" if error[0] == "TASK_CANCELLED" else "failure"
             db.update("task", task, status=status, error_info=[str(e) for e in error],
