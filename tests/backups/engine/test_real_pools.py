@@ -1,0 +1,41 @@
+"""What real pools do that a lax simulator hid (issue 16): slow snapshots, storage-manager
+refusals other than a full SR, LVM storage."""
+import pytest
+
+from backups.choices import RunStatus
+from xenpools.connection import PoolConnection
+
+from .test_failures import back_up
+
+pytestmark = pytest.mark.slow
+
+
+def test_a_snapshot_slower_than_one_xmlrpc_call_may_wait_succeeds_and_leaves_no_stray_snapshot(
+        sim, vm_named, store, pool_reader, monkeypatch):
+    # A snapshot takes as long as the storage needs; one XML-RPC call has a time-out
+    # (RPC_TIMEOUT). Waiting on a synchronous VM.snapshot timed out, failed the backup and left
+    # the snapshot the pool finished afterwards.
+    sim.control.call("set_timing", snapshot=3)
+    opened = PoolConnection.open.__func__
+    monkeypatch.setattr(PoolConnection, "open",
+                        classmethod(lambda cls, pool, **kw: opened(cls, pool, rpc_timeout=1)))
+    vm = vm_named("test-vm-1")
+
+    vm_backup = back_up(vm, store)
+
+    assert vm_backup.status == RunStatus.SUCCESS, vm_backup.error
+    assert pool_reader.snapshots() == []
+
+
+def test_a_snapshot_chain_too_long_is_reported_as_such_with_the_advice_to_coalesce(sim, vm_named, store, pool_reader):
+    # LVHDSR._snapshot: SnapshotChainTooLong (109) when the VHD chain is 30 deep; it is not a
+    # full SR, and more free space would not help.
+    vm = vm_named("test-vm-1")
+    sim.control.fail_next_call("VM.snapshot", ["SR_BACKEND_FAILURE_109", "", "The snapshot chain is too long", ""])
+
+    vm_backup = back_up(vm, store)
+
+    assert vm_backup.status == RunStatus.FAILED
+    assert "snapshot chain of a disk is too long" in vm_backup.error
+    assert "coalesce" in vm_backup.error and "full" not in vm_backup.error
+    assert pool_reader.snapshots() == []
