@@ -263,11 +263,36 @@ def _import_xva(conn, run, plan, details, repo, manifest, progress):
     if plan.replace_original:
         query["force"] = "true"
     progress.phase(RestorePhase.STREAMING)
-    result = _put(conn, "/import", query, upload, f"restore #{run.pk}: import of {details.vm_name}")
+    try:
+        result = _put(conn, "/import", query, upload, f"restore #{run.pk}: import of {details.vm_name}")
+    except PoolTaskFailed as exc:
+        if exc.error_info[:1] == ["VM_BAD_POWER_STATE"] and plan.identity == "keep":
+            raise RestoreFailed(_running_original(conn, details, skipped=False)) from exc
+        raise
     vm_refs = result if isinstance(result, list) else [r for r in str(result).split(",") if r]
     if not vm_refs:
+        if plan.identity == "keep" and _original_power_state(conn, details) not in (None, "Halted"):
+            raise RestoreFailed(_running_original(conn, details, skipped=True))
         raise RestoreFailed("the pool finished the import without creating a VM")
     return vm_refs[0]
+
+
+def _original_power_state(conn, details):
+    try:
+        return conn.xenapi.VM.get_power_state(conn.xenapi.VM.get_by_uuid(details.vm_uuid))
+    except XenAPI.Failure:
+        return None
+
+
+def _running_original(conn, details, *, skipped):
+    """What happened when the VM with the restored UUID was not halted at import time (it was
+    started after the restore checked it): xapi's import skips it when forced, else refuses
+    (import.ml VMHandler.precheck)."""
+    state = (_original_power_state(conn, details) or "running").lower()
+    what = ("the pool skipped the VM and left it running untouched: nothing was restored"
+            if skipped else "the pool refused to replace it: nothing was restored")
+    return (f"the original VM {details.vm_name} ({details.vm_uuid}) is {state} (it was started after the restore "
+            f"checked it); {what}. Shut it down, then restore again")
 
 
 def _network_rewrite(plan, details):

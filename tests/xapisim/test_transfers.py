@@ -285,7 +285,31 @@ def test_restore_keeps_uuids_and_macs_under_xapis_same_uuid_rules(sim, client):
     x.VM.start(new, False, False)
     with pytest.raises(XenAPI.Failure) as err:
         import_xva(client, body, restore="true")
-    assert err.value.details == ["VM_BAD_POWER_STATE", new, "halted", "running"]
+    assert err.value.details == ["VM_BAD_POWER_STATE", new, "Halted", "Running"]
+
+
+def test_a_forced_restore_over_a_running_vm_skips_it_and_leaves_its_disks_behind(client):
+    """import.ml VMHandler.precheck: with full_restore, a VM of the same UUID that is not
+    halted gives VM_BAD_POWER_STATE [vm, "Halted", "Running"] (Record_util
+    .vm_power_state_to_string, capitalised), or with force is skipped ("Forced import skipping
+    VM ... as VM to replace was not halted"): it keeps running, the import succeeds with no VM,
+    and the VDIs created before the VM handler ran stay behind unattached."""
+    x = client.x
+    vm = vm_named(x, "test-vm-1")                        # running
+    snap = x.VM.snapshot(vm, "to export")
+    _, body = client.get("/export", {"ref": snap})
+    body = rebuild_xva(body, lambda ova: ova.replace(
+        x.VM.get_uuid(snap).encode(), x.VM.get_uuid(vm).encode()))   # an export of the VM itself
+    vdis_before = set(x.VDI.get_all())
+    with pytest.raises(XenAPI.Failure) as err:
+        import_xva(client, body, restore="true")
+    assert err.value.details == ["VM_BAD_POWER_STATE", vm, "Halted", "Running"]
+    assert set(x.VDI.get_all()) == vdis_before           # a failed import is cleaned up
+
+    assert import_xva(client, body, restore="true", force="true") == []
+    assert x.VM.get_power_state(vm) == "Running"
+    left = set(x.VDI.get_all()) - vdis_before
+    assert len(left) == 1 and x.VDI.get_VBDs(left.pop()) == []
 
 
 def test_networks_are_matched_by_name_then_bridge_else_created(client):
