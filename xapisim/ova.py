@@ -73,7 +73,7 @@ class Export:
     def ova_xml(self) -> bytes:
         sim = self.sim
         master = sim.db.get("host", sim.master())
-        major, minor = sim.product.api_version
+        major, minor = sim.product.xapi_build   # importexport.ml rpc_of_version: the xapi build
         version = {
             "hostname": master["hostname"], "date": time.strftime("%Y-%m-%d"),
             "product_version": sim.product.version, "product_brand": sim.product.brand,
@@ -130,8 +130,9 @@ class Import:
             version, objects = root["version"], root["objects"]
         except Exception as e:
             raise XapiError("IMPORT_ERROR", "cannot parse ova.xml: %s" % e) from None
-        major, minor = self.sim.product.api_version
-        if (int(version.get("xapi_major", 0)), int(version.get("xapi_minor", 0))) > (major, minor):
+        # importexport.ml assert_compatible: an export made by a newer xapi build is refused,
+        # force or not; the API version and product version play no part.
+        if (int(version.get("xapi_major", 0)), int(version.get("xapi_minor", 0))) > self.sim.product.xapi_build:
             raise XapiError("IMPORT_INCOMPATIBLE_VERSION")
         by_class: dict[str, list[dict]] = {}
         for obj in objects:

@@ -243,9 +243,15 @@ def _import_xva(conn, run, plan, details, repo, manifest, progress):
     restored = details.restored_disks(plan.start_mode)
     with_memory = any(d.is_memory for d in restored)
     network_map, drop = _network_rewrite(plan, details)
+    target_xapi = _xapi_build(conn)
+    source_xapi = metadata.xapi_build_of(parse_ova_xml(details.ova_xml).version)
     ova_xml, refs = metadata.import_ova_xml(
         details.ova_xml, plan=plan, vm_uuid=details.vm_uuid, run_id=run.pk, with_memory=with_memory,
-        network_map=network_map, drop_vifs=drop, extra_other_config=_vm_tags(run))
+        network_map=network_map, drop_vifs=drop, extra_other_config=_vm_tags(run), target_xapi=target_xapi)
+    if target_xapi and source_xapi and source_xapi > target_xapi:
+        progress.warn(f"the backup was made by xapi {'%d.%d' % source_xapi}; pool {run.target_pool} runs the older "
+                      f"xapi {'%d.%d' % target_xapi}, which refuses imports from newer versions: the import names "
+                      "the pool's own version, and settings the older pool does not know are left out")
     sr = plan.sr_by_disk[restored[0].key] if restored else None
     sr_ref = xenapi.SR.get_by_uuid(sr.uuid) if sr else None
     streams = []
@@ -293,6 +299,17 @@ def _running_original(conn, details, *, skipped):
             if skipped else "the pool refused to replace it: nothing was restored")
     return (f"the original VM {details.vm_name} ({details.vm_uuid}) is {state} (it was started after the restore "
             f"checked it); {what}. Shut it down, then restore again")
+
+
+def _xapi_build(conn):
+    """The target pool's xapi build (the master's software_version "xapi": "major.minor")."""
+    xenapi = conn.xenapi
+    try:
+        master = xenapi.pool.get_master(xenapi.pool.get_all()[0])
+        major, minor = xenapi.host.get_software_version(master)["xapi"].split(".")[:2]
+        return int(major), int(minor)
+    except (XenAPI.Failure, KeyError, IndexError, ValueError):
+        return None
 
 
 def _network_rewrite(plan, details):

@@ -617,3 +617,34 @@ def test_a_checkpoint_exported_with_its_power_state_imports_suspended(client):
     assert rec["power_state"] == "Suspended"
     assert x.VDI.get_type(rec["suspend_VDI"]) == "suspend"
     assert client.raw(x.VDI.get_uuid(rec["suspend_VDI"])) == client.raw(image)
+
+
+def _ova_version(body: bytes) -> dict:
+    from xapisim.xmlrpc import parse_value
+    with tarfile.open(fileobj=io.BytesIO(body)) as tar:
+        ova = tar.extractfile("ova.xml").read().decode()
+    return parse_value(ova.strip())["version"]
+
+
+def test_an_export_carries_the_xapi_build_and_an_older_build_refuses_it(sim, client):
+    """importexport.ml rpc_of_version writes Xapi_version.xapi_version_major/minor (the xapi
+    build, 24.39 on XCP-ng 8.3, 1.249 on 8.2), not the API version 2.21; assert_compatible
+    refuses an export from a newer build with IMPORT_INCOMPATIBLE_VERSION [], force or not
+    (it runs before anything else in stream_import), and accepts one from an older build."""
+    x = client.x
+    _, body = client.get("/export", {"ref": vm_named(x, "test-vm-2")})
+    version = _ova_version(body)
+    assert (int(version["xapi_major"]), int(version["xapi_minor"])) == (24, 39)
+    sim.control.set_product_version("8.2.1")
+    vdis_before = set(x.VDI.get_all())
+    for force in ("false", "true"):
+        with pytest.raises(XenAPI.Failure) as err:
+            import_xva(client, body, force=force)
+        assert err.value.details == ["IMPORT_INCOMPATIBLE_VERSION"]
+    assert set(x.VDI.get_all()) == vdis_before
+    older = rebuild_xva(body, lambda ova: ova.replace(
+        b"<name>xapi_major</name><value>24</value>", b"<name>xapi_major</name><value>1</value>").replace(
+        b"<name>xapi_minor</name><value>39</value>", b"<name>xapi_minor</name><value>249</value>"))
+    assert (int(_ova_version(older)["xapi_major"]), int(_ova_version(older)["xapi_minor"])) == (1, 249)
+    (new,) = import_xva(client, older)
+    assert x.VM.get_power_state(new) == "Halted"

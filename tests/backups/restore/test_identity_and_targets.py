@@ -158,3 +158,20 @@ def test_an_original_started_after_the_check_is_left_running_and_the_restore_say
     assert pool_reader.xenapi.VM.get_power_state(pool_reader.vm(vm.uuid)) == "Running"
     assert pool_reader.disks(vm.uuid) == original_disks
     assert vms_and_vdis(pool_reader) == before      # the disks the pool imported were removed
+
+
+def test_a_restore_to_a_pool_with_an_older_xapi_names_its_version_and_says_so(
+        vm_named, store, pool_reader, plan_for, second_pool):
+    # importexport.ml assert_compatible refuses an XVA whose header names a newer xapi build
+    # (IMPORT_INCOMPATIBLE_VERSION, force or not); the header is all it compares.
+    other_pool, other_reader, other = second_pool
+    other.control.set_product_version("8.2.1")          # xapi 1.249; the backup's pool runs 24.39
+    vm = vm_named("test-vm-2")
+    expected = restored_disks(pool_reader, vm.uuid)
+    vm_backup = back_up(vm, store, BackupMethod.NORMAL)
+
+    run = restore(plan_for(vm_backup, other_pool, name="test-vm-2 on the 8.2 pool"))
+
+    assert run.status == RunStatus.WARNING, run.error
+    assert any("made by xapi 24.39" in w and "older xapi 1.249" in w for w in run.warnings), run.warnings
+    assert restored_disks(other_reader, run.restored_vm_uuid) == expected
