@@ -1,6 +1,7 @@
 """VM lifecycle and snapshot calls (datamodel_vm.ml signatures; checks as xapi makes them)."""
 
 from .. import inventory as inv
+from .. import lvhd
 from ..errors import XapiError
 from ..records import NULL, TEMPLATES
 from ..lifecycle import check_operation
@@ -24,9 +25,12 @@ def check(call, vm, op: str) -> dict:
 
 def assert_space_for_snapshot(sim, vdis: list[str]) -> None:
     """An SR that cannot hold the snapshot fails like LVM/EXT do (SR_BACKEND_FAILURE_44): it
-    needs room for the data the snapshot may come to hold plus metadata per VDI."""
+    needs room for the data the snapshot may come to hold plus metadata per VDI. LVM SRs follow
+    LVHDVDI._snapshot (lvhd.check_snapshot: chain depth, then space)."""
+    lvm = [vdi for vdi in vdis if lvhd.is_lvhd(sim, sim.db.get("VDI", vdi)["SR"])]
+    lvhd.check_snapshot(sim, lvm)
     needed: dict[str, int] = {}
-    for vdi in vdis:
+    for vdi in (v for v in vdis if v not in lvm):
         rec = sim.db.get("VDI", vdi)
         needed[rec["SR"]] = needed.get(rec["SR"], 0) + rec["physical_utilisation"] + SNAPSHOT_OVERHEAD
     for sr, need in needed.items():
@@ -54,6 +58,8 @@ def take_snapshot(call, vm: str, new_name: str, *, ignore_vdis=(), memory: bool 
         vbd_rec = db.get("VBD", vbd)
         new_vdi = inv.snapshot_vdi(sim, vdi, is_a_snapshot=True, snapshot_of=vdi, snapshot_time=now)
         db.add_to("VDI", vdi, "snapshots", new_vdi)
+        if lvhd.is_lvhd(sim, db.get("VDI", vdi)["SR"]):
+            lvhd.after_snapshot(sim, vdi, new_vdi)
         inv.create_vbd(sim, snap, new_vdi, vbd_rec["userdevice"], bootable=vbd_rec["bootable"],
                        mode=vbd_rec["mode"], type=vbd_rec["type"], device=vbd_rec["device"])
     for vif in src["VIFs"]:
