@@ -39,3 +39,26 @@ def test_a_snapshot_chain_too_long_is_reported_as_such_with_the_advice_to_coales
     assert "snapshot chain of a disk is too long" in vm_backup.error
     assert "coalesce" in vm_backup.error and "full" not in vm_backup.error
     assert pool_reader.snapshots() == []
+
+
+def test_a_snapshot_that_would_not_fit_a_thick_lvm_sr_is_skipped_before_it_is_taken(sim, pool, store, pool_reader):
+    # LVHDVDI._snapshot needs the data written since the last snapshot in 4 MiB-rounded logical
+    # volumes (with 4 KiB of bitmap per 2 MiB block and the metadata of a 2 TiB VHD), an 8 MiB
+    # snapshot volume and two 4 MiB journals: 88 MiB for a fully written 64 MiB disk, which the
+    # old estimate (disk size + 8 MiB) put at 72 MiB.
+    from xenpools.inventory import sync_pool
+    from xenpools.models import VM
+
+    lvm = sim.control.create_sr(name="iSCSI LVM", type="lvmoiscsi", size=4 << 30)
+    made = sim.control.create_vm("on-lvm", [64 << 20], sr=lvm["uuid"], power_state="Running")
+    sim.control.guest_write(blocks=1024, vdi=made["vdis"][0], seed=5)      # every block
+    sim.control.fill_sr(sr=lvm["uuid"], free_bytes=80 << 20)
+    sync_pool(pool)
+    vm = VM.objects.get(pool=pool, uuid=made["uuid"])
+
+    vm_backup = back_up(vm, store)
+
+    assert vm_backup.status == RunStatus.SKIPPED, vm_backup.error
+    assert "storage repository iSCSI LVM has 83.9 MB free; the snapshot needs about 92.3 MB" in vm_backup.error
+    assert "thick LVM: up to the full disk size" in vm_backup.error
+    assert pool_reader.snapshots() == []
