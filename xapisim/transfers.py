@@ -377,6 +377,7 @@ def export_raw_vdi(handler, query: dict) -> None:
             if not sim.disks.has_data(rec["uuid"]):
                 raise XapiError("VDI_INCOMPATIBLE_TYPE", vdi, rec["type"])
             changed = None
+            base = None
             if query.get("base"):
                 if fmt != "vhd":
                     raise XapiError("VDI_IO_ERROR", "base= needs format=vhd")
@@ -401,7 +402,8 @@ def export_raw_vdi(handler, query: dict) -> None:
         chunks = _raw_chunks(reader)
     else:
         _send_stream_headers(handler, task, "application/vhd", uuid + ".vhd", http10=False)
-        chunks = write_vhd(reader, changed=changed, uuid=uuidlib.UUID(uuid).bytes, timestamp=int(time.time()))
+        parent = {"parent_uuid": uuidlib.UUID(base["uuid"]).bytes, "parent_name": base["uuid"] + ".vhd"} if base else {}
+        chunks = write_vhd(reader, changed=changed, uuid=uuidlib.UUID(uuid).bytes, timestamp=int(time.time()), **parent)
     _run_stream(handler, task, Meter(sim, task, reader.size), chunks, close)
 
 
