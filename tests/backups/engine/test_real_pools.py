@@ -1,5 +1,7 @@
 """What real pools do that a lax simulator hid (issue 16): slow snapshots, storage-manager
 refusals other than a full SR, LVM storage."""
+import time
+
 import pytest
 
 from backups.choices import RunStatus
@@ -62,3 +64,32 @@ def test_a_snapshot_that_would_not_fit_a_thick_lvm_sr_is_skipped_before_it_is_ta
     assert "storage repository iSCSI LVM has 83.9 MB free; the snapshot needs about 92.3 MB" in vm_backup.error
     assert "thick LVM: up to the full disk size" in vm_backup.error
     assert pool_reader.snapshots() == []
+
+
+def test_a_vm_whose_lvm_disk_has_a_chain_30_deep_fails_with_the_advice_to_coalesce(sim, pool, store, pool_reader):
+    # LVHDVDI._snapshot refuses a disk whose VHD chain is MAX_CHAIN_SIZE (30) deep: here 29
+    # snapshots another tool left behind. Deleting them lets the SR coalesce; then it works.
+    from xenpools.inventory import sync_pool
+    from xenpools.models import VM
+
+    lvm = sim.control.create_sr(name="iSCSI LVM", type="lvmoiscsi", size=4 << 30)
+    made = sim.control.create_vm("on-lvm", [16 << 20], sr=lvm["uuid"], power_state="Running", written_blocks=8)
+    x = pool_reader.xenapi
+    vdi = x.VDI.get_by_uuid(made["vdis"][0])
+    left_behind = [x.VDI.snapshot(vdi, {}) for _ in range(29)]
+    sync_pool(pool)
+    vm = VM.objects.get(pool=pool, uuid=made["uuid"])
+
+    failed = back_up(vm, store)
+
+    assert failed.status == RunStatus.FAILED
+    assert "snapshot chain of a disk is too long" in failed.error and "coalesce" in failed.error
+    assert "SR_BACKEND_FAILURE_109" in failed.error and "full" not in failed.error
+    assert pool_reader.snapshots() == []
+    for snapshot in left_behind:
+        x.VDI.destroy(snapshot)
+    deadline = time.monotonic() + 30                  # the garbage collector coalesces
+    while any(not r["managed"] for r in x.VDI.get_all_records().values()):
+        assert time.monotonic() < deadline, "the SR never coalesced"
+        time.sleep(0.05)
+    assert back_up(vm, store).status == RunStatus.SUCCESS
