@@ -74,7 +74,9 @@ def prepare_vm(conn, vm_ref, vm_backup, *, snapshot_name, on_phase=None) -> Prep
     if method == BackupMethod.OFFLINE:
         return _prepare_offline(conn, vm_ref, record, vm_backup, snapshot_name)
     if method == BackupMethod.MEMORY:
-        if power != "Running":
+        # xapi checkpoints running VMs (suspended for the copy) and suspended ones (their
+        # suspend image is cloned); a paused VM is not suspended, so it has no memory image.
+        if power not in ("Running", "Suspended"):
             prepared = _snapshot(conn, vm_ref, vm_backup, snapshot_name, "snapshot")
             prepared.warnings.append(f"the VM was {power.lower()}: no memory to capture, its disks were backed up")
             return prepared
