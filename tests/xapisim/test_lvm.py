@@ -83,3 +83,15 @@ def test_a_chain_30_deep_refuses_snapshots_until_the_sr_has_coalesced(sim, lvm):
     wait_for(lambda: all(r["managed"] for r in x.VDI.get_all_records().values() if r["SR"] == sr))
     assert "vhd-parent" not in x.VDI.get_sm_config(vdi)
     x.VDI.snapshot(vdi, {})
+
+
+def test_base_copies_refuse_destroy_and_snapshot(lvm):
+    """Xapi_vdi_helpers.assert_managed (destroy_and_data_destroy_common, snapshot_and_clone):
+    VDI_NOT_MANAGED [vdi]."""
+    x, sr, vm, vdi = lvm
+    x.VDI.snapshot(vdi, {})
+    (base,) = [ref for ref, r in x.VDI.get_all_records().items() if not r["managed"]]
+    for call in (lambda: x.VDI.destroy(base), lambda: x.VDI.snapshot(base, {})):
+        with pytest.raises(XenAPI.Failure) as err:
+            call()
+        assert err.value.details == ["VDI_NOT_MANAGED", base]

@@ -40,9 +40,16 @@ def vdi_create(call, record):
     return inv.create_vdi(call.sim, sr, size, fields.pop("name_label", ""), **fields)
 
 
+def assert_managed(db, vdi: str) -> None:
+    """Xapi_vdi_helpers.assert_managed: base copies (managed=false) refuse destroy, snapshot
+    and clone."""
+    if not db.get("VDI", vdi)["managed"]:
+        raise XapiError("VDI_NOT_MANAGED", vdi)
+
+
 @api("VDI.destroy")
 def vdi_destroy(call, vdi):
-    call.db.get("VDI", vdi)
+    assert_managed(call.db, vdi)
     if vdi_attached_to_running_vm(call.db, vdi):
         raise XapiError("VDI_IN_USE", vdi, "destroy")
     inv.destroy_vdi(call.sim, vdi)
@@ -52,7 +59,7 @@ def vdi_destroy(call, vdi):
 @api("VDI.snapshot")
 def vdi_snapshot(call, vdi, driver_params=None):
     from .vm import assert_space_for_snapshot
-    call.db.get("VDI", vdi)
+    assert_managed(call.db, vdi)
     assert_space_for_snapshot(call.sim, [vdi])
     snap = inv.snapshot_vdi(call.sim, vdi, is_a_snapshot=True, snapshot_of=vdi, snapshot_time=Timestamp.now())
     call.db.add_to("VDI", vdi, "snapshots", snap)
