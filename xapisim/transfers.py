@@ -19,6 +19,7 @@ from . import inventory as inv
 from .api.dispatch import finish_task, new_task
 from .api.sessions import check_session, drop_session, open_session
 from .errors import XapiError
+from .lifecycle import check_operation
 from .ova import Export, Import
 from .vhd import read_vhd, write_vhd
 from .xva import open_decompressed, read_xva, write_xva
@@ -262,10 +263,9 @@ def export_vm(handler, query: dict) -> None:
     try:
         with sim.db.lock:
             vm = _lookup(sim, "VM", query.get("ref") or query.get("uuid"))
-            rec = sim.db.get("VM", vm)
-            if not rec["is_a_snapshot"] and rec["power_state"] not in ("Halted", "Suspended"):
-                # xapi exports a VM only when halted or suspended; backups export a snapshot.
-                raise XapiError("VM_BAD_POWER_STATE", vm, "halted;suspended", rec["power_state"].lower())
+            # export.ml lock_vm: the export operation's check (halted or suspended VMs only;
+            # backups export a snapshot).
+            check_operation(sim.db, vm, "export")
             srs = inv.vm_disk_srs(sim, vm)
     except XapiError as e:
         _end(sim, auth)

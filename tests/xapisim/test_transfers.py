@@ -125,12 +125,14 @@ def test_export_streams_an_xva_equal_to_the_raw_disks(sim, client, compression):
 
 
 def test_a_running_vm_is_exported_through_a_snapshot_only(client):
+    """export.ml lock_vm checks the export operation (xapi_vm_lifecycle.ml: halted, suspended;
+    report_power_state_error joins them with ", ")."""
     x = client.x
     vm = vm_named(x, "test-vm-1")
     reply, _ = client.get("/export", {"ref": vm})
     assert reply.status == 500
     rec = x.task.get_record(reply.getheader("task-id"))
-    assert rec["error_info"] == ["VM_BAD_POWER_STATE", vm, "halted;suspended", "running"]
+    assert rec["error_info"] == ["VM_BAD_POWER_STATE", vm, "halted, suspended", "running"]
 
 
 def test_export_of_a_running_vm_snapshot_is_a_halted_plain_vm(client):
