@@ -107,6 +107,7 @@ SR_SNAPSHOT_FAILURES = {
                                "it), then back up again"),
 }
 FULL_SR_FAILURES = {"SR_BACKEND_FAILURE_44", "SR_FULL"}
+SNAPSHOT_TIMEOUT = 2 * 3600     # seconds: far beyond any healthy snapshot, short of forever
 
 
 def _snapshot(conn, vm_ref, vm_backup, name, operation) -> Prepared:
@@ -117,9 +118,14 @@ def _snapshot(conn, vm_ref, vm_backup, name, operation) -> Prepared:
     try:
         task = getattr(xenapi.Async.VM, operation)(vm_ref, name)
         try:
-            snapshot_ref = conn.wait_task(task, poll=0.2)
+            snapshot_ref = conn.wait_task(task, poll=0.2, timeout=SNAPSHOT_TIMEOUT)
         except PoolTaskFailed as exc:
             raise XenAPI.Failure(exc.error_info) from exc
+        except PoolTimeout as exc:
+            xenapi.task.cancel(task)           # xapi stops at its next check; nothing to tag
+            limit = f"{SNAPSHOT_TIMEOUT // 60} min" if SNAPSHOT_TIMEOUT >= 60 else f"{SNAPSHOT_TIMEOUT} s"
+            raise BackupFailed(f"the pool did not finish the {operation.replace('_', ' ')} within {limit}; "
+                               "it was cancelled") from exc
         finally:
             try:
                 xenapi.task.destroy(task)

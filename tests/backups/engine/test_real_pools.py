@@ -93,3 +93,23 @@ def test_a_vm_whose_lvm_disk_has_a_chain_30_deep_fails_with_the_advice_to_coales
         assert time.monotonic() < deadline, "the SR never coalesced"
         time.sleep(0.05)
     assert back_up(vm, store).status == RunStatus.SUCCESS
+
+
+def test_a_snapshot_that_never_finishes_is_cancelled_and_reported(sim, vm_named, store, pool_reader, monkeypatch):
+    # task.cancel only marks the task (xapi_task.ml cancel); the snapshot stops at its next
+    # check (TaskHelper.exn_if_cancelling) and leaves nothing.
+    from backups.engine import prepare
+
+    sim.control.call("set_timing", snapshot=600)
+    monkeypatch.setattr(prepare, "SNAPSHOT_TIMEOUT", 1)
+    vm = vm_named("test-vm-1")
+
+    vm_backup = back_up(vm, store)
+
+    assert vm_backup.status == RunStatus.FAILED
+    assert "did not finish the snapshot within 1 s; it was cancelled" in vm_backup.error
+    deadline = time.monotonic() + 30
+    while pool_reader.xenapi.VM.get_current_operations(pool_reader.vm(vm.uuid)):
+        assert time.monotonic() < deadline, "the snapshot did not stop"
+        time.sleep(0.05)
+    assert pool_reader.snapshots() == []
