@@ -1,5 +1,5 @@
 """python -m xapisim --listen 127.0.0.1:PORT --data DIR [--demo] [--vms N] [--password PW]
-[--tls] [--product-version X.Y.Z] [--seed N]"""
+[--tls] [--product-version X.Y.Z] [--seed N] [--timing KIND=SECONDS ...]"""
 
 import argparse
 import signal
@@ -23,7 +23,20 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--seed", type=int, default=1)
     p.add_argument("--nbd-port", type=int, default=10809, help="NBD port on every host (0 = any free port)")
     p.add_argument("--session-timeout", type=float, default=24 * 3600.0, help="idle seconds before a session expires")
+    p.add_argument("--timing", action="append", default=[], metavar="KIND=SECONDS",
+                   help="time an operation takes: snapshot, checkpoint, shutdown, coalesce (repeatable)")
     return p.parse_args(argv)
+
+
+def parse_timings(items: list[str]) -> dict:
+    from .timing import DEFAULTS
+    timings = {}
+    for item in items:
+        kind, _, seconds = item.partition("=")
+        if kind not in DEFAULTS:
+            raise SystemExit("--timing: unknown kind %r (one of %s)" % (kind, ", ".join(DEFAULTS)))
+        timings[kind] = float(seconds)
+    return timings
 
 
 def main(argv=None) -> int:
@@ -31,7 +44,7 @@ def main(argv=None) -> int:
     host, _, port = args.listen.rpartition(":")
     config = Config(listen_host=host, port=int(port), data_dir=args.data, password=args.password, tls=args.tls,
                     product_version=args.product_version, seed=args.seed, session_timeout=args.session_timeout,
-                    nbd_port=args.nbd_port, hosts=args.hosts)
+                    nbd_port=args.nbd_port, hosts=args.hosts, timings=parse_timings(args.timing))
     sim = Simulator(config)
     sim.load_or_build(demo=args.demo, vms=args.vms, small=args.test_vms)
     stop = threading.Event()

@@ -150,6 +150,18 @@ def create_vm(sim, name: str, disks: list, os: str = "linux", power_state: str =
                 "vdis": [sim.db.get("VDI", vdi)["uuid"] for _, vdi in inv.vm_disks(sim, vm)]}
 
 
+@action("create_sr")
+def create_sr(sim, name: str, type: str = "lvmoiscsi", size: int = 64 << 30, shared: bool | None = None):
+    """A storage repository of another kind (e.g. lvm, lvmoiscsi, lvmohba: thick LVM, see
+    lvhd.py); shared ones are seen by every host, local ones by the master only."""
+    from .demo import _sr
+    with sim.db.lock:
+        shared = type != "lvm" if shared is None else bool(shared)
+        hosts = sim.hosts() if shared else [sim.master()]
+        ref = _sr(sim, name, type, int(size), hosts, shared=shared)
+        return {"ref": ref, "uuid": sim.db.get("SR", ref)["uuid"]}
+
+
 @action("add_vms")
 def add_vms(sim, n: int, prefix: str = "scale-vm"):
     from .demo import add_small_vms
@@ -203,6 +215,17 @@ def move_master(sim, host):
 def set_product_version(sim, version: str):
     sim.apply_product_version(version)
     return sim.product.version
+
+
+@action("set_timing")
+def set_timing(sim, **seconds):
+    """How long snapshots, checkpoints, shutdowns and coalesce take (timing.DEFAULTS)."""
+    from .timing import DEFAULTS
+    for kind, value in seconds.items():
+        if kind not in DEFAULTS:
+            raise XapiError("BAD_CONTROL_REQUEST", "unknown timing %s" % kind)
+        sim.config.timings[kind] = float(value)
+    return {kind: sim.config.timings.get(kind, default) for kind, default in DEFAULTS.items()}
 
 
 @action("expire_sessions")

@@ -73,8 +73,13 @@ def sr_free(sim, sr: str) -> int:
 
 
 def refresh_vdi(sim, vdi: str) -> None:
+    from . import lvhd
     rec = sim.db.get("VDI", vdi)
-    if sim.disks.exists(rec["uuid"]):
+    if lvhd.is_lvhd(sim, rec["SR"]):      # logical volumes: sizes by the LVHD rules
+        used = lvhd.physical_utilisation(sim, vdi)
+        if used != rec["physical_utilisation"]:
+            sim.db.update("VDI", vdi, physical_utilisation=used)
+    elif sim.disks.exists(rec["uuid"]):
         used = sim.disks.physical_utilisation(rec["uuid"])
         if used != rec["physical_utilisation"]:
             sim.db.update("VDI", vdi, physical_utilisation=used)
@@ -90,6 +95,7 @@ def create_vdi(sim, sr: str, virtual_size: int, name_label: str, **fields) -> st
     rec["location"] = rec["uuid"]
     sim.disks.create(rec["uuid"], int(virtual_size))
     sim.db.add_to("SR", sr, "VDIs", ref)
+    refresh_vdi(sim, ref)
     refresh_sr(sim, sr)
     return ref
 
@@ -133,6 +139,9 @@ def destroy_vdi(sim, vdi: str) -> None:
         sim.disks.destroy(rec["uuid"])
     db.remove_from("SR", rec["SR"], "VDIs", vdi)
     db.delete("VDI", vdi)
+    if rec["sm_config"].get("vhd-parent"):
+        from .lvhd import kick_gc
+        kick_gc(sim, rec["SR"])         # LVM SRs coalesce the chain a while later
     # Blocks the destroyed disk shared may now count for a snapshot or clone of it.
     for other in db.get("SR", rec["SR"])["VDIs"]:
         refresh_vdi(sim, other)

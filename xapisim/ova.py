@@ -6,7 +6,7 @@ import time
 
 from . import inventory as inv
 from . import xmlrpc
-from .errors import XapiError, bad_power_state
+from .errors import XapiError
 from .records import NULL, TEMPLATES, new_record
 from .xmlrpc import EPOCH, Timestamp
 
@@ -73,7 +73,7 @@ class Export:
     def ova_xml(self) -> bytes:
         sim = self.sim
         master = sim.db.get("host", sim.master())
-        major, minor = sim.product.api_version
+        major, minor = sim.product.xapi_build   # importexport.ml rpc_of_version: the xapi build
         version = {
             "hostname": master["hostname"], "date": time.strftime("%Y-%m-%d"),
             "product_version": sim.product.version, "product_brand": sim.product.brand,
@@ -119,6 +119,7 @@ class Import:
         self.vdi_sizes: dict[str, int] = {}     # Ref:n -> virtual size
         self.created: list[tuple[str, str]] = []
         self.vms: list[str] = []
+        self.skipped: list[str] = []            # uuids of VMs left alone (running, force)
 
     def load(self, ova_xml: bytes) -> None:
         doc = ova_xml.decode("utf-8")
@@ -129,8 +130,9 @@ class Import:
             version, objects = root["version"], root["objects"]
         except Exception as e:
             raise XapiError("IMPORT_ERROR", "cannot parse ova.xml: %s" % e) from None
-        major, minor = self.sim.product.api_version
-        if (int(version.get("xapi_major", 0)), int(version.get("xapi_minor", 0))) > (major, minor):
+        # importexport.ml assert_compatible: an export made by a newer xapi build is refused,
+        # force or not; the API version and product version play no part.
+        if (int(version.get("xapi_major", 0)), int(version.get("xapi_minor", 0))) > self.sim.product.xapi_build:
             raise XapiError("IMPORT_INCOMPATIBLE_VERSION")
         by_class: dict[str, list[dict]] = {}
         for obj in objects:
@@ -188,7 +190,9 @@ class Import:
         s = obj["snapshot"]
         uuid = s.get("uuid")
         if self.restore and uuid:
-            self._make_room_for(uuid, s)
+            if not self._make_room_for(uuid, s):
+                self.skipped.append(uuid)
+                return
         else:
             uuid = None
         template = TEMPLATES["VM"]
@@ -221,8 +225,13 @@ class Import:
         self.refs[obj["id"]] = ref
         self.vms.append(ref)
 
-    def _make_room_for(self, uuid: str, s: dict) -> None:
-        """xapi's same-UUID rules for restore=true (import.ml l.181-259, l.460-516)."""
+    def _make_room_for(self, uuid: str, s: dict) -> bool:
+        """xapi's same-UUID rules for restore=true (import.ml assert_can_restore_backup and
+        VMHandler.precheck): False when the VM is to be skipped. A VM with the same UUID that
+        is not halted fails the import with VM_BAD_POWER_STATE [vm, "Halted", actual] (power
+        states capitalised: Record_util.vm_power_state_to_string), or with force is skipped:
+        it keeps running, no VM is created, and the disks already imported stay behind
+        unattached (the VDI handler ran before the VM handler)."""
         db = self.sim.db
         existing = db.by_uuid["VM"].get(uuid)
         mac_seed = s.get("other_config", {}).get("mac_seed")
@@ -231,16 +240,17 @@ class Import:
                 if ref != existing and rec["other_config"].get("mac_seed") == mac_seed and not rec["is_a_snapshot"]:
                     raise XapiError("DUPLICATE_MAC_SEED", mac_seed)
         if existing is None:
-            return
+            return True
         rec = db.get("VM", existing)
         if rec["power_state"] != "Halted":
             if not self.force:
-                raise bad_power_state(existing, "halted", rec["power_state"])
-            inv.set_power_state(self.sim, existing, "Halted")
+                raise XapiError("VM_BAD_POWER_STATE", existing, "Halted", rec["power_state"])
+            return False
         imported_version = int(s.get("version", 0) or 0)
         if not self.force and imported_version <= rec["version"]:
             raise XapiError("VM_TO_IMPORT_IS_NOT_NEWER_VERSION", existing, rec["version"], imported_version)
         inv.destroy_vm(self.sim, existing)
+        return True
 
     def _vbd(self, obj: dict) -> None:
         s = obj["snapshot"]

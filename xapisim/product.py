@@ -41,6 +41,13 @@ class Product:
         return self._row()[3]
 
     @property
+    def xapi_build(self) -> tuple[int, int]:
+        """xapi's own version (Xapi_version.xapi_version_major/minor, e.g. 1.249 or 24.39):
+        what an XVA's ova.xml carries as version.xapi_major/minor and what import compares."""
+        major, minor = self.xapi_version.split(".")[:2]
+        return int(major), int(minor)
+
+    @property
     def xva_checksum(self) -> str:
         """XVA block checksum: SHA-1 `.checksum` up to 8.0, XXH64 `.xxhash` from 8.1."""
         return "xxhash" if self.parts >= (8, 1) else "sha1"

@@ -37,6 +37,7 @@ class Config:
     nbd_port: int = 10809
     hosts: int = 2
     extra: dict = field(default_factory=dict)
+    timings: dict = field(default_factory=dict)   # operation kind -> seconds (timing.DEFAULTS)
 
     def host_address(self, index: int) -> str:
         """Host i listens on the listen address + i (127.0.0.1, .2, .3 ...)."""

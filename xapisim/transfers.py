@@ -19,6 +19,7 @@ from . import inventory as inv
 from .api.dispatch import finish_task, new_task
 from .api.sessions import check_session, drop_session, open_session
 from .errors import XapiError
+from .lifecycle import check_operation
 from .ova import Export, Import
 from .vhd import read_vhd, write_vhd
 from .xva import open_decompressed, read_xva, write_xva
@@ -262,10 +263,9 @@ def export_vm(handler, query: dict) -> None:
     try:
         with sim.db.lock:
             vm = _lookup(sim, "VM", query.get("ref") or query.get("uuid"))
-            rec = sim.db.get("VM", vm)
-            if not rec["is_a_snapshot"] and rec["power_state"] not in ("Halted", "Suspended"):
-                # xapi exports a VM only when halted or suspended; backups export a snapshot.
-                raise XapiError("VM_BAD_POWER_STATE", vm, "halted;suspended", rec["power_state"].lower())
+            # export.ml lock_vm: the export operation's check (halted or suspended VMs only;
+            # backups export a snapshot).
+            check_operation(sim.db, vm, "export")
             srs = inv.vm_disk_srs(sim, vm)
     except XapiError as e:
         _end(sim, auth)
@@ -378,6 +378,7 @@ def export_raw_vdi(handler, query: dict) -> None:
                 raise XapiError("VDI_INCOMPATIBLE_TYPE", vdi, rec["type"])
             changed = None
             refused = None
+            base = None
             if query.get("base"):
                 if fmt != "vhd":
                     raise XapiError("VDI_IO_ERROR", "base= needs format=vhd")
@@ -413,7 +414,8 @@ def export_raw_vdi(handler, query: dict) -> None:
         chunks = _raw_chunks(reader)
     else:
         _send_stream_headers(handler, task, "application/vhd", uuid + ".vhd", http10=False)
-        chunks = write_vhd(reader, changed=changed, uuid=uuidlib.UUID(uuid).bytes, timestamp=int(time.time()))
+        parent = {"parent_uuid": uuidlib.UUID(base["uuid"]).bytes, "parent_name": base["uuid"] + ".vhd"} if base else {}
+        chunks = write_vhd(reader, changed=changed, uuid=uuidlib.UUID(uuid).bytes, timestamp=int(time.time()), **parent)
     _run_stream(handler, task, Meter(sim, task, reader.size), chunks, close)
 
 

@@ -55,19 +55,20 @@ def _geometry(size: int) -> tuple[int, int, int]:
     return cylinder_heads // heads, heads, sectors
 
 
-def _footer(size: int, disk_uuid: bytes, timestamp: int) -> bytes:
+def _footer(size: int, disk_uuid: bytes, timestamp: int, disk_type: int = _DYNAMIC) -> bytes:
     cylinders, heads, sectors = _geometry(size)
     fields = [b"conectix", 2, 0x00010000, _HEADER_OFFSET, timestamp, _CREATOR_APP,
-              0x00010000, b"Wi2k", size, size, cylinders, heads, sectors, _DYNAMIC, 0,
+              0x00010000, b"Wi2k", size, size, cylinders, heads, sectors, disk_type, 0,
               disk_uuid, 0, bytes(427)]
     unsigned = _FOOTER.pack(*fields)
     fields[14] = _checksum(unsigned)
     return _FOOTER.pack(*fields)
 
 
-def _dynamic_header(entries: int) -> bytes:
+def _dynamic_header(entries: int, parent_uuid: bytes = bytes(16), parent_name: str = "") -> bytes:
+    name = parent_name.encode("utf-16-be")[:512]
     fields = [b"cxsparse", 0xFFFFFFFFFFFFFFFF, _BAT_OFFSET, 0x00010000, entries, BLOCK_SIZE,
-              0, bytes(16), 0, bytes(4), bytes(512), bytes(192), bytes(256)]
+              0, parent_uuid, 0, bytes(4), name, bytes(192), bytes(256)]
     fields[6] = _checksum(_HEADER.pack(*fields))
     return _HEADER.pack(*fields)
 
@@ -95,17 +96,20 @@ def _bitmap(pieces: list[tuple[int, int]], block_start: int) -> bytes:
 
 
 def write_vhd(reader, *, changed: list[tuple[int, int]] | None = None,
-              uuid: bytes | None = None, timestamp: int = 0) -> Iterator[bytes]:
-    """Yield a dynamic VHD of `reader`: every allocated extent (changed=None), or only the
-    `changed` byte ranges, which is what xapi sends for format=vhd&base=<older snapshot>.
-    `timestamp` is Unix time, stored as seconds since 2000 (0 stays 0)."""
+              uuid: bytes | None = None, timestamp: int = 0,
+              parent_uuid: bytes | None = None, parent_name: str = "") -> Iterator[bytes]:
+    """Yield a dynamic VHD of `reader` (every allocated extent), or with `changed` byte ranges
+    what xapi sends for format=vhd&base=<older snapshot>: a differencing VHD (disk type 4,
+    header naming the base as parent) of every 2 MiB block that holds a change, whole, with
+    all sector bits set (vhd-tool's Vhd_input.vhd ~from in ocaml-vhd: "We'll always set all
+    bitmap bits"). `timestamp` is Unix time, stored as seconds since 2000 (0 stays 0)."""
     disk_size = reader.size
     size = -(-disk_size // SECTOR) * SECTOR   # a VHD counts whole sectors: pad with zeros
     disk_uuid = uuid if uuid is not None else uuid_module.uuid4().bytes
     vhd_time = max(timestamp - _VHD_EPOCH, 0) if timestamp else 0
-    footer = _footer(size, disk_uuid, vhd_time)
-    entries = -(-size // BLOCK_SIZE)
     delta = changed is not None
+    footer = _footer(size, disk_uuid, vhd_time, _DIFFERENCING if delta else _DYNAMIC)
+    entries = -(-size // BLOCK_SIZE)
     blocks = _block_ranges(changed if delta else reader.allocated_extents(), disk_size)
 
     bat_size = -(-entries * 4 // SECTOR) * SECTOR
@@ -114,24 +118,17 @@ def write_vhd(reader, *, changed: list[tuple[int, int]] | None = None,
     for index in sorted(blocks):
         struct.pack_into(">I", bat, index * 4, next_sector)
         next_sector += (_BITMAP_SIZE + BLOCK_SIZE) // SECTOR
-    yield footer + _dynamic_header(entries) + bytes(bat)
+    header = _dynamic_header(entries, parent_uuid or bytes(16), parent_name) if delta else _dynamic_header(entries)
+    yield footer + header + bytes(bat)
 
     full_bitmap = b"\xff" * _BITMAP_SIZE
     for index in sorted(blocks):
         start = index * BLOCK_SIZE
         length = min(BLOCK_SIZE, disk_size - start)
-        if delta:
-            pieces = blocks[index]
-            data = bytearray(BLOCK_SIZE)
-            for offset, piece_length in pieces:
-                data[offset - start:offset - start + piece_length] = \
-                    reader.read(offset, piece_length)
-            yield _bitmap(pieces, start) + bytes(data)
-        else:
-            data = reader.read(start, length)
-            bitmap = full_bitmap if length == BLOCK_SIZE else \
-                _bitmap([(start, min(BLOCK_SIZE, size - start))], start)
-            yield b"".join((bitmap, data, bytes(BLOCK_SIZE - length)))
+        data = reader.read(start, length)
+        bitmap = full_bitmap if length == BLOCK_SIZE or delta else \
+            _bitmap([(start, min(BLOCK_SIZE, size - start))], start)
+        yield b"".join((bitmap, data, bytes(BLOCK_SIZE - length)))
     yield footer
 
 

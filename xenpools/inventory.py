@@ -117,6 +117,12 @@ def is_mirrored_vm(record: dict) -> bool:
     return record.get("is_a_snapshot") or not record.get("is_a_template")
 
 
+def is_mirrored_vdi(record: dict) -> bool:
+    # LVM SRs list the hidden base copies of snapshot chains (managed=false, "base copy"):
+    # storage-manager internals, not disks anyone made.
+    return record.get("managed", True) is not False
+
+
 def guest_os(vm: dict, guest_metrics: dict) -> tuple[str, bool]:
     metrics = guest_metrics.get(vm.get("guest_metrics", NULL_REF), {})
     os_version = metrics.get("os_version") or {}
@@ -148,7 +154,7 @@ class InventoryWriter:
         srs = self._upsert(StorageRepository, "SR", self._sr_fields, result)
         self.refs = {"host": hosts, "network": networks, "SR": srs}
         self._write_sr_hosts(srs, hosts)
-        self.refs["VDI"] = self._upsert(VDI, "VDI", self._vdi_fields, result, removable=True)
+        self.refs["VDI"] = self._upsert(VDI, "VDI", self._vdi_fields, result, removable=True, keep=is_mirrored_vdi)
         self._link_snapshots(VDI, "VDI", self.refs["VDI"])
         self.refs["VM"] = self._upsert(VM, "VM", self._vm_fields, result, removable=True, keep=is_mirrored_vm)
         self._link_snapshots(VM, "VM", self.refs["VM"])

@@ -4,8 +4,12 @@ storage manager in the middle of a job):
 
 - the data store has room for what this backup is expected to add;
 - each SR holding the VM's disks has room for the snapshot. Thin SRs (ext, nfs, ...) need the
-  data the new leaf may come to hold plus VHD metadata; thick LVM SRs (lvm, lvmoiscsi,
-  lvmohba) inflate the VM's writable leaf to the full virtual size when snapshotting.
+  data the new leaf may come to hold plus VHD metadata. On thick LVM SRs (lvm, lvmoiscsi,
+  lvmohba: sm's LVHDSR) a snapshot needs the data written since the disk's last snapshot,
+  rounded to 4 MiB logical volumes, plus an 8 MiB snapshot volume and two 4 MiB journals
+  (LVHDVDI._snapshot); the data written is not visible through XenAPI (a thick disk's
+  physical_utilisation is its full logical volume), so the bound is a fully written disk:
+  the full logical volume (lvhdutil.calcSizeVHDLV) plus 16 MiB.
 
 The same estimates serve the job page's prediction from the inventory mirror (`predict`).
 """
@@ -40,9 +44,22 @@ class Estimate:
     srs: dict = field(default_factory=dict)      # sr uuid -> SrNeed
 
 
+MiB = 1024 * 1024
+LVM_EXTENT = 4 * MiB
+LVM_SNAPSHOT_EXTRA = 16 * MiB               # thin snapshot volume (8 MiB) + two 4 MiB journals
+LVM_VHD_METADATA = 4 * MiB + 132 * 1024     # vhdutil.calcOverheadEmpty of the 2 TiB maximum
+
+
+def thick_lv_size(virtual_size):
+    """lvhdutil.calcSizeVHDLV: a fully inflated VHD's logical volume (4 KiB of bitmap per
+    2 MiB block, metadata for 2 TiB, rounded up to 4 MiB)."""
+    bitmaps = -(-virtual_size // (2 * MiB)) * 4096
+    return -(-(virtual_size + LVM_VHD_METADATA + bitmaps) // LVM_EXTENT) * LVM_EXTENT
+
+
 def snapshot_need(sr_type, virtual_size, physical_utilisation):
     if sr_type in THICK_SR_TYPES:
-        return virtual_size + SNAPSHOT_METADATA
+        return thick_lv_size(virtual_size) + LVM_SNAPSHOT_EXTRA
     return physical_utilisation + SNAPSHOT_METADATA
 
 
@@ -83,7 +100,7 @@ def check_pool(xenapi, vm_ref) -> Estimate:
 
 def sr_problems(estimate: Estimate):
     return [f"storage repository {need.sr_name} has {_gb(need.free)} free; the snapshot needs about "
-            f"{_gb(need.needed)} ({'thick LVM: the full disk size' if need.sr_type in THICK_SR_TYPES else 'the data on the disks'})"
+            f"{_gb(need.needed)} ({'thick LVM: up to the full disk size' if need.sr_type in THICK_SR_TYPES else 'the data on the disks'})"
             for need in estimate.srs.values() if not need.fits]
 
 
@@ -95,7 +112,7 @@ def store_problem(store_name, free, expected):
 
 
 def _gb(n):
-    return f"{n / 1e9:.2f} GB" if n >= 1e7 else f"{n / 1e6:.1f} MB"
+    return f"{n / 1e9:.2f} GB" if n >= 1e9 else f"{n / 1e6:.1f} MB"
 
 
 def run_preflight(xenapi, vm_ref, vm_backup, repo, previous_points):

@@ -74,37 +74,74 @@ def prepare_vm(conn, vm_ref, vm_backup, *, snapshot_name, on_phase=None) -> Prep
     if method == BackupMethod.OFFLINE:
         return _prepare_offline(conn, vm_ref, record, vm_backup, snapshot_name)
     if method == BackupMethod.MEMORY:
-        if power != "Running":
-            prepared = _snapshot(conn, vm_ref, vm_backup, snapshot_name, xenapi.VM.snapshot)
+        # xapi checkpoints running VMs (suspended for the copy) and suspended ones (their
+        # suspend image is cloned); a paused VM is not suspended, so it has no memory image.
+        if power not in ("Running", "Suspended"):
+            prepared = _snapshot(conn, vm_ref, vm_backup, snapshot_name, "snapshot")
             prepared.warnings.append(f"the VM was {power.lower()}: no memory to capture, its disks were backed up")
             return prepared
-        prepared = _snapshot(conn, vm_ref, vm_backup, snapshot_name, xenapi.VM.checkpoint)
+        prepared = _snapshot(conn, vm_ref, vm_backup, snapshot_name, "checkpoint")
         prepared.preserve_power_state = True
         return prepared
     if method == BackupMethod.QUIESCED:
         try:
-            return _snapshot(conn, vm_ref, vm_backup, snapshot_name, xenapi.VM.snapshot_with_quiesce)
+            return _snapshot(conn, vm_ref, vm_backup, snapshot_name, "snapshot_with_quiesce")
         except XenAPI.Failure as exc:
             reason = QUIESCE_UNAVAILABLE.get(failure_code(exc))
             if reason is None:
                 raise
             if vm_backup.quiesce_fallback != QuiesceFallback.NORMAL:
                 raise BackupFailed(f"quiesced snapshot not possible: {reason}") from exc
-            prepared = _snapshot(conn, vm_ref, vm_backup, snapshot_name, xenapi.VM.snapshot)
+            prepared = _snapshot(conn, vm_ref, vm_backup, snapshot_name, "snapshot")
             prepared.warnings.append(f"quiesced snapshot not possible ({reason}); took a normal snapshot instead")
             return prepared
-    return _snapshot(conn, vm_ref, vm_backup, snapshot_name, xenapi.VM.snapshot)
+    return _snapshot(conn, vm_ref, vm_backup, snapshot_name, "snapshot")
+
+
+# Storage-manager failures of a snapshot (libs/sm/core/XE_SR_ERRORCODES.xml) that are not
+# a full SR, with what the administrator can do.
+SR_SNAPSHOT_FAILURES = {
+    "SR_BACKEND_FAILURE_109": ("the snapshot chain of a disk is too long (the storage manager allows at most "
+                               "30 levels)", "let the storage repository coalesce: delete old snapshots of "
+                               "this VM and wait for the pool's garbage collector to merge them (SR.scan starts "
+                               "it), then back up again"),
+}
+FULL_SR_FAILURES = {"SR_BACKEND_FAILURE_44", "SR_FULL"}
+SNAPSHOT_TIMEOUT = 2 * 3600     # seconds: far beyond any healthy snapshot, short of forever
 
 
 def _snapshot(conn, vm_ref, vm_backup, name, operation) -> Prepared:
+    """Take the snapshot through an Async task: a snapshot takes as long as the storage needs
+    (minutes on a busy LVM SR), longer than one XML-RPC call may wait. ``operation`` is the
+    name of the VM call (snapshot, checkpoint, snapshot_with_quiesce)."""
+    xenapi = conn.xenapi
     try:
-        snapshot_ref = operation(vm_ref, name)
+        task = getattr(xenapi.Async.VM, operation)(vm_ref, name)
+        try:
+            snapshot_ref = conn.wait_task(task, poll=0.2, timeout=SNAPSHOT_TIMEOUT)
+        except PoolTaskFailed as exc:
+            raise XenAPI.Failure(exc.error_info) from exc
+        except PoolTimeout as exc:
+            xenapi.task.cancel(task)           # xapi stops at its next check; nothing to tag
+            limit = f"{SNAPSHOT_TIMEOUT // 60} min" if SNAPSHOT_TIMEOUT >= 60 else f"{SNAPSHOT_TIMEOUT} s"
+            raise BackupFailed(f"the pool did not finish the {operation.replace('_', ' ')} within {limit}; "
+                               "it was cancelled") from exc
+        finally:
+            try:
+                xenapi.task.destroy(task)
+            except XenAPI.Failure:
+                pass
     except XenAPI.Failure as exc:
         code = failure_code(exc)
-        if code.startswith("SR_BACKEND_FAILURE") or code == "SR_FULL":
+        if code in SR_SNAPSHOT_FAILURES:
+            what, advice = SR_SNAPSHOT_FAILURES[code]
+            raise BackupFailed(f"the pool could not take a snapshot: {what} ({describe_failure(exc)}); {advice}") from exc
+        if code in FULL_SR_FAILURES:
             raise BackupFailed(f"the pool could not take a snapshot: the storage repository is full ({describe_failure(exc)})") from exc
+        if code.startswith("SR_BACKEND_FAILURE"):
+            raise BackupFailed(f"the pool could not take a snapshot: the storage manager failed ({describe_failure(exc)})") from exc
         raise
-    tag_snapshot(conn.xenapi, snapshot_ref, vm_backup.pk)
+    tag_snapshot(xenapi, snapshot_ref, vm_backup.pk)
     return Prepared(export_ref=snapshot_ref, snapshot_uuid=conn.xenapi.VM.get_uuid(snapshot_ref))
 
 
@@ -112,7 +149,7 @@ def _prepare_offline(conn, vm_ref, record, vm_backup, name) -> Prepared:
     xenapi = conn.xenapi
     if record["power_state"] != "Running":
         # Already off: nothing to stop. A snapshot keeps the VM usable during the export.
-        return _snapshot(conn, vm_ref, vm_backup, name, xenapi.VM.snapshot)
+        return _snapshot(conn, vm_ref, vm_backup, name, "snapshot")
     host = record["resident_on"] if record["resident_on"] != NULL_REF else None
     started = time.monotonic()
     warnings = _shut_down(conn, vm_ref, vm_backup)
@@ -120,7 +157,7 @@ def _prepare_offline(conn, vm_ref, record, vm_backup, name) -> Prepared:
         return Prepared(export_ref=vm_ref, restart_vm=True, start_host=host, warnings=warnings,
                         shutdown_started=started)
     try:
-        prepared = _snapshot(conn, vm_ref, vm_backup, name, xenapi.VM.snapshot)
+        prepared = _snapshot(conn, vm_ref, vm_backup, name, "snapshot")
     finally:
         _start(conn, vm_ref, host)
     prepared.downtime_seconds = time.monotonic() - started

@@ -243,9 +243,15 @@ def _import_xva(conn, run, plan, details, repo, manifest, progress):
     restored = details.restored_disks(plan.start_mode)
     with_memory = any(d.is_memory for d in restored)
     network_map, drop = _network_rewrite(plan, details)
+    target_xapi = _xapi_build(conn)
+    source_xapi = metadata.xapi_build_of(parse_ova_xml(details.ova_xml).version)
     ova_xml, refs = metadata.import_ova_xml(
         details.ova_xml, plan=plan, vm_uuid=details.vm_uuid, run_id=run.pk, with_memory=with_memory,
-        network_map=network_map, drop_vifs=drop, extra_other_config=_vm_tags(run))
+        network_map=network_map, drop_vifs=drop, extra_other_config=_vm_tags(run), target_xapi=target_xapi)
+    if target_xapi and source_xapi and source_xapi > target_xapi:
+        progress.warn(f"the backup was made by xapi {'%d.%d' % source_xapi}; pool {run.target_pool} runs the older "
+                      f"xapi {'%d.%d' % target_xapi}, which refuses imports from newer versions: the import names "
+                      "the pool's own version, and settings the older pool does not know are left out")
     sr = plan.sr_by_disk[restored[0].key] if restored else None
     sr_ref = xenapi.SR.get_by_uuid(sr.uuid) if sr else None
     streams = []
@@ -263,11 +269,47 @@ def _import_xva(conn, run, plan, details, repo, manifest, progress):
     if plan.replace_original:
         query["force"] = "true"
     progress.phase(RestorePhase.STREAMING)
-    result = _put(conn, "/import", query, upload, f"restore #{run.pk}: import of {details.vm_name}")
+    try:
+        result = _put(conn, "/import", query, upload, f"restore #{run.pk}: import of {details.vm_name}")
+    except PoolTaskFailed as exc:
+        if exc.error_info[:1] == ["VM_BAD_POWER_STATE"] and plan.identity == "keep":
+            raise RestoreFailed(_running_original(conn, details, skipped=False)) from exc
+        raise
     vm_refs = result if isinstance(result, list) else [r for r in str(result).split(",") if r]
     if not vm_refs:
+        if plan.identity == "keep" and _original_power_state(conn, details) not in (None, "Halted"):
+            raise RestoreFailed(_running_original(conn, details, skipped=True))
         raise RestoreFailed("the pool finished the import without creating a VM")
     return vm_refs[0]
+
+
+def _original_power_state(conn, details):
+    try:
+        return conn.xenapi.VM.get_power_state(conn.xenapi.VM.get_by_uuid(details.vm_uuid))
+    except XenAPI.Failure:
+        return None
+
+
+def _running_original(conn, details, *, skipped):
+    """What happened when the VM with the restored UUID was not halted at import time (it was
+    started after the restore checked it): xapi's import skips it when forced, else refuses
+    (import.ml VMHandler.precheck)."""
+    state = (_original_power_state(conn, details) or "running").lower()
+    what = ("the pool skipped the VM and left it running untouched: nothing was restored"
+            if skipped else "the pool refused to replace it: nothing was restored")
+    return (f"the original VM {details.vm_name} ({details.vm_uuid}) is {state} (it was started after the restore "
+            f"checked it); {what}. Shut it down, then restore again")
+
+
+def _xapi_build(conn):
+    """The target pool's xapi build (the master's software_version "xapi": "major.minor")."""
+    xenapi = conn.xenapi
+    try:
+        master = xenapi.pool.get_master(xenapi.pool.get_all()[0])
+        major, minor = xenapi.host.get_software_version(master)["xapi"].split(".")[:2]
+        return int(major), int(minor)
+    except (XenAPI.Failure, KeyError, IndexError, ValueError):
+        return None
 
 
 def _network_rewrite(plan, details):

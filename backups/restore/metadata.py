@@ -20,9 +20,23 @@ def disk_key_of(userdevice: str) -> str:
     return f"vbd{userdevice}" if userdevice != "" else "suspend"
 
 
+def xapi_build_of(version: dict) -> tuple[int, int] | None:
+    """The xapi build an ova.xml header names (version.xapi_major/minor, e.g. 1.249 or 24.39)."""
+    try:
+        return int(version["xapi_major"]), int(version["xapi_minor"])
+    except (KeyError, TypeError, ValueError):
+        return None
+
+
 def import_ova_xml(ova_xml: bytes, *, plan, vm_uuid: str, run_id: int, with_memory: bool,
-                   network_map: dict, drop_vifs: list[str], extra_other_config: dict) -> tuple[bytes, dict]:
-    """ova.xml for PUT /import; returns it with {disk key: ova ref} of the disks to stream."""
+                   network_map: dict, drop_vifs: list[str], extra_other_config: dict,
+                   target_xapi: tuple[int, int] | None = None) -> tuple[bytes, dict]:
+    """ova.xml for PUT /import; returns it with {disk key: ova ref} of the disks to stream.
+
+    xapi refuses an XVA whose header names a newer xapi build than its own, whatever the
+    records hold (importexport.ml assert_compatible, IMPORT_INCOMPATIBLE_VERSION): for a pool
+    with an older build (``target_xapi``) the header names that build; record fields the
+    older xapi does not know are ignored by its decoder."""
     keep = plan.identity == "keep"
     rewritten = rewrite_ova_xml(ova_xml, new_name=plan.name, keep_identity=keep,
                                 network_map=network_map or None, drop_vifs=drop_vifs)
@@ -42,7 +56,11 @@ def import_ova_xml(ova_xml: bytes, *, plan, vm_uuid: str, run_id: int, with_memo
         vm["power_state"] = "Halted"
     for _, vdi in meta.of_class("VDI"):
         vdi.setdefault("other_config", {})[RESTORE_TAG] = str(run_id)
-    meta = OvaMetadata(version=meta.version, objects=meta.objects)
+    version = dict(meta.version)
+    source = xapi_build_of(version)
+    if target_xapi is not None and source is not None and source > tuple(target_xapi):
+        version.update(xapi_major=int(target_xapi[0]), xapi_minor=int(target_xapi[1]))
+    meta = OvaMetadata(version=version, objects=meta.objects)
     refs = {disk_key_of(disk.userdevice): disk.ref for disk in meta.disks()}
     return dump_ova_xml(meta), refs
 

@@ -125,12 +125,14 @@ def test_export_streams_an_xva_equal_to_the_raw_disks(sim, client, compression):
 
 
 def test_a_running_vm_is_exported_through_a_snapshot_only(client):
+    """export.ml lock_vm checks the export operation (xapi_vm_lifecycle.ml: halted, suspended;
+    report_power_state_error joins them with ", ")."""
     x = client.x
     vm = vm_named(x, "test-vm-1")
     reply, _ = client.get("/export", {"ref": vm})
     assert reply.status == 500
     rec = x.task.get_record(reply.getheader("task-id"))
-    assert rec["error_info"] == ["VM_BAD_POWER_STATE", vm, "halted;suspended", "running"]
+    assert rec["error_info"] == ["VM_BAD_POWER_STATE", vm, "halted, suspended", "running"]
 
 
 def test_export_of_a_running_vm_snapshot_is_a_halted_plain_vm(client):
@@ -285,7 +287,31 @@ def test_restore_keeps_uuids_and_macs_under_xapis_same_uuid_rules(sim, client):
     x.VM.start(new, False, False)
     with pytest.raises(XenAPI.Failure) as err:
         import_xva(client, body, restore="true")
-    assert err.value.details == ["VM_BAD_POWER_STATE", new, "halted", "running"]
+    assert err.value.details == ["VM_BAD_POWER_STATE", new, "Halted", "Running"]
+
+
+def test_a_forced_restore_over_a_running_vm_skips_it_and_leaves_its_disks_behind(client):
+    """import.ml VMHandler.precheck: with full_restore, a VM of the same UUID that is not
+    halted gives VM_BAD_POWER_STATE [vm, "Halted", "Running"] (Record_util
+    .vm_power_state_to_string, capitalised), or with force is skipped ("Forced import skipping
+    VM ... as VM to replace was not halted"): it keeps running, the import succeeds with no VM,
+    and the VDIs created before the VM handler ran stay behind unattached."""
+    x = client.x
+    vm = vm_named(x, "test-vm-1")                        # running
+    snap = x.VM.snapshot(vm, "to export")
+    _, body = client.get("/export", {"ref": snap})
+    body = rebuild_xva(body, lambda ova: ova.replace(
+        x.VM.get_uuid(snap).encode(), x.VM.get_uuid(vm).encode()))   # an export of the VM itself
+    vdis_before = set(x.VDI.get_all())
+    with pytest.raises(XenAPI.Failure) as err:
+        import_xva(client, body, restore="true")
+    assert err.value.details == ["VM_BAD_POWER_STATE", vm, "Halted", "Running"]
+    assert set(x.VDI.get_all()) == vdis_before           # a failed import is cleaned up
+
+    assert import_xva(client, body, restore="true", force="true") == []
+    assert x.VM.get_power_state(vm) == "Running"
+    left = set(x.VDI.get_all()) - vdis_before
+    assert len(left) == 1 and x.VDI.get_VBDs(left.pop()) == []
 
 
 def test_networks_are_matched_by_name_then_bridge_else_created(client):
@@ -593,3 +619,34 @@ def test_a_checkpoint_exported_with_its_power_state_imports_suspended(client):
     assert rec["power_state"] == "Suspended"
     assert x.VDI.get_type(rec["suspend_VDI"]) == "suspend"
     assert client.raw(x.VDI.get_uuid(rec["suspend_VDI"])) == client.raw(image)
+
+
+def _ova_version(body: bytes) -> dict:
+    from xapisim.xmlrpc import parse_value
+    with tarfile.open(fileobj=io.BytesIO(body)) as tar:
+        ova = tar.extractfile("ova.xml").read().decode()
+    return parse_value(ova.strip())["version"]
+
+
+def test_an_export_carries_the_xapi_build_and_an_older_build_refuses_it(sim, client):
+    """importexport.ml rpc_of_version writes Xapi_version.xapi_version_major/minor (the xapi
+    build, 24.39 on XCP-ng 8.3, 1.249 on 8.2), not the API version 2.21; assert_compatible
+    refuses an export from a newer build with IMPORT_INCOMPATIBLE_VERSION [], force or not
+    (it runs before anything else in stream_import), and accepts one from an older build."""
+    x = client.x
+    _, body = client.get("/export", {"ref": vm_named(x, "test-vm-2")})
+    version = _ova_version(body)
+    assert (int(version["xapi_major"]), int(version["xapi_minor"])) == (24, 39)
+    sim.control.set_product_version("8.2.1")
+    vdis_before = set(x.VDI.get_all())
+    for force in ("false", "true"):
+        with pytest.raises(XenAPI.Failure) as err:
+            import_xva(client, body, force=force)
+        assert err.value.details == ["IMPORT_INCOMPATIBLE_VERSION"]
+    assert set(x.VDI.get_all()) == vdis_before
+    older = rebuild_xva(body, lambda ova: ova.replace(
+        b"<name>xapi_major</name><value>24</value>", b"<name>xapi_major</name><value>1</value>").replace(
+        b"<name>xapi_minor</name><value>39</value>", b"<name>xapi_minor</name><value>249</value>"))
+    assert (int(_ova_version(older)["xapi_major"]), int(_ova_version(older)["xapi_minor"])) == (1, 249)
+    (new,) = import_xva(client, older)
+    assert x.VM.get_power_state(new) == "Halted"

@@ -147,7 +147,10 @@ def test_the_footer_and_header_follow_the_vhd_specification(store):
     assert data[1536:1536 + 128] == b"\xff" * 128             # empty disk: every block absent
 
 
-def test_a_delta_vhd_applied_on_the_base_gives_the_newer_disk(store, tmp_path):
+def test_a_delta_vhd_is_a_differencing_disk_of_whole_2_mib_blocks(store, tmp_path):
+    """vhd-tool's stream with --relative-to (ocaml-vhd Vhd_input.vhd ~from, as
+    export_raw_vdi.ml runs it for base=): disk type Differencing, the header naming the base as
+    parent, and every 2 MiB block that holds a change sent whole with all sector bits set."""
     need_qemu_img()
     size = 24 * MiB
     store.create("vm", size)
@@ -160,30 +163,34 @@ def test_a_delta_vhd_applied_on_the_base_gives_the_newer_disk(store, tmp_path):
     bitmap = store.changed_blocks("base", "new")
     changed = changed_ranges(bitmap, size)
     assert 3 < len(changed) <= 9
+    parent = bytes(range(16))
 
-    delta = vhd_of(store, "new", changed=changed)
+    delta = vhd_of(store, "new", changed=changed, parent_uuid=parent, parent_name="base.vhd")
+    assert struct.unpack(">I", delta[60:64]) == (4,)                      # differencing
+    assert delta[512 + 40:512 + 56] == parent
+    assert delta[512 + 64:512 + 80].decode("utf-16-be") == "base.vhd"
     restored = bytearray(store.read("base", 0, size))
     applied = apply(OneWay(delta), restored)
     assert restored == store.read("new", 0, size)
-    assert merged(applied) == merged(changed)   # bitmaps mark exactly the changed sectors
+    changed_vhd_blocks = sorted({offset // BLOCK_SIZE for offset, _ in changed}
+                                | {(offset + length - 1) // BLOCK_SIZE for offset, length in changed})
+    assert merged(applied) == merged([(b * BLOCK_SIZE, BLOCK_SIZE) for b in changed_vhd_blocks])
 
     path = tmp_path / "delta.vhd"
     path.write_bytes(delta)
-    qemu_check_vpc(path)
-    changed_vhd_blocks = {offset // BLOCK_SIZE for offset, _ in changed}
     data_extents = [e for e in qemu_map(path) if e["data"]]
     covered = set()
     for extent in data_extents:
         first = extent["start"] // BLOCK_SIZE
         covered.update(range(first, first + extent["length"] // BLOCK_SIZE))
-    assert covered == changed_vhd_blocks
-    # Outside the changed ranges the delta holds zeros, not the disk's old content.
+    assert covered == set(changed_vhd_blocks)
+    # Whole blocks: the unchanged sectors of a changed block carry the disk's current content.
     raw = tmp_path / "delta.raw"
     subprocess.run(["qemu-img", "convert", "-f", "vpc", "-O", "raw", str(path), str(raw)],
                    check=True)
     expected = bytearray(size)
-    for offset, length in changed:
-        expected[offset:offset + length] = store.read("new", offset, length)
+    for block in changed_vhd_blocks:
+        expected[block * BLOCK_SIZE:(block + 1) * BLOCK_SIZE] = store.read("new", block * BLOCK_SIZE, BLOCK_SIZE)
     assert raw.read_bytes() == expected
 
 

@@ -178,3 +178,20 @@ def test_over_tls_member_certificates_are_learnt_through_the_verified_master(tls
 
     member = fetch_fingerprint(parse_address(tls_sim.member_url(1)))
     assert pool.fingerprints == {"127.0.0.1": fingerprint, "127.0.0.2": member}
+
+
+def test_the_hidden_base_copies_of_lvm_snapshot_chains_are_not_listed_as_disks(sim, make_pool):
+    # LVHDVDI._snapshot leaves a read-only "base copy" with managed=false, which
+    # VDI.get_all_records lists like any VDI.
+    lvm = sim.control.create_sr(name="iSCSI LVM", type="lvmoiscsi", size=4 << 30)
+    made = sim.control.create_vm("on-lvm", [16 << 20], sr=lvm["uuid"], written_blocks=4)
+    with xenapi_session(sim.url) as x:
+        x.VM.snapshot(x.VM.get_by_uuid(made["uuid"]), "first")
+        base_copies = {r["uuid"] for r in x.VDI.get_all_records().values() if not r["managed"]}
+    assert base_copies
+
+    pool = make_pool(sim)
+
+    mirrored = set(VDI.objects.filter(pool=pool).values_list("uuid", flat=True))
+    assert made["vdis"][0] in mirrored
+    assert not base_copies & mirrored

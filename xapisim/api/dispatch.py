@@ -51,8 +51,15 @@ def call_method(sim, host: str, method: str, params: tuple):
         check_session(sim, session)
     call = Call(sim, session, host)
     if is_async:
-        return start_task(sim, call, name, lambda task_call: handler.fn(task_call, *params))
+        # A failure injected for the plain call fails its Async form through the task.
+        injected = sim.faults.take_call_failure(name)
+        fn = (lambda task_call: _raise(injected)) if injected else (lambda task_call: handler.fn(task_call, *params))
+        return start_task(sim, call, name, fn)
     return handler.fn(call, *params)
+
+
+def _raise(error: list):
+    raise XapiError(*error)
 
 
 def _system(method: str):
@@ -77,6 +84,7 @@ def finish_task(sim, task: str, result=None, error: list | None = None) -> None:
         if rec["status"] not in ("pending", "cancelling"):
             return
         sim.finished_tasks[task] = time.monotonic()
+        sim.cancelled_tasks.discard(task)
         if error is not None:
             status = "cancelled" if error[0] == "TASK_CANCELLED" else "failure"
             db.update("task", task, status=status, error_info=[str(e) for e in error],

@@ -2,7 +2,7 @@
 
 import time
 
-from ..db import event_record
+from ..db import event_record, new_ref
 from ..errors import XapiError
 from ..records import CLASS_BY_LOWER
 from ..xmlrpc import Timestamp
@@ -52,11 +52,13 @@ def task_create(call, label, description):
 
 @api("task.cancel")
 def task_cancel(call, task):
-    rec = call.db.get("task", task)
-    if rec["status"] != "pending":
-        raise XapiError("OPERATION_NOT_ALLOWED", "task is not pending")
-    call.db.update("task", task, status="cancelling")
-    call.sim.cancelled_tasks.add(task)
+    """Marks the task (xapi_task.ml cancel): ``cancel`` in its current_operations, status
+    unchanged; the operation notices and fails with TASK_CANCELLED. A finished task is not
+    refused (TaskHelper.cancel_this only logs)."""
+    call.db.get("task", task)
+    call.db.update("task", task, current_operations={call.task or new_ref(): "cancel"})
+    if call.db.get("task", task)["status"] == "pending":
+        call.sim.cancelled_tasks.add(task)
     return ""
 
 

@@ -5,6 +5,7 @@ import time
 
 from .. import cbt
 from .. import inventory as inv
+from .. import lvhd
 from ..disks import DiskError
 from ..errors import XapiError, bad_power_state
 from ..records import NULL, TEMPLATES
@@ -41,14 +42,23 @@ def vdi_create(call, record):
     call.db.get("SR", sr)
     size = fields.pop("virtual_size", 0)
     free = inv.sr_free(call.sim, sr)
+    if lvhd.is_lvhd(call.sim, sr) and free < lvhd.full_lv(size):
+        raise XapiError("SR_BACKEND_FAILURE_44", "", "There is insufficient space", "")
     if size > call.db.get("SR", sr)["physical_size"] or free <= 0:
         raise XapiError("SR_FULL", size, max(free, 0))
     return inv.create_vdi(call.sim, sr, size, fields.pop("name_label", ""), **fields)
 
 
+def assert_managed(db, vdi: str) -> None:
+    """Xapi_vdi_helpers.assert_managed: base copies (managed=false) refuse destroy, snapshot
+    and clone."""
+    if not db.get("VDI", vdi)["managed"]:
+        raise XapiError("VDI_NOT_MANAGED", vdi)
+
+
 @api("VDI.destroy")
 def vdi_destroy(call, vdi):
-    call.db.get("VDI", vdi)
+    assert_managed(call.db, vdi)
     if vdi_attached_to_running_vm(call.db, vdi):
         raise XapiError("VDI_IN_USE", vdi, "destroy")
     inv.destroy_vdi(call.sim, vdi)
@@ -58,10 +68,13 @@ def vdi_destroy(call, vdi):
 @api("VDI.snapshot")
 def vdi_snapshot(call, vdi, driver_params=None):
     from .vm import assert_space_for_snapshot
+    assert_managed(call.db, vdi)
     assert_has_data(call, vdi)
     assert_space_for_snapshot(call.sim, [vdi])
     snap = inv.snapshot_vdi(call.sim, vdi, is_a_snapshot=True, snapshot_of=vdi, snapshot_time=Timestamp.now())
     call.db.add_to("VDI", vdi, "snapshots", snap)
+    if lvhd.is_lvhd(call.sim, call.db.get("VDI", vdi)["SR"]):
+        lvhd.after_snapshot(call.sim, vdi, snap)
     return snap
 
 
@@ -262,6 +275,7 @@ def vif_destroy(call, vif):
 def sr_scan(call, sr):
     call.db.get("SR", sr)
     inv.refresh_sr(call.sim, sr)
+    lvhd.kick_gc(call.sim, sr)          # LVHDSR.scan ends with _kickGC
     return ""
 
 

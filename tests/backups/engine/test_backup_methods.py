@@ -126,6 +126,25 @@ def test_a_live_memory_backup_keeps_the_memory_image(vm_named, store, pool_reade
     assert pool_reader.snapshots() == []
 
 
+def test_a_memory_backup_of_a_suspended_vm_keeps_its_memory_image(vm_named, store, pool_reader):
+    # xapi_vm_clone.ml: a checkpoint of a Suspended VM is Suspended with a clone of its
+    # suspend VDI (xapi_vm_lifecycle.ml allows checkpoint on paused, suspended, running).
+    vm = vm_named("test-vm-1")
+    x = pool_reader.xenapi
+    x.VM.suspend(pool_reader.vm(vm.uuid))
+    image = x.VM.get_suspend_VDI(pool_reader.vm(vm.uuid))
+
+    vm_backup = back_up(vm, store, BackupMethod.MEMORY)
+
+    assert vm_backup.status == RunStatus.SUCCESS, (vm_backup.error, vm_backup.warnings)
+    assert vm_backup.restore_point.has_memory
+    manifest = open_repository(store).load_manifest(vm_backup.restore_point.point_id)
+    assert "suspend" in [disk.key for disk in manifest.disks]
+    assert x.VM.get_power_state(pool_reader.vm(vm.uuid)) == "Suspended"
+    assert x.VM.get_suspend_VDI(pool_reader.vm(vm.uuid)) == image
+    assert pool_reader.snapshots() == []
+
+
 def test_a_quiesced_backup_of_a_linux_guest_fails_by_default(vm_named, store, pool_reader):
     vm_backup = back_up(vm_named("test-vm-1"), store, BackupMethod.QUIESCED)
 

@@ -255,8 +255,8 @@ def test_the_job_page_says_which_vms_the_pre_flight_checks_would_skip(auditor_cl
 
     rows = {row.vm.name: row for row in response.context["predictions"]}
     assert rows["web-01"].problems == [
-        "storage repository Local storage has 1.07 GB free; the snapshot needs about 21.48 GB "
-        "(thick LVM: the full disk size)"]
+        "storage repository Local storage has 1.07 GB free; the snapshot needs about 21.54 GB "
+        "(thick LVM: up to the full disk size)"]
     assert rows["db-01"].problems == []
     assert b"Would be skipped" in response.content
 

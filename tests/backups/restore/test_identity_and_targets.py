@@ -128,3 +128,50 @@ def test_a_failed_replace_keeps_the_original_disks_and_says_where_they_are(sim, 
     # xapi (and the simulator) remove the halted original when a forced import begins
     assert vm.uuid not in vms_and_vdis(pool_reader)[0]
     assert any("kept untouched" in w and all(u in w for u in old_vdis) for w in run.warnings)
+
+
+def test_an_original_started_after_the_check_is_left_running_and_the_restore_says_so(
+        sim, vm_named, store, pool_reader, plan_for, monkeypatch):
+    # import.ml VMHandler.precheck: a forced full restore over a VM of the same UUID that is
+    # not halted skips it (left running); the import "succeeds" without a VM and leaves the
+    # disks it imported behind.
+    from backups.restore import engine
+
+    vm = vm_named("test-vm-2")                       # halted when the restore checks it
+    original_disks = pool_reader.disks(vm.uuid)
+    vm_backup = back_up(vm, store, BackupMethod.NORMAL)
+    before = vms_and_vdis(pool_reader)
+    checked = engine._original_disks_to_replace
+
+    def check_then_someone_starts_it(conn, plan, details):
+        disks = checked(conn, plan, details)
+        sim.control.set_power_state(vm=vm.uuid, power_state="Running")
+        return disks
+
+    monkeypatch.setattr(engine, "_original_disks_to_replace", check_then_someone_starts_it)
+
+    run = restore(plan_for(vm_backup, identity="keep", replace_original=True, name="test-vm-2"))
+
+    assert run.status == RunStatus.FAILED
+    assert "test-vm-2" in run.error and "is running (it was started after the restore checked it)" in run.error
+    assert "skipped the VM and left it running untouched: nothing was restored" in run.error
+    assert pool_reader.xenapi.VM.get_power_state(pool_reader.vm(vm.uuid)) == "Running"
+    assert pool_reader.disks(vm.uuid) == original_disks
+    assert vms_and_vdis(pool_reader) == before      # the disks the pool imported were removed
+
+
+def test_a_restore_to_a_pool_with_an_older_xapi_names_its_version_and_says_so(
+        vm_named, store, pool_reader, plan_for, second_pool):
+    # importexport.ml assert_compatible refuses an XVA whose header names a newer xapi build
+    # (IMPORT_INCOMPATIBLE_VERSION, force or not); the header is all it compares.
+    other_pool, other_reader, other = second_pool
+    other.control.set_product_version("8.2.1")          # xapi 1.249; the backup's pool runs 24.39
+    vm = vm_named("test-vm-2")
+    expected = restored_disks(pool_reader, vm.uuid)
+    vm_backup = back_up(vm, store, BackupMethod.NORMAL)
+
+    run = restore(plan_for(vm_backup, other_pool, name="test-vm-2 on the 8.2 pool"))
+
+    assert run.status == RunStatus.WARNING, run.error
+    assert any("made by xapi 24.39" in w and "older xapi 1.249" in w for w in run.warnings), run.warnings
+    assert restored_disks(other_reader, run.restored_vm_uuid) == expected
