@@ -42,7 +42,7 @@ class VMFilterSet(django_filters.FilterSet):
         return queryset.filter(Q(name__icontains=value) | Q(uuid__istartswith=value))
 
     def with_tag(self, queryset, name, value):
-        return queryset.filter(tags_index__contains=f"|{value.strip()}|")
+        return queryset.filter(VM.tagged(value.strip()))
 
     def with_os(self, queryset, name, value):
         return queryset.filter(is_windows=(value == OsFamily.WINDOWS))

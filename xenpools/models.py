@@ -4,6 +4,8 @@ Objects are keyed by (pool, uuid). XenAPI refs are kept too because events name 
 ref (a deleted object's event may carry no record). VMs and VDIs that vanish from the pool
 are marked removed, never deleted, so their backups stay findable.
 """
+import re
+
 from django.db import models
 from django.urls import reverse
 from django.utils import timezone
@@ -205,6 +207,12 @@ class VM(models.Model):
     @staticmethod
     def index_tags(tags):
         return "|" + "|".join(tags) + "|" if tags else ""
+
+    @staticmethod
+    def tagged(tag):
+        """Q for the VMs carrying the tag. Case-sensitive, as xapi's tags are, on every database:
+        SQLite's LIKE (Django's `contains` there) ignores case; its REGEXP (Python's re) does not."""
+        return models.Q(tags_index__regex=re.escape(f"|{tag}|"))
 
 
 class VDI(models.Model):

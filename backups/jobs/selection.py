@@ -31,7 +31,7 @@ def rule_filter(*, pools=(), tags=(), name_pattern="", power_states=()):
     if tags:
         any_tag = Q()
         for tag in tags:
-            any_tag |= Q(tags_index__contains=f"|{tag}|")
+            any_tag |= VM.tagged(tag)
         condition &= any_tag
     if name_pattern:
         condition &= Q(name__iregex=glob_to_regex(name_pattern))

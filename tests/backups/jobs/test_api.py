@@ -462,3 +462,13 @@ def test_the_job_list_costs_the_same_queries_for_one_job_or_twenty(api_client, j
         job_run(job, [RunStatus.SUCCESS, RunStatus.FAILED])
     with django_assert_max_num_queries(len(runs_of_one)):
         assert auditor.get("/api/runs/", {"job": job.pk}).json()["count"] == 6
+
+
+def test_tags_match_with_their_case_on_every_database(api_client, job):
+    """xapi's tags are case-sensitive strings; SQLite's LIKE would match "Nightly" too."""
+    web3 = VM.objects.get(name="web-03")
+    VM.objects.filter(pk=web3.pk).update(tags=["Nightly"], tags_index=VM.index_tags(["Nightly"]))
+    names = [v["name"] for v in api_client(Role.AUDITOR).get(f"/api/jobs/{job.pk}/preview/").json()["results"]]
+    assert names == ["web-01", "web-02"]
+    assert [vm["name"] for vm in api_client(Role.AUDITOR).get("/api/vms/", {"tag": "Nightly"}).json()["results"]] \
+        == ["web-03"]
