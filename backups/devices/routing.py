@@ -39,7 +39,7 @@ def enqueue_for_store(store, func: str, *args, pools=(), **kwargs) -> str:
     """async_task on the store's cluster; for a device server's store its secrets (and the
     passwords of `pools`, which the task connects to) are sealed for it first. Returns the
     task id."""
-    server = store.device_server if store.device_server_id else None
+    server = DeviceServer.objects.filter(pk=store.device_server_id).first() if store.device_server_id else None
     if server is not None:
         if server.is_revoked:
             raise DeviceServerRevoked(f"device server {server.name} of data store {store.name} was revoked")
