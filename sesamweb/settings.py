@@ -59,6 +59,8 @@ SESAM_DEVICE_HEARTBEAT_SECONDS = float(os.environ.get("SESAM_DEVICE_HEARTBEAT_SE
 SESAM_DEVICE_DOWN_AFTER_SECONDS = float(os.environ.get("SESAM_DEVICE_DOWN_AFTER_SECONDS", 90))
 SESAM_DEVICE_WAIT_SECONDS = float(os.environ.get("SESAM_DEVICE_WAIT_SECONDS", 1800))
 SESAM_DEVICE_TOKEN_HOURS = float(os.environ.get("SESAM_DEVICE_TOKEN_HOURS", 24))
+# How long `device_server run` lets its cluster finish running tasks when it is stopped.
+SESAM_DEVICE_STOP_SECONDS = float(os.environ.get("SESAM_DEVICE_STOP_SECONDS", 120))
 
 DEBUG = _env_bool("DJANGO_DEBUG", False)
 ALLOWED_HOSTS = [h.strip() for h in os.environ.get("ALLOWED_HOSTS", "localhost,127.0.0.1,[::1]").split(",") if h.strip()]

@@ -83,6 +83,16 @@ def current_load(server: DeviceServer) -> dict:
             "running": VmBackup.objects.filter(store__device_server=server, status=RunStatus.RUNNING).count()}
 
 
+def _stop_with_parent():
+    """In the cluster's process: SIGTERM when the runner dies, even by SIGKILL (Linux)."""
+    try:
+        import ctypes
+
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)     # PR_SET_PDEATHSIG
+    except OSError:
+        pass
+
+
 class Runner:
     def __init__(self, name: str, *, heartbeat_seconds: float | None = None, out=sys.stdout):
         self.name = name
@@ -103,7 +113,8 @@ class Runner:
         server = check_may_run(self.name)
         self.beat(server)
         self.child = subprocess.Popen([sys.executable, str(REPO / "manage.py"), "qcluster"], cwd=REPO,
-                                      env=self.cluster_environment(server), start_new_session=True)
+                                      env=self.cluster_environment(server), start_new_session=True,
+                                      preexec_fn=_stop_with_parent)
         self.out.write(f"device server {server.name}: cluster {server.cluster_name} started (pid {self.child.pid})\n")
         self.out.flush()
         try:
@@ -126,7 +137,9 @@ class Runner:
             return
         os.killpg(self.child.pid, signal.SIGTERM)
         try:
-            self.child.wait(timeout=60)
+            self.child.wait(timeout=settings.SESAM_DEVICE_STOP_SECONDS)    # django-q2 lets running tasks finish
         except subprocess.TimeoutExpired:
+            self.out.write(f"device server {self.name}: its cluster did not stop within "
+                           f"{settings.SESAM_DEVICE_STOP_SECONDS:.0f} s; killed\n")
             os.killpg(self.child.pid, signal.SIGKILL)
             self.child.wait()
