@@ -15,3 +15,8 @@ class RegistrationTokenForm(forms.Form):
 class StoreAssignmentForm(forms.Form):
     store = forms.ModelChoiceField(queryset=DataStore.objects.all(), label="Data store",
                                    help_text="Its backups and maintenance then run only on this device server")
+
+    def __init__(self, *args, server=None, **kwargs):
+        super().__init__(*args, **kwargs)
+        if server is not None:
+            self.fields["store"].queryset = DataStore.objects.exclude(device_server=server)

@@ -52,6 +52,15 @@ class DeviceServer(models.Model):
             return None
         return ((now or timezone.now()) - self.last_heartbeat).total_seconds()
 
+    @property
+    def heartbeat_age_text(self):
+        age = self.heartbeat_age()
+        if age is None:
+            return "never"
+        if age < 120:
+            return f"{max(age, 0):.0f} s ago"
+        return f"{age // 60:.0f} min ago" if age < 7200 else f"{age // 3600:.0f} h ago"
+
     def is_up(self, now=None):
         age = self.heartbeat_age(now)
         return not self.is_revoked and age is not None and age < down_after().total_seconds()

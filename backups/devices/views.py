@@ -1,6 +1,7 @@
 """Device server pages: the list (with registration tokens), one server, creating a token
 (shown once), revoking a token or a server, giving a data store to a server. Thin: the work
 is in registration.py and stores.py; every change is audited there."""
+from django.conf import settings
 from django.contrib import messages
 from django.shortcuts import get_object_or_404, redirect, render
 from django.views import View
@@ -41,7 +42,8 @@ class DeviceServerDetailView(CapabilityRequiredMixin, DetailView):
         return super().get_context_data(
             activity=activity(server), can_manage=user_can(self.request.user, MANAGE),
             waiting=[w for w in waiting_on_device_servers() if w.server.pk == server.pk],
-            assign_form=assign_form or StoreAssignmentForm(), **kwargs)
+            assign_form=assign_form or StoreAssignmentForm(server=server),
+            down_after=int(settings.SESAM_DEVICE_DOWN_AFTER_SECONDS), **kwargs)
 
 
 class RegistrationTokenCreateView(CapabilityRequiredMixin, View):
@@ -100,7 +102,7 @@ class StoreAssignView(CapabilityRequiredMixin, View):
 
     def post(self, request, pk):
         server = get_object_or_404(DeviceServer, pk=pk)
-        form = StoreAssignmentForm(request.POST)
+        form = StoreAssignmentForm(request.POST, server=server)
         if form.is_valid():
             try:
                 assign_store(form.cleaned_data["store"], server, user=request.user)
