@@ -79,10 +79,7 @@ def send_vm_backups(store, vm_backup_ids, *, group: str, task_name, now=None) ->
         return []
     if server is not None and not server.is_up(now):
         note_down(server, now)
-        late = [pk for pk, created in VmBackup.objects.filter(pk__in=vm_backup_ids).values_list("pk", "created_at")
-                if now >= wait_deadline(server, created)]
-        waited = timedelta(seconds=settings.SESAM_DEVICE_WAIT_SECONDS)
-        _fail(late, f"{down_reason(server)}; waited {_span(waited)} for it", now)
+        late = _fail_after_wait(server, VmBackup.objects.filter(pk__in=vm_backup_ids), now)
         # Handed back: the watchdog (every minute) or the next finished VM dispatches them again.
         VmBackup.objects.filter(pk__in=set(vm_backup_ids) - set(late), status=RunStatus.QUEUED).update(dispatched_at=None)
         return []
@@ -99,6 +96,14 @@ def send_vm_backups(store, vm_backup_ids, *, group: str, task_name, now=None) ->
 def _span(delta: timedelta) -> str:
     seconds = int(delta.total_seconds())
     return f"{seconds // 60} min" if seconds >= 120 else f"{seconds} s"
+
+
+def _fail_after_wait(server, vm_backups, now):
+    """Fail those of `vm_backups` whose wait for the down `server` is over; returns their ids."""
+    late = [pk for pk, created in vm_backups.values_list("pk", "created_at") if now >= wait_deadline(server, created)]
+    waited = timedelta(seconds=settings.SESAM_DEVICE_WAIT_SECONDS)
+    _fail(late, f"{down_reason(server)}; waited {_span(waited)} for it", now)
+    return late
 
 
 def _fail(vm_backup_ids, reason, now):
@@ -147,12 +152,8 @@ def check_device_servers(now=None) -> int:
         if server.is_up(now):
             continue
         note_down(server, now)
-        queued = VmBackup.objects.filter(store__device_server=server, status=RunStatus.QUEUED,
-                                         dispatched_at__isnull=False)
-        late = [pk for pk, created in queued.values_list("pk", "created_at") if now >= wait_deadline(server, created)]
-        waited = timedelta(seconds=settings.SESAM_DEVICE_WAIT_SECONDS)
-        _fail(late, f"{down_reason(server)}; waited {_span(waited)} for it", now)
-        failed += len(late)
+        failed += len(_fail_after_wait(server, VmBackup.objects.filter(
+            store__device_server=server, status=RunStatus.QUEUED, dispatched_at__isnull=False), now))
     resend_held_backups(now)
     return failed
 

@@ -17,7 +17,6 @@ def make_job(store):
 def run_queued_tasks(monkeypatch):
     """Run the VM tasks a job dispatches in this process, as a worker would, in order."""
     from backups.devices import routing
-    from backups.jobs import runs
     from backups.tasks import run_vm_backup_task
 
     queue = []

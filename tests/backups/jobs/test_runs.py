@@ -153,7 +153,6 @@ def test_vms_not_started_when_the_run_window_closes_are_skipped_and_reported(mak
 
     from backups.devices import routing
 
-    from backups.jobs import runs
     from backups.tasks import run_vm_backup_task
 
     sent = []

@@ -64,7 +64,6 @@ def test_a_store_clusters_own_watchdog_fails_its_hosts_dead_workers_and_nothing_
 
     from backups.devices import routing
 
-    from backups.jobs import runs
     from backups.jobs.runs import start_job_run
     from backups.jobs.tasks import job_watchdog
 

@@ -406,7 +406,6 @@ def test_retrying_a_run_without_failures_says_why_not(operator_client, job, inve
 
 def test_cancelling_one_queued_vm_leaves_the_others(operator_client, job, inventory, data_store, monkeypatch):
     from backups.devices import routing
-    from backups.jobs import runs
 
     monkeypatch.setattr(routing, "async_task", lambda *args, **kwargs: None)
     run = BackupRun.objects.create(job=job, status=RunStatus.RUNNING)
