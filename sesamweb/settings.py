@@ -171,9 +171,11 @@ Q_CLUSTER = {
     "poll": 0.5,
     "save_limit": 1000,
     "label": "Tasks",
-    # A remote device server runs `Q_CLUSTER_NAME=<its stores' cluster> manage.py qcluster`
-    # with the same "name" (tasks are signed with it): it then fires only its own schedule
-    # rows (its stores' maintenance, its watchdog). django-q2 needs this key to be present.
+    # A remote device server runs `manage.py device_server run NAME`, which starts qcluster
+    # with Q_CLUSTER_NAME=device-NAME and the same "name" (tasks are signed with it): it then
+    # serves only its stores' queue and fires only its own schedule rows (its stores'
+    # maintenance, its watchdog). A local named cluster is `Q_CLUSTER_NAME=X manage.py
+    # qcluster` (docs/scale-out.md). django-q2 needs this key to be present.
     "ALT_CLUSTERS": {},
 }
 if REDIS_URL:
