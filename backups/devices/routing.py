@@ -84,10 +84,14 @@ def send_vm_backups(store, vm_backup_ids, *, group: str, task_name, now=None) ->
         VmBackup.objects.filter(pk__in=set(vm_backup_ids) - set(late), status=RunStatus.QUEUED).update(dispatched_at=None)
         return []
     if server is not None and not is_device_server_process():
+        # The pools of every VM of these runs, not only of the VMs sent now: the next ones are
+        # sent by the device server itself when one finishes, and it cannot seal anything.
+        from xenpools.models import Pool
+
         share_store_secrets(store)
-        for vm_backup in VmBackup.objects.filter(pk__in=vm_backup_ids).select_related("pool"):
-            if vm_backup.pool is not None:
-                share_pool_secret(server, vm_backup.pool)
+        runs = VmBackup.objects.filter(pk__in=vm_backup_ids).values("run_id")
+        for pool in Pool.objects.filter(pk__in=VmBackup.objects.filter(run_id__in=runs).values("pool_id")):
+            share_pool_secret(server, pool)
     for pk in vm_backup_ids:
         async_task(VM_BACKUP_TASK, pk, cluster=cluster_for_store(store), group=group, task_name=task_name(pk))
     return list(vm_backup_ids)

@@ -124,8 +124,17 @@ def test_sending_a_vm_seals_the_pool_password_for_the_device_server(branch, queu
     pool = Pool.objects.create(name="branch-pool", address="127.0.0.1", port=1, uuid="p-uuid")
     pool.set_password("pool secret")
     pool.save()
-    run = job_run(store, vms=1)
-    VmBackup.objects.filter(run=run).update(pool=pool)
-    dispatch(run.pk)
+    later = Pool.objects.create(name="second-pool", address="127.0.0.1", port=2, uuid="p2-uuid")
+    later.set_password("second secret")
+    later.save()
+    Pool.objects.create(name="unrelated", address="127.0.0.1", port=3, uuid="p3-uuid", password_encrypted="x")
+    run = job_run(store, vms=2)
+    run.job.max_parallel_vms = 1
+    run.job.save()
+    first, second = VmBackup.objects.filter(run=run).order_by("pk")
+    VmBackup.objects.filter(pk=first.pk).update(pool=pool)
+    VmBackup.objects.filter(pk=second.pk).update(pool=later)
+    assert dispatch(run.pk) == [first.pk]
+    # The second VM's pool too: the device server sends that one itself, and cannot seal.
     assert set(DeviceSecret.objects.filter(server=server).values_list("context", flat=True)) == {
-        "store-key:branch-nas", f"pool:{pool.pk}"}
+        "store-key:branch-nas", f"pool:{pool.pk}", f"pool:{later.pk}"}
