@@ -93,5 +93,8 @@ def test_the_api_creates_a_token_once_lists_servers_and_revokes(db, make_device_
     rows = listed["results"] if isinstance(listed, dict) else listed
     assert [(r["name"], r["cluster_name"], r["status"]) for r in rows] == [("branch", "device-branch", "down")]
     assert "public_key" not in rows[0]
+    changed = api.patch(f"/api/device-servers/{server.pk}/", {"max_streams": 8, "name": "renamed"}, format="json")
+    assert changed.status_code == 200 and (changed.json()["max_streams"], changed.json()["name"]) == (8, "branch")
+    assert AuditEvent.objects.filter(action="update", message="device server branch changed").exists()
     assert api.post(f"/api/device-servers/{server.pk}/revoke/").json()["status"] == "revoked"
     assert api.post(f"/api/device-servers/{server.pk}/revoke/").status_code == 409
