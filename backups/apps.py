@@ -55,3 +55,11 @@ class BackupsConfig(AppConfig):
         # A store served by another cluster gets a watchdog there (dead workers seen at once)
         # and its maintenance fires there.
         post_save.connect(follow_store_cluster, sender=DataStore, dispatch_uid="sesamweb-cluster-watchdog")
+
+        from django.conf import settings
+
+        if settings.SESAM_DEVICE_SERVER:
+            # A device server's workers: secrets only from the copies sealed for its own key.
+            from .devices.sealing import install_own_secrets
+
+            install_own_secrets()

@@ -46,9 +46,13 @@ class DataStore(models.Model):
     compression_level = models.PositiveSmallIntegerField(default=DEFAULT_COMPRESSION_LEVEL)
     cluster = models.CharField(
         max_length=100, blank=True,
-        help_text="Worker cluster (remote device server) that runs backups to this store; empty: the default",
+        help_text="Worker cluster of the console's own workers that runs this store's tasks; empty: the default (a device server's store uses its cluster)",
     )
     max_parallel_streams = models.PositiveSmallIntegerField(default=2)
+    # A store owned by a remote device server: its backups and maintenance run only on that
+    # server's cluster, and only that server is given its secrets (backups/devices/).
+    device_server = models.ForeignKey("DeviceServer", null=True, blank=True, on_delete=models.PROTECT,
+                                      related_name="stores")
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
@@ -247,3 +251,4 @@ class RestorePoint(models.Model):
         return f"{self.vm_name} @ {self.taken_at:%Y-%m-%d %H:%M}"
 from .models_restore import *  # noqa: F401,F403,E402
 from .jobs.models import *  # noqa: F401,F403,E402
+from .devices.models import *  # noqa: F401,F403,E402

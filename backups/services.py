@@ -6,13 +6,13 @@ it on the worker cluster of the data store (a remote device server has its own c
 """
 from django.db import transaction
 from django.utils import timezone
-from django_q.tasks import async_task
 
 from sesamweb.audit.choices import AuditAction
 from sesamweb.audit.log import record_event
 from sesamweb.live.publish import publish
 
 from .choices import BackupMethod, QuiesceFallback, RunStatus, Trigger
+from .devices.routing import send_vm_backups
 from .engine.backup import LEASE_STALE_AFTER, fail_abandoned_backups, finish_run_if_done, run_vm_backup
 from .models import BackupRun, VmBackup
 
@@ -66,10 +66,10 @@ def busy_message(busy: VmBackup, now=None) -> str:
 
 def queue_run(run: BackupRun):
     """Hand every VM backup of the run to the workers of its data store's cluster."""
-    for vm_backup in run.vm_backups.select_related("store"):
-        async_task("backups.tasks.run_vm_backup_task", vm_backup.pk,
-                   cluster=vm_backup.store.cluster or None, group=f"backup-run-{run.pk}",
-                   task_name=f"backup {vm_backup.vm_name} #{vm_backup.pk}")
+    for vm_backup in run.vm_backups.select_related("store__device_server"):
+        VmBackup.objects.filter(pk=vm_backup.pk, dispatched_at=None).update(dispatched_at=timezone.now())
+        send_vm_backups(vm_backup.store, [vm_backup.pk], group=f"backup-run-{run.pk}",
+                        task_name=lambda pk, name=vm_backup.vm_name: f"backup {name} #{pk}")
 
 
 def run_in_this_process(run: BackupRun):

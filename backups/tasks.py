@@ -1,7 +1,6 @@
 """django-q2 entry points (thin: load the row, call the engine, report the outcome)."""
 from django.utils import timezone
-from django_q.tasks import async_task
-
+from .devices.routing import enqueue_for_store
 from .engine.backup import run_vm_backup
 from .jobs.runs import after_vm_backup, skip_if_window_closed
 from .maintenance import collect_garbage, points_to_verify, prune_store, refresh_catalog, verify_points
@@ -89,6 +88,5 @@ def store_task_group(store: DataStore) -> str:
 def queue_store_task(store: DataStore, action: str, **options) -> str:
     """Queue verify / prune / gc / refresh on the store's worker cluster; returns the task id."""
     function, label = STORE_TASKS[action]
-    return async_task(f"backups.tasks.{function.__name__}", store.pk, **options,
-                      cluster=store.cluster or None, group=store_task_group(store),
-                      task_name=f"{label.lower()} of data store {store.name}")
+    return enqueue_for_store(store, f"backups.tasks.{function.__name__}", store.pk, **options,
+                             group=store_task_group(store), task_name=f"{label.lower()} of data store {store.name}")

@@ -30,5 +30,6 @@ urlpatterns = [
     path("restore-points/", views.PointListView.as_view(), name="point_list"),
     path("restore-points/<int:pk>/<slug:action>/", job_views.PointProtectView.as_view(), name="point_protect"),
     path("jobs/", include("backups.jobs.urls")),
+    path("device-servers/", include("backups.devices.urls")),
     path("restore/", include("backups.restore.urls")),
 ]

@@ -21,6 +21,7 @@ from .filters import BackupRunFilterSet, RestorePointFilterSet
 from .forms import BackupNowForm, DataStoreForm, HistoryFilterForm, KeyExportForm, MaintenanceScheduleForm, PruneForm
 from .history import HistoryFilter, history, load_page
 from .maintenance import remove_maintenance_schedule, save_maintenance_schedule
+from .devices.routing import DeviceServerRevoked, waiting_on_device_servers
 from .models import BackupRun, DataStore, RestorePoint, StoreMaintenanceSchedule, VmBackup
 from .repository import KeyAlreadyExportedError, RepositoryError
 from .services import BackupRequestError, cancel_run, queue_run, request_backup
@@ -92,6 +93,7 @@ class RunDetailView(CapabilityRequiredMixin, DetailView):
             can_cancel=can_operate and not finished,
             can_retry=can_operate and finished and run.job_id is not None
             and any(vb.status in retry_statuses and vb.vm_id for vb in vm_backups),
+            device_waiting=[] if finished else waiting_on_device_servers(run),
             **kwargs)
 
 
@@ -270,7 +272,11 @@ class StoreMaintenanceView(CapabilityRequiredMixin, View):
                 messages.error(request, "Prune not queued: " + " ".join(e for errors in form.errors.values() for e in errors))
                 return redirect(store)
             options = form.cleaned_data
-        queue_store_task(store, action, **options)
+        try:
+            queue_store_task(store, action, **options)
+        except DeviceServerRevoked as exc:
+            messages.error(request, f"{STORE_TASKS[action][1]} not queued: {exc}")
+            return redirect(store)
         messages.success(request, f"{STORE_TASKS[action][1]} of {store.name} queued on the workers.")
         return redirect(store)
 

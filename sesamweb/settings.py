@@ -48,6 +48,20 @@ SESAM_SECRET_KEY = _persistent_secret("SESAM_SECRET_KEY", "sesam-secret.key")
 # the database covers both. Changing it later makes the existing rows fail verification.
 SESAM_AUDIT_KEY = os.environ.get("SESAM_AUDIT_KEY", "")
 
+# Remote device servers (backups/devices/). On a device server's worker node `manage.py
+# device_server run NAME` sets SESAM_DEVICE_SERVER for its workers: they then read only the
+# secrets sealed for the private key in SESAM_DEVICE_KEY_FILE (no SESAM_SECRET_KEY there).
+SESAM_DEVICE_SERVER = os.environ.get("SESAM_DEVICE_SERVER", "")
+SESAM_DEVICE_KEY_FILE = os.environ.get("SESAM_DEVICE_KEY_FILE", "")
+SESAM_DEVICE_HEARTBEAT_SECONDS = float(os.environ.get("SESAM_DEVICE_HEARTBEAT_SECONDS", 15))
+# A device server is down when its last heartbeat is older than this; its stores' backups
+# wait for it this long, then fail with the reason.
+SESAM_DEVICE_DOWN_AFTER_SECONDS = float(os.environ.get("SESAM_DEVICE_DOWN_AFTER_SECONDS", 90))
+SESAM_DEVICE_WAIT_SECONDS = float(os.environ.get("SESAM_DEVICE_WAIT_SECONDS", 1800))
+SESAM_DEVICE_TOKEN_HOURS = float(os.environ.get("SESAM_DEVICE_TOKEN_HOURS", 24))
+# How long `device_server run` lets its cluster finish running tasks when it is stopped.
+SESAM_DEVICE_STOP_SECONDS = float(os.environ.get("SESAM_DEVICE_STOP_SECONDS", 120))
+
 DEBUG = _env_bool("DJANGO_DEBUG", False)
 ALLOWED_HOSTS = [h.strip() for h in os.environ.get("ALLOWED_HOSTS", "localhost,127.0.0.1,[::1]").split(",") if h.strip()]
 CSRF_TRUSTED_ORIGINS = [o.strip() for o in os.environ.get("CSRF_TRUSTED_ORIGINS", "").split(",") if o.strip()]
@@ -157,9 +171,11 @@ Q_CLUSTER = {
     "poll": 0.5,
     "save_limit": 1000,
     "label": "Tasks",
-    # A remote device server runs `Q_CLUSTER_NAME=<its stores' cluster> manage.py qcluster`
-    # with the same "name" (tasks are signed with it): it then fires only its own schedule
-    # rows (its stores' maintenance, its watchdog). django-q2 needs this key to be present.
+    # A remote device server runs `manage.py device_server run NAME`, which starts qcluster
+    # with Q_CLUSTER_NAME=device-NAME and the same "name" (tasks are signed with it): it then
+    # serves only its stores' queue and fires only its own schedule rows (its stores'
+    # maintenance, its watchdog). A local named cluster is `Q_CLUSTER_NAME=X manage.py
+    # qcluster` (docs/scale-out.md). django-q2 needs this key to be present.
     "ALT_CLUSTERS": {},
 }
 if REDIS_URL:

@@ -24,9 +24,9 @@ class DataStoreSerializer(serializers.ModelSerializer):
         model = DataStore
         fields = ["id", "name", "kind", "location", "path", "s3_endpoint", "s3_bucket", "s3_prefix", "s3_region",
                   "s3_access_key", "s3_secret", "encrypted", "passphrase", "key_exported", "key_exported_at",
-                  "chunk_size", "compression_level", "cluster", "max_parallel_streams", "restore_point_count",
+                  "chunk_size", "compression_level", "cluster", "device_server", "max_parallel_streams", "restore_point_count",
                   "bytes_stored", "created_at"]
-        read_only_fields = ["chunk_size", "key_exported_at", "created_at"]
+        read_only_fields = ["chunk_size", "key_exported_at", "device_server", "created_at"]
 
     def get_key_exported(self, store) -> bool:
         return store.key_exported_at is not None

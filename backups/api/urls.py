@@ -13,5 +13,6 @@ router.register("restore-points", views.RestorePointViewSet, basename="restore-p
 urlpatterns = [
     path("", include("backups.restore.api_urls")),
     path("", include("backups.jobs.api_urls")),
+    path("", include("backups.devices.api_urls")),
     *router.urls,
 ]

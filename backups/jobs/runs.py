@@ -12,13 +12,12 @@ from datetime import timedelta
 
 from django.db import transaction
 from django.utils import timezone
-from django_q.tasks import async_task
-
 from sesamweb.audit.choices import AuditAction
 from sesamweb.audit.log import record_event
 from sesamweb.live.publish import publish
 
 from ..choices import BackupKind, RunStatus, Trigger
+from ..devices.routing import send_vm_backups
 from ..models import BackupRun, RestorePoint, VmBackup, VmChangeTracking
 from .schedules import times_between, zone
 from .selection import missing_explicit_vms, select_vms
@@ -184,12 +183,10 @@ def dispatch(run_id):
     sent = claim_next(run_id)
     if not sent:
         return []
-    run = BackupRun.objects.select_related("job__store").get(pk=run_id)
-    cluster = run.job.store.cluster if run.job else ""
-    for pk in sent:
-        async_task("backups.tasks.run_vm_backup_task", pk, cluster=cluster or None, group=f"backup-run-{run.pk}",
-                   task_name=f"backup #{pk} of run #{run.pk}")
-    return sent
+    run = BackupRun.objects.select_related("job__store__device_server").get(pk=run_id)
+    # Routed to the store's cluster; held back (or failed after the wait) while its device server is down.
+    return send_vm_backups(run.job.store, sent, group=f"backup-run-{run.pk}",
+                           task_name=lambda pk: f"backup #{pk} of run #{run.pk}")
 
 
 def skip_after_window(run, now=None):

@@ -21,6 +21,7 @@ from cron_descriptor import Options, get_description
 from croniter import croniter
 from django.utils import timezone
 from django_q.models import Schedule
+from ..devices.routing import cluster_for_store
 
 RUN_JOB_TASK = "backups.jobs.tasks.run_job"
 WATCHDOG_TASK = "backups.jobs.tasks.job_watchdog"
@@ -153,7 +154,7 @@ def sync_maintenance(maintenance, now: datetime | None = None):
     store = maintenance.store
     fields = dict(
         name=f"store {store.pk} {maintenance.action} {maintenance.pk}", func=MAINTENANCE_TASK,
-        args=repr((maintenance.pk,)), kwargs="", cluster=store.cluster or None,
+        args=repr((maintenance.pk,)), kwargs="", cluster=cluster_for_store(store),
         schedule_type=Schedule.CRON, cron=maintenance.cron, repeats=-1,
         next_run=next_times(maintenance.cron, maintenance.timezone, 1, after=now)[0],
     )
@@ -232,7 +233,8 @@ def follow_store_cluster(sender, instance, raw=False, **kwargs):
     and its maintenance rows fire on the cluster it is served by now."""
     if raw:
         return
-    if instance.cluster:
-        ensure_watchdog(instance.cluster)
+    cluster = cluster_for_store(instance)
+    if cluster:
+        ensure_watchdog(cluster)
     rows = instance.maintenance_schedules.exclude(q_schedule=None).values("q_schedule_id")
-    Schedule.objects.filter(pk__in=rows).exclude(cluster=instance.cluster or None).update(cluster=instance.cluster or None)
+    Schedule.objects.filter(pk__in=rows).exclude(cluster=cluster).update(cluster=cluster)

@@ -8,6 +8,7 @@ from xenpools.connection import PoolConnection, PoolError
 from xenpools.models import Pool
 
 from ..choices import RunStatus, Trigger
+from ..devices.routing import check_device_servers
 from ..engine.backup import cleanup_leftovers, fail_abandoned_backups, finish_run_if_done
 from ..models import BackupJob, BackupRun, JobSchedule
 from ..notifications import rpo_missed
@@ -70,6 +71,7 @@ def job_watchdog(local_only: bool = False) -> str:
         run.refresh_from_db()
         if run.is_finished:
             finish_job_run(run)
+    check_device_servers()  # device servers that went down; their queued VMs fail after the wait
     rpo_missed()            # VMs that just missed their RPO are reported (once per lapse)
     return f"{len(failed)} abandoned backup(s) failed, {cleaned} leftover(s) removed, {moved} VM(s) dispatched"
 

@@ -486,9 +486,18 @@ def queue_restore(run: RestoreRun):
     """Hand the restore to the workers of its data store's cluster."""
     from django_q.tasks import async_task
 
-    async_task("backups.restore.tasks.run_restore_task", run.pk,
-               cluster=(run.store.cluster or None) if run.store else None,
-               task_name=f"restore {run.source_vm_name} #{run.pk}")
+    from ..devices.routing import DeviceServerRevoked, enqueue_for_store
+
+    options = dict(task_name=f"restore {run.source_vm_name} #{run.pk}")
+    if run.store is None:
+        async_task("backups.restore.tasks.run_restore_task", run.pk, **options)
+        return
+    try:
+        enqueue_for_store(run.store, "backups.restore.tasks.run_restore_task", run.pk,
+                          pools=[run.target_pool] if run.target_pool_id else [], **options)
+    except DeviceServerRevoked as exc:
+        type(run).objects.filter(pk=run.pk, status=RunStatus.QUEUED).update(
+            status=RunStatus.FAILED, finished_at=timezone.now(), error=str(exc))
 
 
 def cancel_restore(run: RestoreRun, user=None):

@@ -217,6 +217,21 @@ def _job_figures(summary, now):
                                     "run_url": reverse("backups:run_detail", args=[job.last_run])})
 
 
+def _device_server_figures(summary, now):
+    """Device servers that are down: while backups wait for one, say so and until when."""
+    from backups.devices.models import DeviceServer
+    from backups.devices.routing import down_reason, waiting_on_device_servers
+
+    waiting = {w.server.pk: w for w in waiting_on_device_servers(now=now)}
+    for w in waiting.values():
+        summary.alerts.append(Alert("danger", f"Backups wait for device server {w.server.name}", w.message,
+                                    w.server.get_absolute_url()))
+    for server in DeviceServer.objects.filter(revoked_at=None).exclude(pk__in=waiting):
+        if server.last_heartbeat is not None and not server.is_up(now):
+            summary.alerts.append(Alert("warn", f"Device server {server.name} is down", down_reason(server),
+                                        server.get_absolute_url()))
+
+
 def dashboard_summary(now=None) -> Summary:
     now = now or timezone.now()
     summary = Summary()
@@ -227,4 +242,5 @@ def dashboard_summary(now=None) -> Summary:
     _store_figures(summary)
     _replication_figures(summary)
     _notification_figures(summary)
+    _device_server_figures(summary, now)
     return summary

@@ -83,6 +83,17 @@ def world(tmp_path, db):
 
     notify.emit("run.failed", "error", title="sweep: a failed run", objects={"run": {"id": run.pk, "name": str(run)}})
 
+    # A device server that owns a store of its own (its sealed copy is in the database), and
+    # a registration token that was never used: its text must never come back.
+    from backups.devices.registration import issue_token, register
+    from backups.devices.sealing import create_key_file
+    from backups.devices.stores import assign_store
+
+    _used, device_token = issue_token("branch", site="Hamburg")
+    device = register(token=device_token, name="branch", public_key=create_key_file(tmp_path / "device.key"))
+    assign_store(create_store(name="branch-nas", path=str(tmp_path / "branch"), passphrase=PASSPHRASE), device)
+    _pending, pending_token = issue_token("plant", site="Linz")
+
     tokens = {}
     for name, user in users.items():
         token, key = ApiToken.issue(user, "sweep")
@@ -101,6 +112,8 @@ def world(tmp_path, db):
         "SESAM_SECRET_KEY": django_settings.SESAM_SECRET_KEY,
         "SECRET_KEY": django_settings.SECRET_KEY,
         "user password": TEST_PASSWORD,
+        "device registration token": pending_token,
+        "used device registration token": device_token,
         **{f"API token of {name}": key for name, key in {**tokens, "other": other_key}.items()},
     }
     return {"users": users, "tokens": tokens, "secrets": {k: v for k, v in secrets.items() if v},

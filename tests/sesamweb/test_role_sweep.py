@@ -63,7 +63,10 @@ def pk_models_by_name():
 
     from sesamweb.notify.models import Channel, Delivery, Rule
 
-    return [("token", ApiToken), ("user", get_user_model()), ("event", AuditEvent), ("restore_run", RestoreRun),
+    from backups.models import DeviceServer, RegistrationToken
+
+    return [("device_token", RegistrationToken), ("device-registration-token", RegistrationToken),
+            ("device_server", DeviceServer), ("device-server", DeviceServer), ("token", ApiToken), ("user", get_user_model()), ("event", AuditEvent), ("restore_run", RestoreRun),
             ("restore-point", RestorePoint), ("point", RestorePoint), ("vm_backup", VmBackup), ("vm-backup", VmBackup),
             # a job's pages and a store's maintenance pages take the owner's pk
             ("job", BackupJob), ("maintenance", DataStore), ("replication", ReplicationPolicy),
@@ -226,7 +229,9 @@ def test_the_sweep_reaches_every_kind_of_page(world):
     """The walk itself is not empty or partial: a guard against a sweep that checks nothing."""
     names = {name for name, _ in sweep_targets(world).values()}
     for expected in ("dashboard", "backups:store_detail", "xenpools:vm", "datastore-detail", "backup-run-cancel",
-                     "accounts:user_update", "audit:event_detail", "api-schema"):
+                     "accounts:user_update", "audit:event_detail", "api-schema",
+                     "backups:device_server_detail", "backups:device_token_revoke", "device-server-register",
+                     "device-server-assign-store", "device-registration-token-revoke"):
         assert expected in names
 
 

@@ -16,11 +16,11 @@ def make_job(store):
 @pytest.fixture
 def run_queued_tasks(monkeypatch):
     """Run the VM tasks a job dispatches in this process, as a worker would, in order."""
-    from backups.jobs import runs
+    from backups.devices import routing
     from backups.tasks import run_vm_backup_task
 
     queue = []
-    monkeypatch.setattr(runs, "async_task", lambda func, *args, **kwargs: queue.append(args) or "task")
+    monkeypatch.setattr(routing, "async_task", lambda func, *args, **kwargs: queue.append(args) or "task")
 
     def drain():
         done = 0

@@ -31,10 +31,11 @@ def test_a_tag_rule_picks_up_a_vm_tagged_after_the_job_was_made(make_job, vm_nam
 
 
 def test_no_more_than_the_jobs_limit_is_dispatched_at_once(make_job, pool, monkeypatch):
+    from backups.devices import routing
     from backups.jobs import runs
 
     sent = []
-    monkeypatch.setattr(runs, "async_task", lambda func, pk, **kwargs: sent.append(pk))
+    monkeypatch.setattr(routing, "async_task", lambda func, pk, **kwargs: sent.append(pk))
     job = make_job(rule_name_pattern="test-vm-*", max_parallel_vms=2)
     run = start_job_run(job, trigger=Trigger.MANUAL)
 
@@ -60,9 +61,10 @@ def test_the_second_run_is_incremental_and_every_nth_is_full(make_job, vm_named,
 
 
 def test_a_vm_already_being_backed_up_is_skipped_with_the_reason(make_job, vm_named, monkeypatch):
+    from backups.devices import routing
     from backups.jobs import runs
 
-    monkeypatch.setattr(runs, "async_task", lambda *args, **kwargs: None)
+    monkeypatch.setattr(routing, "async_task", lambda *args, **kwargs: None)
     vm = vm_named("test-vm-1")
     job = make_job(selection="explicit")
     job.vms.add(vm)
@@ -149,11 +151,12 @@ def test_vms_not_started_when_the_run_window_closes_are_skipped_and_reported(mak
 
     from django.utils import timezone
 
-    from backups.jobs import runs
+    from backups.devices import routing
+
     from backups.tasks import run_vm_backup_task
 
     sent = []
-    monkeypatch.setattr(runs, "async_task", lambda func, pk, **kwargs: sent.append(pk))
+    monkeypatch.setattr(routing, "async_task", lambda func, pk, **kwargs: sent.append(pk))
     job = make_job(selection="explicit", max_parallel_vms=1, window_minutes=60)
     job.vms.add(vm_named("test-vm-1"), vm_named("test-vm-2"), vm_named("test-vm-3"))
     run = start_job_run(job, trigger=Trigger.MANUAL)

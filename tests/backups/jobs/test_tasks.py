@@ -62,12 +62,13 @@ def test_the_watchdog_fails_a_killed_workers_backup_and_the_vm_runs_again_at_onc
 def test_a_store_clusters_own_watchdog_fails_its_hosts_dead_workers_and_nothing_else(make_job, vm_named, monkeypatch):
     import subprocess
 
-    from backups.jobs import runs
+    from backups.devices import routing
+
     from backups.jobs.runs import start_job_run
     from backups.jobs.tasks import job_watchdog
 
     sent = []
-    monkeypatch.setattr(runs, "async_task", lambda func, pk, **kwargs: sent.append(pk))
+    monkeypatch.setattr(routing, "async_task", lambda func, pk, **kwargs: sent.append(pk))
     job = make_job(selection="explicit", max_parallel_vms=1)
     job.vms.add(vm_named("test-vm-1"), vm_named("test-vm-2"))
     start_job_run(job, trigger="manual")

@@ -405,9 +405,9 @@ def test_retrying_a_run_without_failures_says_why_not(operator_client, job, inve
 
 
 def test_cancelling_one_queued_vm_leaves_the_others(operator_client, job, inventory, data_store, monkeypatch):
-    from backups.jobs import runs
+    from backups.devices import routing
 
-    monkeypatch.setattr(runs, "async_task", lambda *args, **kwargs: None)
+    monkeypatch.setattr(routing, "async_task", lambda *args, **kwargs: None)
     run = BackupRun.objects.create(job=job, status=RunStatus.RUNNING)
     first, second = (VmBackup.objects.create(run=run, vm=vm, pool=vm.pool, vm_uuid=vm.uuid, vm_name=vm.name,
                                              store=data_store, method="normal")
