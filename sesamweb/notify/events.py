@@ -70,9 +70,13 @@ def emit(name: str, severity: str, *, title: str, objects: dict | None = None, d
 def kick_worker():
     """Ask a worker to send now rather than at the next minute's schedule."""
     try:
+        from django.conf import settings
         from django_q.tasks import async_task
 
-        async_task("sesamweb.notify.tasks.send_due_deliveries", task_name="notify: send due deliveries")
+        # The console's cluster by name: from a device server's worker, a task without a
+        # cluster would stay on its own queue, where the channels' secrets are not.
+        async_task("sesamweb.notify.tasks.send_due_deliveries", task_name="notify: send due deliveries",
+                   cluster=settings.Q_CLUSTER["name"])
     except Exception:  # noqa: BLE001 - the every-minute schedule sends them anyway
         logger.warning("could not queue the notification worker; the schedule will send", exc_info=True)
 
