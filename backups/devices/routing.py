@@ -28,11 +28,12 @@ class DeviceServerRevoked(RuntimeError):
     """The store's device server was revoked: nothing is sent to it."""
 
 
-def cluster_for_store(store) -> str | None:
-    """The django-q2 cluster name of the store's tasks (None: the console's default cluster)."""
+def cluster_for_store(store) -> str:
+    """The django-q2 cluster name of the store's tasks. The default is named too: django-q2
+    reads no cluster as the queueing process's own, which on a device server is its own."""
     if store.device_server_id:
         return store.device_server.cluster_name
-    return store.cluster or None
+    return store.cluster or settings.Q_CLUSTER["name"]
 
 
 def enqueue_for_store(store, func: str, *args, pools=(), **kwargs) -> str:

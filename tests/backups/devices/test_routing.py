@@ -58,7 +58,7 @@ def test_a_device_servers_store_runs_its_backups_and_maintenance_only_on_its_clu
     queue_store_task(local, "gc")
     assert [(func.rsplit(".", 1)[1], cluster) for func, _args, cluster in queued] == [
         ("run_vm_backup_task", "device-branch"), ("run_vm_backup_task", "device-branch"),
-        ("run_vm_backup_task", None), ("verify_store_task", "device-branch"), ("collect_garbage_task", None)]
+        ("run_vm_backup_task", "sesamweb"), ("verify_store_task", "device-branch"), ("collect_garbage_task", "sesamweb")]
 
 
 def test_while_the_device_server_is_down_the_run_waits_says_so_then_fails_with_the_reason(branch, queued, settings):
