@@ -67,6 +67,39 @@ def create_store(*, name, kind=StoreKind.LOCAL, path="", passphrase=None, encryp
     return store
 
 
+def adopt_store(*, name, kind=StoreKind.LOCAL, path="", passphrase=None, key_file=None, key_file_passphrase=None,
+                s3_endpoint="", s3_bucket="", s3_prefix="", s3_region="", s3_access_key="", s3_secret="",
+                cluster="", max_parallel_streams=2) -> DataStore:
+    """Register a data store that exists already (a console rebuilt without its database, a
+    store moved to another console): opened with its passphrase or key file, which must fit
+    before anything is saved; its restore points are then listed from its manifests (audited)."""
+    store = DataStore(name=name, kind=kind, path=path, s3_endpoint=s3_endpoint, s3_bucket=s3_bucket,
+                      s3_prefix=s3_prefix, s3_region=s3_region, s3_access_key=s3_access_key, cluster=cluster,
+                      max_parallel_streams=max_parallel_streams)
+    if s3_secret:
+        store.set_s3_secret(s3_secret)
+    if DataStore.objects.filter(path=path).exists() if kind == StoreKind.LOCAL else DataStore.objects.filter(
+            s3_endpoint=s3_endpoint, s3_bucket=s3_bucket, s3_prefix=s3_prefix).exists():
+        raise ValueError(f"another data store of this console uses {store.location} already")
+    repo = Repository.open(backend_for(store), passphrase=passphrase, key_file=key_file,
+                           key_file_passphrase=key_file_passphrase)
+    store.encrypted = repo.is_encrypted
+    store.chunk_size = repo.chunk_size
+    store.compression_level = repo.config["compression"]["level"]
+    if repo.is_encrypted:
+        store.set_data_key(repository_keys.make_key_file(repo.keys, repo.store_id, exported_at="").decode())
+        # The key file was kept somewhere (it opened the store), or the passphrase is known.
+        store.key_exported_at = timezone.now() if key_file is not None else None
+    with transaction.atomic():
+        store.save()
+        record_event(AuditAction.CREATE, target=store, after=model_snapshot(store),
+                     message=f"existing data store at {store.location} adopted")
+    from .maintenance import refresh_catalog
+
+    refresh_catalog(store)
+    return store
+
+
 def _make_store_directory(path):
     """Create the store's own directory, never its parents: a missing parent usually means
     an NFS share that is not mounted, and writing backups onto the root disk instead would

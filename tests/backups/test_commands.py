@@ -4,7 +4,7 @@ import json
 import pytest
 from django.core.management import CommandError, call_command
 
-from backups.models import DataStore, RestorePoint
+from backups.models import BackupRun, DataStore, RestorePoint, VmBackup
 from backups.stores import open_repository
 
 pytestmark = pytest.mark.slow
@@ -98,3 +98,31 @@ def test_backup_names_what_is_wrong(pool, tmp_path, passphrase_file):
         run("backup", "--vm", "test-vm-1", "--store", "elsewhere", "--method", "normal")
     with pytest.raises(CommandError, match="quiesced snapshot not possible"):
         run("backup", "--vm", "test-vm-1", "--store", "main", "--method", "quiesced")
+
+
+def test_a_store_is_adopted_by_a_console_that_lost_its_database(pool, tmp_path, passphrase_file):
+    """After the console's database is gone, the store opens with its key file (or passphrase)
+    and lists its restore points again; a wrong key or a directory without a store saves nothing."""
+    run("add_store", "main", "--path", str(tmp_path / "main"), "--passphrase-file", passphrase_file)
+    run("export_key", "main", "--out", str(tmp_path / "main.key"))
+    run("backup", "--vm", "test-vm-1", "--store", "main")
+    taken = RestorePoint.objects.get()
+    for model in (VmBackup, BackupRun, RestorePoint, DataStore):   # the database is lost; the store is not
+        model.objects.all().delete()
+
+    wrong = tmp_path / "wrong.pass"
+    wrong.write_text("not the passphrase of it")
+    with pytest.raises(CommandError, match="passphrase"):
+        run("add_store", "again", "--path", str(tmp_path / "main"), "--adopt", "--passphrase-file", str(wrong))
+    with pytest.raises(CommandError, match="store.json|not a data store|no data store"):
+        (tmp_path / "empty").mkdir()
+        run("add_store", "again", "--path", str(tmp_path / "empty"), "--adopt", "--passphrase-file", passphrase_file)
+    assert not DataStore.objects.exists()
+
+    out = run("add_store", "again", "--path", str(tmp_path / "main"), "--adopt", "--key-file", str(tmp_path / "main.key"))
+    assert "adopted: 1 restore point(s) listed" in out
+    point = RestorePoint.objects.get()
+    assert (point.point_id, point.vm_uuid, point.store.name) == (taken.point_id, taken.vm_uuid, "again")
+    assert "All verified restore points are intact" in run("verify", "--store", "again")
+    with pytest.raises(CommandError, match="uses .* already"):
+        run("add_store", "third", "--path", str(tmp_path / "main"), "--adopt", "--passphrase-file", passphrase_file)
