@@ -1,4 +1,5 @@
 """What the backup commands share: finding VMs and stores by name, and a terminal progress bar."""
+import os
 import shutil
 import sys
 import time
@@ -70,3 +71,27 @@ class ProgressBar:
         if self.tty:
             self.stream.write("\n")
             self.stream.flush()
+
+
+def write_stream_to_file(stdout, path, blocks, length, label):
+    """Write a streamed download to a new file with a progress bar; a failure removes the
+    partial file (CommandError says why). Returns the bytes written."""
+    from django.core.management.base import CommandError
+
+    from .repository import RepositoryError
+
+    if os.path.exists(path):
+        raise CommandError(f"{path} exists already")
+    bar = ProgressBar(stdout, label=label)
+    written = 0
+    try:
+        with open(path, "xb") as output:
+            for block in blocks:
+                output.write(block)
+                written += len(block)
+                bar.update(written / length if length else 1.0, human_bytes(written))
+    except (RepositoryError, OSError) as exc:
+        os.unlink(path)
+        raise CommandError(f"the download stopped: {exc}; the partial file was removed") from None
+    bar.done()
+    return written

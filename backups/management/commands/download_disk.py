@@ -1,8 +1,6 @@
-import os
-
 from django.core.management.base import BaseCommand, CommandError
 
-from backups.cli import ProgressBar, human_bytes
+from backups.cli import human_bytes, write_stream_to_file
 from backups.repository import RepositoryError
 from backups.restore.download import FORMATS, DownloadError, disk_download
 from backups.restore.plan import RestorePlanError, find_point
@@ -26,20 +24,8 @@ class Command(BaseCommand):
             download = disk_download(point, options["disk"], options["format"])
         except (RestorePlanError, DownloadError, RepositoryError) as exc:
             raise CommandError(str(exc)) from None
-        if os.path.exists(options["output"]):
-            raise CommandError(f"{options['output']} exists already")
-        bar = ProgressBar(self.stdout, label=download.filename)
-        written = 0
-        try:
-            with open(options["output"], "xb") as output:
-                for block in download.blocks:
-                    output.write(block)
-                    written += len(block)
-                    bar.update(written / download.length, human_bytes(written))
-        except (RepositoryError, OSError) as exc:
-            os.unlink(options["output"])
-            raise CommandError(f"the download stopped: {exc}; the partial file was removed") from None
-        bar.done()
+        written = write_stream_to_file(self.stdout, options["output"], download.blocks, download.length,
+                                       download.filename)
         with acting_as(None, source="cli:download_disk"):
             record_event(AuditAction.RESTORE, target=point, message=(
                 f"disk {options['disk']} of {point.vm_name} ({point.point_id}) written to {options['output']} "
