@@ -31,7 +31,7 @@ def test_every_page_needs_a_bounded_number_of_queries_at_scale(estate, auditor_c
     # (url, query, most queries): what one request needs at this size (bench/jobs_scale.py
     # prints the counts); none of them grows with VMs, jobs or runs.
     pages = {
-        "dashboard": (reverse("dashboard"), {}, 30),
+        "dashboard": (reverse("dashboard"), {}, 32),      # +2: device servers down, backups waiting for one
         "vm list": (reverse("xenpools:vm_list"), {}, 20),
         "vm list, at risk": (reverse("xenpools:vm_list"), {"protection": "at_risk", "page": 2}, 20),
         "vm list, one job": (reverse("xenpools:vm_list"), {"job": 1}, 20),
