@@ -11,5 +11,6 @@ urlpatterns = [
          name="restore-point-details"),
     path("restore-points/<int:pk>/disks/<str:key>/download", api_views.DiskDownloadView.as_view(),
          name="restore-point-disk-download"),
+    path("restore-points/<int:pk>/xva", api_views.XvaExportView.as_view(), name="restore-point-xva"),
     *router.urls,
 ]

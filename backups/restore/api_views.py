@@ -1,6 +1,8 @@
 """REST API of restores: request (or only validate) a plan, follow and cancel runs, read a
 restore point's VM, restore or download one disk. Operators and administrators restore;
 every role reads; downloads need OPERATE too (they hand out a disk's content)."""
+import re
+
 from django.http import StreamingHttpResponse
 from django.shortcuts import get_object_or_404
 from drf_spectacular.utils import OpenApiParameter, extend_schema
@@ -23,6 +25,7 @@ from ..models_restore import RestoreRun
 from ..repository import RepositoryError
 from . import api_serializers as serializers
 from .download import DownloadError, disk_download
+from .export import point_xva
 from .plan import (
     RestorePlanError,
     cancel_restore,
@@ -118,17 +121,59 @@ class RestorePointDetailsView(APIView):
         return Response(serializers.PointDetailsSerializer(details).data)
 
 
-class DiskDownloadView(APIView):
-    """One disk as a raw or VHD file, streamed from the verified chunks (audited)."""
+RANGE = re.compile(r"^bytes=(\d+)-(\d*)$")
 
+
+def skip_to(blocks, start: int, stop: int):
+    """The bytes [start, stop) of a generated stream: a resumed download gets the same file
+    from where it broke off (the stream is produced again, and the part before is dropped)."""
+    position = 0
+    for block in blocks:
+        end = position + len(block)
+        if end > start and position < stop:
+            yield block[max(0, start - position):min(len(block), stop - position)]
+        position = end
+        if position >= stop:
+            return
+
+
+def ranged_download(request, *, blocks, length, filename, content_type, etag):
+    """A streamed file that honours a single `Range: bytes=N-[M]` (with If-Range), so that a
+    broken download of a large disk or XVA resumes instead of starting over."""
+    start, stop, status_code = 0, length, 200
+    wanted = request.headers.get("Range", "").strip()
+    if wanted and request.headers.get("If-Range", etag) == etag:
+        match = RANGE.match(wanted)
+        if not match or int(match[1]) >= length:
+            response = StreamingHttpResponse([], status=416)
+            response["Content-Range"] = f"bytes */{length}"
+            return response
+        start = int(match[1])
+        stop = min(int(match[2]) + 1, length) if match[2] else length
+        status_code = 206
+    response = StreamingHttpResponse(skip_to(blocks, start, stop), status=status_code, content_type=content_type)
+    response["Content-Length"] = str(stop - start)
+    response["Accept-Ranges"] = "bytes"
+    response["ETag"] = etag
+    response["Content-Disposition"] = f'attachment; filename="{filename}"'
+    if status_code == 206:
+        response["Content-Range"] = f"bytes {start}-{stop - 1}/{length}"
+    return response
+
+
+class DownloadView(APIView):
     read_capability = OPERATE
 
     def perform_content_negotiation(self, request, force=False):
-        # ?format= names the disk format here, not a DRF renderer; errors still go out as JSON.
+        # ?format= names the file format here, not a DRF renderer; errors still go out as JSON.
         return JSONRenderer(), JSONRenderer.media_type
 
+
+class DiskDownloadView(DownloadView):
+    """One disk as a raw or VHD file, streamed from the verified chunks (audited); resumable."""
+
     @extend_schema(parameters=[OpenApiParameter("format", str, enum=["raw", "vhd"])],
-                   responses={(200, "application/octet-stream"): bytes})
+                   responses={(200, "application/octet-stream"): bytes, (206, "application/octet-stream"): bytes})
     def get(self, request, pk, key):
         point = get_object_or_404(RestorePoint.objects.select_related("store"), pk=pk)
         fmt = request.query_params.get("format", "raw")
@@ -138,9 +183,32 @@ class DiskDownloadView(APIView):
             raise ValidationError({"detail": [str(exc)]}) from None
         except (RepositoryError, OSError) as exc:
             raise ValidationError({"detail": [f"cannot read the restore point: {exc}"]}) from None
-        record_event(AuditAction.RESTORE, target=point, actor=request.user,
-                     message=f"disk {key} of {point.vm_name} ({point.point_id}) downloaded as {fmt}")
-        response = StreamingHttpResponse(download.blocks, content_type=download.content_type)
-        response["Content-Length"] = str(download.length)
-        response["Content-Disposition"] = f'attachment; filename="{download.filename}"'
+        response = ranged_download(request, blocks=download.blocks, length=download.length,
+                                   filename=download.filename, content_type=download.content_type,
+                                   etag=f'"{point.point_id}/{key}.{fmt}"')
+        if response.status_code == 200:     # resuming a download is not another one
+            record_event(AuditAction.RESTORE, target=point, actor=request.user,
+                         message=f"disk {key} of {point.vm_name} ({point.point_id}) downloaded as {fmt}")
+        return response
+
+
+class XvaExportView(DownloadView):
+    """The restore point as a standard XVA file (`xe vm-import`), streamed; resumable (audited)."""
+
+    @extend_schema(parameters=[OpenApiParameter("checksum", str, enum=["sha1", "xxhash"])],
+                   responses={(200, "application/octet-stream"): bytes, (206, "application/octet-stream"): bytes})
+    def get(self, request, pk):
+        point = get_object_or_404(RestorePoint.objects.select_related("store"), pk=pk)
+        checksum = request.query_params.get("checksum", "sha1")
+        if checksum not in ("sha1", "xxhash"):
+            raise ValidationError({"checksum": ["sha1 or xxhash"]})
+        try:
+            export = point_xva(point, checksum=checksum)
+        except (RepositoryError, XvaError, OSError) as exc:
+            raise ValidationError({"detail": [f"cannot read the restore point: {exc}"]}) from None
+        response = ranged_download(request, blocks=export.blocks, length=export.length, filename=export.filename,
+                                   content_type="application/octet-stream", etag=f'"{point.point_id}.{checksum}.xva"')
+        if response.status_code == 200:     # resuming a download is not another one
+            record_event(AuditAction.RESTORE, target=point, actor=request.user,
+                         message=f"{point.vm_name} ({point.point_id}) downloaded as an XVA file")
         return response

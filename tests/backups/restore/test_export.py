@@ -57,3 +57,30 @@ def test_an_exported_xva_imports_back_and_unpacks_with_xva_img_to_the_same_disks
         found[disk.userdevice] = raw.read_bytes()
     assert found == expected
     shutil.rmtree(unpacked)
+
+
+def test_the_xva_download_resumes_with_a_range_request_and_is_the_same_file(vm_named, store, api_client, tmp_path):
+    point = back_up(vm_named("test-vm-2"), store, BackupMethod.NORMAL).restore_point
+    url = f"/api/restore-points/{point.pk}/xva"
+    operator = api_client("operator")
+
+    whole = operator.get(url)
+    assert whole.status_code == 200 and whole["Accept-Ranges"] == "bytes"
+    full = b"".join(whole.streaming_content)
+    assert len(full) == int(whole["Content-Length"]) and whole["Content-Disposition"].endswith('.xva"')
+    call_command("export_xva", point.point_id, str(tmp_path / "cli.xva"))
+    assert (tmp_path / "cli.xva").read_bytes() == full            # the same file by every way
+
+    broken_at = len(full) // 3 + 1234                              # the connection broke here
+    rest = operator.get(url, HTTP_RANGE=f"bytes={broken_at}-", HTTP_IF_RANGE=whole["ETag"])
+    assert rest.status_code == 206 and rest["Content-Range"] == f"bytes {broken_at}-{len(full) - 1}/{len(full)}"
+    assert full[:broken_at] + b"".join(rest.streaming_content) == full
+    middle = operator.get(url, HTTP_RANGE="bytes=100-199")
+    assert b"".join(middle.streaming_content) == full[100:200]
+
+    assert operator.get(url, HTTP_RANGE=f"bytes={len(full)}-").status_code == 416
+    # A changed file (another ETag) is sent whole, not patched together.
+    assert operator.get(url, HTTP_RANGE="bytes=10-", HTTP_IF_RANGE='"other"').status_code == 200
+    assert api_client("auditor").get(url).status_code == 403        # a VM's content needs OPERATE
+    # Each whole download audited, not the resumptions of one.
+    assert AuditEvent.objects.filter(message__contains="downloaded as an XVA file").count() == 2
