@@ -20,6 +20,7 @@ import XenAPI
 from xenpools.connection import PoolTaskFailed, PoolTimeout
 
 from ..choices import BackupMethod, QuiesceFallback
+from .slots import snapshot_slot
 from .snapshots import NULL_REF, destroy_snapshot, tag_snapshot
 
 log = logging.getLogger(__name__)
@@ -98,7 +99,8 @@ def prepare_vm(conn, vm_ref, vm_backup, *, snapshot_name, on_phase=None) -> Prep
 
 def _snapshot(conn, vm_ref, vm_backup, name, operation) -> Prepared:
     try:
-        snapshot_ref = operation(vm_ref, name)
+        with snapshot_slot(vm_backup):          # the pool's snapshot queue
+            snapshot_ref = operation(vm_ref, name)
     except XenAPI.Failure as exc:
         code = failure_code(exc)
         if code.startswith("SR_BACKEND_FAILURE") or code == "SR_FULL":

@@ -18,6 +18,7 @@ from sesamweb.audit.choices import AuditAction
 from sesamweb.audit.log import record_event
 from sesamweb.live.publish import publish
 
+from .. import streams
 from ..choices import BackupKind, RunStatus, Trigger
 from ..models import BackupRun, RestorePoint, VmBackup
 from .schedules import times_between, zone
@@ -155,7 +156,9 @@ def _missed_slots(schedule, slot, now):
 
 def claim_next(run_id, now=None) -> list[int]:
     """The queued VM backups that may start now, marked as handed out: no more than the job's
-    free slots; none once the run window closed (those VMs are skipped with the reason)."""
+    free slots; none once the run window closed (those VMs are skipped with the reason). A VM
+    that came back waiting for a stream stays queued while that scope is still full (its
+    place is kept; VMs behind it may go)."""
     run = BackupRun.objects.select_related("job").get(pk=run_id)
     now = now or timezone.now()
     if run.window_ends_at and now >= run.window_ends_at:
@@ -165,9 +168,17 @@ def claim_next(run_id, now=None) -> list[int]:
     claimed = []
     with transaction.atomic():
         in_flight = VmBackup.objects.filter(run=run, dispatched_at__isnull=False, status__in=ACTIVE).count()
-        waiting = list(VmBackup.objects.filter(run=run, dispatched_at__isnull=True, status=RunStatus.QUEUED)
-                       .order_by("pk").values_list("pk", flat=True)[:max(0, limit - in_flight)])
-        for pk in waiting:
+        queued = (VmBackup.objects.filter(run=run, dispatched_at__isnull=True, status=RunStatus.QUEUED)
+                  .order_by("pk").values_list("pk", "waiting_scope"))
+        still_full = {}
+        for pk, scope in queued:
+            if in_flight + len(claimed) >= limit:
+                break
+            if scope:
+                if scope not in still_full:
+                    still_full[scope] = streams.full([scope], now) is not None
+                if still_full[scope]:
+                    continue
             # Claimed with a conditional UPDATE: two dispatchers never send the same VM twice.
             if VmBackup.objects.filter(pk=pk, dispatched_at__isnull=True).update(dispatched_at=now):
                 claimed.append(pk)
@@ -176,16 +187,22 @@ def claim_next(run_id, now=None) -> list[int]:
 
 def dispatch(run_id):
     """Hand queued VM backups to the workers while fewer than the job's limit are in flight;
-    VMs whose run window closed are skipped with the reason."""
+    VMs whose run window closed are skipped with the reason. Each goes to the worker cluster
+    of its data store."""
     sent = claim_next(run_id)
-    if not sent:
-        return []
-    run = BackupRun.objects.select_related("job__store").get(pk=run_id)
-    cluster = run.job.store.cluster if run.job else ""
+    clusters = dict(VmBackup.objects.filter(pk__in=sent).values_list("pk", "store__cluster"))
     for pk in sent:
-        async_task("backups.tasks.run_vm_backup_task", pk, cluster=cluster or None, group=f"backup-run-{run.pk}",
-                   task_name=f"backup #{pk} of run #{run.pk}")
+        async_task("backups.tasks.run_vm_backup_task", pk, cluster=clusters.get(pk) or None,
+                   group=f"backup-run-{run_id}", task_name=f"backup #{pk} of run #{run_id}")
     return sent
+
+
+def dispatch_waiting():
+    """A stream slot came free: every run with VMs waiting for one (any job, or a single
+    VM's Back up now) dispatches again; those whose scope is still full stay queued."""
+    runs = (VmBackup.objects.filter(status=RunStatus.QUEUED, dispatched_at__isnull=True).exclude(waiting_scope="")
+            .values_list("run_id", flat=True).distinct())
+    return [pk for run_id in sorted(set(runs)) for pk in dispatch(run_id)]
 
 
 def skip_after_window(run, now=None):
@@ -265,7 +282,10 @@ def cancel_vm(vm_backup, user=None):
 def after_vm_backup(vm_backup_id):
     """A VM of a job's run finished: start the next one; after the last, apply retention."""
     row = VmBackup.objects.select_related("run").filter(pk=vm_backup_id).first()
-    if row is None or row.run.job_id is None:
+    if row is None:
+        return
+    dispatch_waiting()                   # its slots are free: VMs of any run waiting for them
+    if row.run.job_id is None:
         return
     dispatch(row.run_id)
     run = BackupRun.objects.get(pk=row.run_id)
