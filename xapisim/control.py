@@ -251,6 +251,18 @@ def fill_sr(sim, sr: str, free_bytes: int):
         return sim.faults.sr_fill[ref]
 
 
+@action("transfer_log")
+def transfer_log(sim):
+    """Every transfer interval the pool served: kind (/export, /import, nbd...), serving host
+    uuid, target, start and end (epoch seconds; end null while it runs)."""
+    return sim.transfer_log.entries()
+
+
+@action("clear_transfer_log")
+def clear_transfer_log(sim):
+    return sim.transfer_log.clear()
+
+
 @action("clear_faults")
 def clear_faults(sim):
     with sim.db.lock:

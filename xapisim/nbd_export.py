@@ -8,7 +8,24 @@ from .api.sessions import check_session
 from .errors import XapiError
 from .nbd import NbdRefused, NbdServer
 
-def resolver(sim):
+class _LoggedExport:
+    """A VDI reader whose NBD connection is an interval in the pool's transfer log."""
+
+    def __init__(self, sim, reader, host: str, vdi_uuid: str):
+        self._reader = reader
+        self._sim = sim
+        self._interval = sim.transfer_log.start("nbd", host, vdi_uuid)
+        self.size = reader.size
+
+    def read(self, offset: int, length: int) -> bytes:
+        return self._reader.read(offset, length)
+
+    def close(self) -> None:
+        self._sim.transfer_log.end(self._interval)
+        self._reader.close()
+
+
+def resolver(sim, host: str = ""):
     def resolve(name: str):
         path, _, query = name.partition("?")
         session = urllib.parse.parse_qs(query).get("session_id", [""])[0]
@@ -21,7 +38,8 @@ def resolver(sim):
             rec = sim.db.get("VDI", vdi)
             if rec["type"] == "cbt_metadata" or not sim.disks.has_data(rec["uuid"]):
                 raise NbdRefused("VDI %s has no data" % rec["uuid"])
-            return sim.disks.open_reader(rec["uuid"])
+            host_uuid = sim.db.get("host", host)["uuid"] if host else ""
+            return _LoggedExport(sim, sim.disks.open_reader(rec["uuid"]), host_uuid, rec["uuid"])
     return resolve
 
 
@@ -32,7 +50,7 @@ def start_nbd_servers(sim) -> None:
     for host in sim.live_hosts():
         if host in sim.nbd_servers:
             continue
-        server = NbdServer(sim.db.get("host", host)["address"], sim.config.nbd_port, resolver(sim), mode=mode,
+        server = NbdServer(sim.db.get("host", host)["address"], sim.config.nbd_port, resolver(sim, host), mode=mode,
                            ssl_context=sim.certificates[host][0] if mode == "tls" else None)
         server.start()
         sim.nbd_servers[host] = server

@@ -593,3 +593,25 @@ def test_a_checkpoint_exported_with_its_power_state_imports_suspended(client):
     assert rec["power_state"] == "Suspended"
     assert x.VDI.get_type(rec["suspend_VDI"]) == "suspend"
     assert client.raw(x.VDI.get_uuid(rec["suspend_VDI"])) == client.raw(image)
+
+
+def test_the_transfer_log_records_each_transfer_with_the_host_that_served_it(sim, client):
+    """The pool's own interval log (xapisim/transfer_log.py) that the streams tests measure
+    with: one interval per transfer, the serving host's uuid, open while the body streams.
+    Which host serves follows xapi's export.ml handler (the host asked, when it sees the SRs)."""
+    x = client.x
+    sim.control.clear_transfer_log()
+    vdi = x.VDI.get_uuid(disk_vdis(x, vm_named(x, "test-vm-2"))[0])
+    sim.control.rate_limit(8 * MiB)
+    reply = client.request("GET", "/export_raw_vdi", {"vdi": vdi})
+    reply.read(MiB)
+    running = sim.control.transfer_log()
+    rest = reply.read()
+    sim.control.rate_limit(0)
+    assert rest
+    log = sim.control.transfer_log()
+    master_uuid = x.host.get_uuid(x.pool.get_master(x.pool.get_all()[0]))
+    assert [(e["kind"], e["host"], e["target"]) for e in log] == [("/export_raw_vdi", master_uuid, vdi)]
+    assert running[0]["end"] is None
+    assert log[0]["start"] < log[0]["end"]
+    assert sim.control.clear_transfer_log() == 1 and sim.control.transfer_log() == []
