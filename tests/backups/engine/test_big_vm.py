@@ -1,5 +1,6 @@
-"""Big VMs: a 2 TiB-class virtual disk (2040 GiB, the largest a VHD-based SR holds: sm and
-xapi refuse bigger VHDs, VDI_TOO_LARGE) backs up and restores with bounded memory.
+"""Big VMs: a 2 TiB-class virtual disk backs up and restores with bounded memory. 2040 GiB:
+a VHD-based SR holds nothing bigger (sm vhdutil.py MAX_VHD_SIZE, 2093051 MiB with the VHD's
+metadata) and xapi exports no bigger VHD (VDI_TOO_LARGE, backups/formats/vhd.py MAX_VHD_SIZE).
 
 The disk is sparse in the simulator, as a new thin-provisioned disk is on a real SR: 16 MiB of
 data in 256 places. The full export (XVA) carries only the 1 MiB blocks that hold data (xapi
