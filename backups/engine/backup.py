@@ -215,9 +215,9 @@ def _run(vm_backup, reporter, slots):
     repo = open_repository(vm_backup.store)          # a wrong key fails before the VM is touched
     reporter.phase(BackupPhase.CONNECTING)
     with PoolConnection.open(vm_backup.pool) as conn:
-        cleanup_leftovers(conn, reporter)
         vm_ref = _find_vm(conn, vm_backup.vm_uuid)
         slots.take(conn, vm_ref)                  # job, data store and pool host: or back to the queue
+        cleanup_leftovers(conn, reporter)
         previous = RestorePoint.objects.filter(store=vm_backup.store, vm_uuid=vm_backup.vm_uuid).order_by("-taken_at")[:20]
         for text in run_preflight(conn.xenapi, vm_ref, vm_backup, repo, previous):
             reporter.warn(text)

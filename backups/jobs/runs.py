@@ -156,15 +156,17 @@ def _missed_slots(schedule, slot, now):
 
 def claim_next(run_id, now=None) -> list[int]:
     """The queued VM backups that may start now, marked as handed out: no more than the job's
-    free slots; none once the run window closed (those VMs are skipped with the reason). A VM
+    (and its data store's) free slots; none once the run window closed (those VMs are skipped with the reason). A VM
     that came back waiting for a stream stays queued while that scope is still full (its
     place is kept; VMs behind it may go)."""
-    run = BackupRun.objects.select_related("job").get(pk=run_id)
+    run = BackupRun.objects.select_related("job__store").get(pk=run_id)
     now = now or timezone.now()
     if run.window_ends_at and now >= run.window_ends_at:
         skip_after_window(run, now)
         return []
-    limit = max(1, run.job.max_parallel_vms if run.job else 1)
+    # No more in flight than the store takes streams either: a VM handed out beyond that
+    # would only come back waiting (the host's limit is known once a worker has connected).
+    limit = max(1, min(run.job.max_parallel_vms, run.job.store.max_parallel_streams) if run.job else 1)
     claimed = []
     with transaction.atomic():
         in_flight = VmBackup.objects.filter(run=run, dispatched_at__isnull=False, status__in=ACTIVE).count()

@@ -30,9 +30,11 @@ class Command(BaseCommand):
         parser.add_argument("--compression-level", type=int, default=DEFAULT_COMPRESSION_LEVEL,
                             help=f"zstd level, 1-19 (default {DEFAULT_COMPRESSION_LEVEL})")
         parser.add_argument("--cluster", default="", help="worker cluster (remote device server) of this store")
+        parser.add_argument("--max-parallel-streams", type=int, default=2,
+                            help="VM backups writing to this store at once, all jobs together (default 2)")
 
     def handle(self, *args, name, path, s3_url, passphrase_file, no_encryption, region, compression_level,
-               cluster, **options):
+               cluster, max_parallel_streams, **options):
         if DataStore.objects.filter(name=name).exists():
             raise CommandError(f"a data store named {name!r} exists already")
         passphrase = None
@@ -45,7 +47,8 @@ class Command(BaseCommand):
             if len(passphrase) < 12:
                 raise CommandError("the passphrase must have at least 12 characters")
         settings = {"name": name, "passphrase": passphrase, "encrypted": not no_encryption,
-                    "compression_level": compression_level, "cluster": cluster}
+                    "compression_level": compression_level, "cluster": cluster,
+                    "max_parallel_streams": max(1, max_parallel_streams)}
         if path:
             settings.update(kind=StoreKind.LOCAL, path=os.path.abspath(path))
         else:
