@@ -214,7 +214,7 @@ def skip_after_window(run, now=None):
     now = now or timezone.now()
     closed = run.window_ends_at
     skipped = VmBackup.objects.filter(run=run, status=RunStatus.QUEUED).update(
-        status=RunStatus.SKIPPED, finished_at=now,
+        status=RunStatus.SKIPPED, finished_at=now, waiting="", waiting_scope="",
         error=f"skipped: the run window closed at {closed:%Y-%m-%d %H:%M %Z} before this VM's backup started")
     if skipped:
         record_event(AuditAction.JOB_CANCEL, target=run,
@@ -273,7 +273,8 @@ def cancel_vm(vm_backup, user=None):
 
     with transaction.atomic():
         VmBackup.objects.filter(pk=vm_backup.pk, status=RunStatus.QUEUED).update(
-            status=RunStatus.CANCELLED, finished_at=timezone.now(), error="cancelled before it started")
+            status=RunStatus.CANCELLED, finished_at=timezone.now(), error="cancelled before it started",
+            waiting="", waiting_scope="")
         VmBackup.objects.filter(pk=vm_backup.pk, status=RunStatus.RUNNING).update(cancel_requested=True)
         record_event(AuditAction.JOB_CANCEL, target=vm_backup, actor=user, message=f"backup of {vm_backup.vm_name} cancelled")
     finish_run_if_done(vm_backup.run_id)

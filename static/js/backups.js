@@ -132,7 +132,7 @@
         if (!el) return;
         setBadge(field(el, "status"), vb.status, vb.status_display);
         field(el, "phase").textContent = vb.phase_display;
-        setWaiting(el, vb.waiting);
+        setWaiting(el, vb.status === "queued" || vb.status === "running" ? vb.waiting : "");
         if (vb.kind_display) field(el, "kind").textContent = vb.kind_display;
         ["bytes_read", "bytes_processed", "bytes_new", "bytes_stored", "total_bytes"].forEach((n) => setBytes(el, n, vb[n]));
         field(el, "dedup_ratio").textContent = ratio(vb.dedup_ratio);
