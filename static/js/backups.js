@@ -74,7 +74,7 @@
     function setWaiting(el, text) {
       const target = field(el, "waiting");
       if (!target) return;
-      target.textContent = text || "";
+      target.textContent = text ? text.charAt(0).toUpperCase() + text.slice(1) : "";
       target.hidden = !text;
     }
 
