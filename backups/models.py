@@ -48,7 +48,8 @@ class DataStore(models.Model):
         max_length=100, blank=True,
         help_text="Worker cluster of the console's own workers that runs this store's tasks; empty: the default (a device server's store uses its cluster)",
     )
-    max_parallel_streams = models.PositiveSmallIntegerField(default=2)
+    max_parallel_streams = models.PositiveSmallIntegerField(
+        default=2, help_text="VM backups writing to this store at once, across every job and worker")
     # A store owned by a remote device server: its backups and maintenance run only on that
     # server's cluster, and only that server is given its secrets (backups/devices/).
     device_server = models.ForeignKey("DeviceServer", null=True, blank=True, on_delete=models.PROTECT,
@@ -162,6 +163,10 @@ class VmBackup(models.Model):
     # Disk positions (VBD userdevice) left out of this backup, from the job's excluded disks.
     excluded_disks = models.JSONField(default=list, blank=True)
     attempts = models.PositiveSmallIntegerField(default=0, help_text="Transfers started (retries after a broken connection)")
+    # Streams and limits (backups/streams.py): why a queued VM waits, e.g. "waiting for a stream
+    # (host xcp-host-2: 2 of 2 busy)", and the full scope, so dispatch re-sends it once a slot frees.
+    waiting = models.CharField(max_length=300, blank=True)
+    waiting_scope = models.CharField(max_length=200, blank=True)
 
     # Lease: a re-delivered task must never run a second copy of the same backup.
     lease_owner = models.CharField(max_length=100, blank=True)
@@ -249,6 +254,32 @@ class RestorePoint(models.Model):
 
     def __str__(self):
         return f"{self.vm_name} @ {self.taken_at:%Y-%m-%d %H:%M}"
+class StreamScope(models.Model):
+    """One row per stream scope ever used (`host:<uuid>`, `store:3`...): acquirers lock it
+    before they count its slots (backups/streams.py)."""
+
+    name = models.CharField(max_length=200, unique=True)
+
+    def __str__(self):
+        return self.name
+
+
+class StreamSlot(models.Model):
+    """A slot held in a scope until released or until it expires (a dead holder's lease)."""
+
+    scope = models.CharField(max_length=200, db_index=True)
+    holder = models.CharField(max_length=100, db_index=True, help_text="e.g. vm-backup:42")
+    owner = models.CharField(max_length=100, blank=True, help_text="The worker process (host:pid)")
+    acquired_at = models.DateTimeField(default=timezone.now)
+    expires_at = models.DateTimeField(db_index=True)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["scope", "holder"], name="backups_streamslot_unique")]
+
+    def __str__(self):
+        return f"{self.scope} held by {self.holder}"
+
+
 from .models_restore import *  # noqa: F401,F403,E402
 from .jobs.models import *  # noqa: F401,F403,E402
 from .devices.models import *  # noqa: F401,F403,E402

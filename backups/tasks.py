@@ -12,11 +12,13 @@ def run_vm_backup_task(vm_backup_id: int) -> str:
     if skip_if_window_closed(vm_backup_id):
         return f"backup #{vm_backup_id} skipped: the run window closed before it started"
     try:
-        vm_backup = run_vm_backup(vm_backup_id)
+        vm_backup = run_vm_backup(vm_backup_id, requeue_when_busy=True)
     finally:
         after_vm_backup(vm_backup_id)        # a job's next VM starts, retention after the last
     if vm_backup is None:
         return f"backup #{vm_backup_id} is already being run by another worker"
+    if vm_backup.waiting:
+        return f"{vm_backup.vm_name}: back in the queue, {vm_backup.waiting}"
     return f"{vm_backup.vm_name}: {vm_backup.status}" + (f" ({vm_backup.error})" if vm_backup.error else "")
 
 

@@ -160,6 +160,9 @@ REDIS_URL = os.environ.get("REDIS_URL", "")
 # Backups run for hours: the task timeout covers the longest job, and retry is larger so
 # django-q2 never re-delivers a task that is still running (the VM task lease guards too).
 SESAM_TASK_TIMEOUT = int(os.environ.get("SESAM_TASK_TIMEOUT", 24 * 3600))
+# Stream slots (backups/streams.py): a worker renews its slots every third of this; a dead
+# worker's slots come back after it.
+SESAM_STREAM_LEASE_SECONDS = float(os.environ.get("SESAM_STREAM_LEASE_SECONDS", 60))
 Q_CLUSTER = {
     "name": os.environ.get("SESAM_CLUSTER", "sesamweb"),
     "workers": int(os.environ.get("SESAM_WORKERS", 2)),

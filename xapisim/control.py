@@ -306,6 +306,18 @@ def set_sr_type(sim, sr: str, type: str):
         return ref
 
 
+@action("transfer_log")
+def transfer_log(sim):
+    """Every transfer interval the pool served: kind (/export, /import, nbd...), serving host
+    uuid, target, start and end (epoch seconds; end null while it runs)."""
+    return sim.transfer_log.entries()
+
+
+@action("clear_transfer_log")
+def clear_transfer_log(sim):
+    return sim.transfer_log.clear()
+
+
 @action("clear_faults")
 def clear_faults(sim):
     with sim.db.lock:

@@ -14,18 +14,20 @@ class PluggedExport:
     VBD exists, currently attached, for the connection's life (xapi-nbd ``src/main.ml``
     handle_connection, ``Cleanup.VBD.with_vbd``: VBD.create on the control domain, plug,
     serve, unplug, destroy). While it exists VDI.destroy and VDI.data_destroy fail with
-    VDI_IN_USE (xapi_vdi.ml)."""
+    VDI_IN_USE (xapi_vdi.ml). The connection is also an interval in the pool's transfer log."""
 
-    def __init__(self, sim, reader, vbd: str):
+    def __init__(self, sim, reader, vbd: str, host_uuid: str, vdi_uuid: str):
         self.sim = sim
         self.reader = reader
         self.vbd = vbd
         self.size = reader.size
+        self._interval = sim.transfer_log.start("nbd", host_uuid, vdi_uuid)
 
     def read(self, offset: int, length: int) -> bytes:
         return self.reader.read(offset, length)
 
     def close(self) -> None:
+        self.sim.transfer_log.end(self._interval)
         self.reader.close()
         # From another thread: the connection may be closing because a call holding the db
         # lock stops this server (network purpose changed) and waits for it.
@@ -68,7 +70,8 @@ def resolver(sim, host: str):
             if rec["type"] == "cbt_metadata" or not sim.disks.has_data(rec["uuid"]):
                 raise NbdRefused("VDI %s has no data" % rec["uuid"])
             reader = sim.disks.open_reader(rec["uuid"])
-            return PluggedExport(sim, reader, _plug_into_dom0(sim, host, vdi))
+            host_uuid = sim.db.get("host", host)["uuid"]
+            return PluggedExport(sim, reader, _plug_into_dom0(sim, host, vdi), host_uuid, rec["uuid"])
     return resolve
 
 

@@ -17,6 +17,7 @@ from .db import Database
 from .disks import DiskStore
 from .faults import Faults
 from .nbd_export import forget_leaked_vbds
+from .transfer_log import TransferLog
 from .product import Product
 
 STATE_FILE = "state.json"
@@ -53,6 +54,7 @@ class Simulator:
         os.makedirs(config.data_dir, exist_ok=True)
         self.disks = DiskStore(os.path.join(config.data_dir, "disks"))
         self.faults = Faults()
+        self.transfer_log = TransferLog()
         self.rng = random.Random(config.seed)
         self.session_seen: dict[str, float] = {}
         self.cancelled_tasks: set[str] = set()

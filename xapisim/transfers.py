@@ -21,6 +21,7 @@ from .api.sessions import check_session, drop_session, open_session
 from .errors import XapiError
 from .lifecycle import check_operation
 from .ova import Export, Import
+from .transfer_log import start_http
 from .vhd import read_vhd, write_vhd
 from .xva import open_decompressed, read_xva, write_xva
 
@@ -205,10 +206,11 @@ def _send_stream_headers(handler, task: str, content_type: str, filename: str, h
     handler.close_connection = True
 
 
-def _run_stream(handler, task: str, meter: Meter, chunks, on_done=None) -> None:
+def _run_stream(handler, task: str, meter: Meter, chunks, on_done=None, query=None) -> None:
     """Send ``chunks`` and complete the task (errors after the headers go only to the task)."""
     sim = handler.sim
     sender = Sender(handler, meter)
+    interval = start_http(handler, query or {})
     try:
         for chunk in chunks:
             sender.send(chunk)
@@ -225,6 +227,7 @@ def _run_stream(handler, task: str, meter: Meter, chunks, on_done=None) -> None:
         sender.drop()
         finish_task(sim, task, error=["INTERNAL_ERROR", repr(e)])
     finally:
+        sim.transfer_log.end(interval)
         if on_done:
             on_done()
 
@@ -295,7 +298,7 @@ def export_vm(handler, query: dict) -> None:
 
     _send_stream_headers(handler, task, "application/octet-stream", "export.xva", http10=True)
     stream = write_xva(ova, readers, checksum=sim.product.xva_checksum, export_time=int(time.time()))
-    _run_stream(handler, task, Meter(sim, task, total), _compressed(stream, compression_of(query)), unlock)
+    _run_stream(handler, task, Meter(sim, task, total), _compressed(stream, compression_of(query)), unlock, query)
 
 
 def export_metadata(handler, query: dict) -> None:
@@ -416,7 +419,7 @@ def export_raw_vdi(handler, query: dict) -> None:
         _send_stream_headers(handler, task, "application/vhd", uuid + ".vhd", http10=False)
         parent = {"parent_uuid": uuidlib.UUID(base["uuid"]).bytes, "parent_name": base["uuid"] + ".vhd"} if base else {}
         chunks = write_vhd(reader, changed=changed, uuid=uuidlib.UUID(uuid).bytes, timestamp=int(time.time()), **parent)
-    _run_stream(handler, task, Meter(sim, task, reader.size), chunks, close)
+    _run_stream(handler, task, Meter(sim, task, reader.size), chunks, close, query)
 
 
 # -- uploads ---------------------------------------------------------------------------
@@ -491,6 +494,7 @@ def import_vm(handler, query: dict) -> None:
     meter = Meter(sim, task, length)
     importer = Import(sim, sr, restore=query.get("restore") == "true", force=query.get("force") == "true")
     _send_upload_headers(handler, task)
+    interval = start_http(handler, query)
     try:
         stream = open_decompressed(io.BufferedReader(Body(handler, meter), buffer_size=1 << 20))
         items = read_xva(stream, verify=not importer.force)
@@ -510,6 +514,7 @@ def import_vm(handler, query: dict) -> None:
                 importer.undo()
         finish_task(sim, task, error=error)
     finally:
+        sim.transfer_log.end(interval)
         _end(sim, auth)
 
 
@@ -553,6 +558,7 @@ def import_raw_vdi(handler, query: dict) -> None:
         return _end(sim, auth)
     meter = Meter(sim, task, int(handler.headers.get("Content-Length") or size))
     _send_upload_headers(handler, task)
+    interval = start_http(handler, query)
     try:
         body = io.BufferedReader(Body(handler, meter), buffer_size=1 << 20)
         if fmt == "raw":
@@ -571,6 +577,7 @@ def import_raw_vdi(handler, query: dict) -> None:
     except Exception as e:
         finish_task(sim, task, error=["VDI_IO_ERROR", str(e) or type(e).__name__])
     finally:
+        sim.transfer_log.end(interval)
         _end(sim, auth)
 
 

@@ -35,6 +35,12 @@ class Pool(models.Model):
     ha_enabled = models.BooleanField(default=False)
     product_brand = models.CharField(max_length=100, blank=True)
     product_version = models.CharField(max_length=50, blank=True)
+    # Streams and limits (backups/streams.py): exports and NBD connections served by one host
+    # at once, and snapshots taken in the pool at once (xapi itself queues neither).
+    streams_per_host = models.PositiveSmallIntegerField(
+        default=2, help_text="Backup streams (exports, NBD connections) one host serves at once")
+    snapshots_at_once = models.PositiveSmallIntegerField(
+        default=1, help_text="Snapshots the backups take in this pool at once; the others queue")
     created = models.DateTimeField(auto_now_add=True)
 
     class Meta:

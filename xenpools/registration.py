@@ -53,11 +53,19 @@ def register_pool(name: str, address: str, username: str, password: str, probe: 
     return pool
 
 
-def update_pool(pool: Pool, *, name: str, username: str, password: str | None, probe: ProbeResult | None) -> Pool:
-    """Change a pool's name and credentials (re-tested: `probe` is the fresh test result)."""
+LIMIT_FIELDS = ("streams_per_host", "snapshots_at_once")
+
+
+def update_pool(pool: Pool, *, name: str, username: str, password: str | None, probe: ProbeResult | None,
+                limits: dict | None = None) -> Pool:
+    """Change a pool's name and credentials (re-tested: `probe` is the fresh test result), and
+    its stream limits (`limits`: streams_per_host, snapshots_at_once)."""
     before = _snapshot(pool)
     with transaction.atomic():
         pool.name, pool.username = name, username
+        for field in LIMIT_FIELDS:
+            if limits and field in limits:
+                setattr(pool, field, limits[field])
         if probe is not None:
             pool.address = pool.master_address = probe.master_address
             if probe.fingerprint and pool.fingerprints.get(probe.master_address) != probe.fingerprint:

@@ -61,7 +61,7 @@ class VmBackupSerializer(serializers.ModelSerializer):
                   "incremental", "kind", "kind_display", "status", "status_display", "phase", "phase_display",
                   "total_bytes", "bytes_read", "bytes_processed", "bytes_new", "bytes_stored", "progress", "rate",
                   "dedup_ratio", "compression_ratio", "downtime_seconds", "duration_seconds", "warnings", "error",
-                  "restore_point", "attempts", "kind_reason", "cancel_requested", "dispatched_at", "run",
+                  "restore_point", "attempts", "kind_reason", "cancel_requested", "dispatched_at", "waiting", "run",
                   "created_at", "started_at", "finished_at"]
 
     def get_rate(self, vm_backup) -> float | None:

@@ -34,6 +34,7 @@ from .allocator import keep_buffers_resident
 from .preflight import BackupSkipped, run_preflight
 from .prepare import BackupFailed, describe_failure, failure_code, prepare_vm, release
 from .progress import BackupCancelled, ProgressReporter
+from .slots import StreamSlots, WaitForStream, release_all, requeue_waiting
 from .snapshots import CHAIN_KEY, TAG_KEY, DiskLeftOver, destroy_snapshot, destroy_vdi, find_tagged_snapshots, snapshot_disks
 from .sources import (ChainBroken, changed_block_maps, check_chain, export_metadata, nbd_mode, stream_changed_blocks,
                       stream_full_export)
@@ -57,7 +58,7 @@ def acquire_lease(vm_backup_id, owner) -> bool:
     now = timezone.now()
     claimed = VmBackup.objects.filter(pk=vm_backup_id, status=RunStatus.QUEUED).update(
         status=RunStatus.RUNNING, lease_owner=owner, lease_heartbeat=now, started_at=now,
-        phase=BackupPhase.CONNECTING,
+        phase=BackupPhase.CONNECTING, waiting="", waiting_scope="",
     )
     return claimed == 1
 
@@ -109,6 +110,7 @@ def fail_abandoned_backups(now=None):
         )
         if updated:
             failed.append(vm_backup.pk)
+            release_all(vm_backup.pk)
             finish_run_if_done(vm_backup.run_id)
     return failed
 
@@ -151,8 +153,12 @@ def cleanup_leftovers(conn, reporter=None):
 
 
 # -- the backup ------------------------------------------------------------------------------
-def run_vm_backup(vm_backup_id, *, owner=None):
-    """Run one queued VM backup to its end. Returns the VmBackup, or None if another worker has it."""
+def run_vm_backup(vm_backup_id, *, owner=None, requeue_when_busy=False):
+    """Run one queued VM backup to its end. Returns the VmBackup, or None if another worker has it.
+
+    Its stream slots (job, data store, pool host) are taken once the VM is found: when one is
+    full, a worker (requeue_when_busy) puts the VM back in the queue with the reason and
+    returns it still queued; a process running backups itself waits for the slot."""
     keep_buffers_resident()
     fail_abandoned_backups()
     owner = owner or worker_identity()
@@ -163,10 +169,13 @@ def run_vm_backup(vm_backup_id, *, owner=None):
     reporter = ProgressReporter(vm_backup)
     reporter.start_heartbeat()
     outcome = RunStatus.FAILED
+    slots = StreamSlots(vm_backup, wait=not requeue_when_busy)
     try:
         with acting_as(vm_backup.run.requested_by, source=f"worker:{owner}"):
-            _run(vm_backup, reporter)
+            _run(vm_backup, reporter, slots)
         outcome = RunStatus.WARNING if vm_backup.warnings else RunStatus.SUCCESS
+    except WaitForStream as exc:
+        outcome = exc
     except BackupCancelled as exc:
         outcome, vm_backup.error = RunStatus.CANCELLED, str(exc)
     except BackupSkipped as exc:
@@ -187,7 +196,10 @@ def run_vm_backup(vm_backup_id, *, owner=None):
         log.exception("backup %s failed unexpectedly", vm_backup.pk)
         vm_backup.error = f"unexpected error: {exc.__class__.__name__}: {exc}"
     finally:
+        slots.release()
         reporter.stop_heartbeat()
+    if isinstance(outcome, WaitForStream):
+        return requeue_waiting(vm_backup, outcome)
     vm_backup.status = outcome
     vm_backup.phase = BackupPhase.DONE
     vm_backup.finished_at = timezone.now()
@@ -209,12 +221,13 @@ def run_vm_backup(vm_backup_id, *, owner=None):
     return vm_backup
 
 
-def _run(vm_backup, reporter):
+def _run(vm_backup, reporter, slots):
     repo = open_repository(vm_backup.store)          # a wrong key fails before the VM is touched
     reporter.phase(BackupPhase.CONNECTING)
     with PoolConnection.open(vm_backup.pool) as conn:
-        cleanup_leftovers(conn, reporter)
         vm_ref = _find_vm(conn, vm_backup.vm_uuid)
+        slots.take(conn, vm_ref)                  # job, data store and pool host: or back to the queue
+        cleanup_leftovers(conn, reporter)
         previous = RestorePoint.objects.filter(store=vm_backup.store, vm_uuid=vm_backup.vm_uuid).order_by("-taken_at")[:20]
         for text in run_preflight(conn.xenapi, vm_ref, vm_backup, repo, previous):
             reporter.warn(text)

@@ -20,6 +20,7 @@ import XenAPI
 from xenpools.connection import PoolTaskFailed, PoolTimeout
 
 from ..choices import BackupMethod, QuiesceFallback
+from .slots import snapshot_slot
 from .snapshots import NULL_REF, DiskLeftOver, destroy_snapshot, tag_snapshot
 
 log = logging.getLogger(__name__)
@@ -116,21 +117,22 @@ def _snapshot(conn, vm_ref, vm_backup, name, operation) -> Prepared:
     name of the VM call (snapshot, checkpoint, snapshot_with_quiesce)."""
     xenapi = conn.xenapi
     try:
-        task = getattr(xenapi.Async.VM, operation)(vm_ref, name)
-        try:
-            snapshot_ref = conn.wait_task(task, poll=0.2, timeout=SNAPSHOT_TIMEOUT)
-        except PoolTaskFailed as exc:
-            raise XenAPI.Failure(exc.error_info) from exc
-        except PoolTimeout as exc:
-            xenapi.task.cancel(task)           # xapi stops at its next check; nothing to tag
-            limit = f"{SNAPSHOT_TIMEOUT // 60} min" if SNAPSHOT_TIMEOUT >= 60 else f"{SNAPSHOT_TIMEOUT} s"
-            raise BackupFailed(f"the pool did not finish the {operation.replace('_', ' ')} within {limit}; "
-                               "it was cancelled") from exc
-        finally:
+        with snapshot_slot(vm_backup):          # the pool's snapshot queue
+            task = getattr(xenapi.Async.VM, operation)(vm_ref, name)
             try:
-                xenapi.task.destroy(task)
-            except XenAPI.Failure:
-                pass
+                snapshot_ref = conn.wait_task(task, poll=0.2, timeout=SNAPSHOT_TIMEOUT)
+            except PoolTaskFailed as exc:
+                raise XenAPI.Failure(exc.error_info) from exc
+            except PoolTimeout as exc:
+                xenapi.task.cancel(task)           # xapi stops at its next check; nothing to tag
+                limit = f"{SNAPSHOT_TIMEOUT // 60} min" if SNAPSHOT_TIMEOUT >= 60 else f"{SNAPSHOT_TIMEOUT} s"
+                raise BackupFailed(f"the pool did not finish the {operation.replace('_', ' ')} within {limit}; "
+                                   "it was cancelled") from exc
+            finally:
+                try:
+                    xenapi.task.destroy(task)
+                except XenAPI.Failure:
+                    pass
     except XenAPI.Failure as exc:
         code = failure_code(exc)
         if code in SR_SNAPSHOT_FAILURES:

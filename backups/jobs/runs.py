@@ -16,6 +16,7 @@ from sesamweb.audit.choices import AuditAction
 from sesamweb.audit.log import record_event
 from sesamweb.live.publish import publish
 
+from .. import streams
 from ..choices import BackupKind, RunStatus, Trigger
 from ..devices.routing import send_vm_backups
 from ..models import BackupRun, RestorePoint, VmBackup, VmChangeTracking
@@ -158,19 +159,31 @@ def _missed_slots(schedule, slot, now):
 
 def claim_next(run_id, now=None) -> list[int]:
     """The queued VM backups that may start now, marked as handed out: no more than the job's
-    free slots; none once the run window closed (those VMs are skipped with the reason)."""
-    run = BackupRun.objects.select_related("job").get(pk=run_id)
+    (and its data store's) free slots; none once the run window closed (those VMs are skipped with the reason). A VM
+    that came back waiting for a stream stays queued while that scope is still full (its
+    place is kept; VMs behind it may go)."""
+    run = BackupRun.objects.select_related("job__store").get(pk=run_id)
     now = now or timezone.now()
     if run.window_ends_at and now >= run.window_ends_at:
         skip_after_window(run, now)
         return []
-    limit = max(1, run.job.max_parallel_vms if run.job else 1)
+    # No more in flight than the store takes streams either: a VM handed out beyond that
+    # would only come back waiting (the host's limit is known once a worker has connected).
+    limit = max(1, min(run.job.max_parallel_vms, run.job.store.max_parallel_streams) if run.job else 1)
     claimed = []
     with transaction.atomic():
         in_flight = VmBackup.objects.filter(run=run, dispatched_at__isnull=False, status__in=ACTIVE).count()
-        waiting = list(VmBackup.objects.filter(run=run, dispatched_at__isnull=True, status=RunStatus.QUEUED)
-                       .order_by("pk").values_list("pk", flat=True)[:max(0, limit - in_flight)])
-        for pk in waiting:
+        queued = (VmBackup.objects.filter(run=run, dispatched_at__isnull=True, status=RunStatus.QUEUED)
+                  .order_by("pk").values_list("pk", "waiting_scope"))
+        still_full = {}
+        for pk, scope in queued:
+            if in_flight + len(claimed) >= limit:
+                break
+            if scope:
+                if scope not in still_full:
+                    still_full[scope] = streams.full([scope], now) is not None
+                if still_full[scope]:
+                    continue
             # Claimed with a conditional UPDATE: two dispatchers never send the same VM twice.
             if VmBackup.objects.filter(pk=pk, dispatched_at__isnull=True).update(dispatched_at=now):
                 claimed.append(pk)
@@ -179,7 +192,8 @@ def claim_next(run_id, now=None) -> list[int]:
 
 def dispatch(run_id):
     """Hand queued VM backups to the workers while fewer than the job's limit are in flight;
-    VMs whose run window closed are skipped with the reason."""
+    VMs whose run window closed are skipped with the reason. Each goes to the worker cluster
+    of its data store."""
     sent = claim_next(run_id)
     if not sent:
         return []
@@ -189,6 +203,14 @@ def dispatch(run_id):
                            task_name=lambda pk: f"backup #{pk} of run #{run.pk}")
 
 
+def dispatch_waiting():
+    """A stream slot came free: every run with VMs waiting for one (any job, or a single
+    VM's Back up now) dispatches again; those whose scope is still full stay queued."""
+    runs = (VmBackup.objects.filter(status=RunStatus.QUEUED, dispatched_at__isnull=True).exclude(waiting_scope="")
+            .values_list("run_id", flat=True).distinct())
+    return [pk for run_id in sorted(set(runs)) for pk in dispatch(run_id)]
+
+
 def skip_after_window(run, now=None):
     """VMs that had not started when the run window closed: skipped and reported."""
     from ..engine.backup import finish_run_if_done
@@ -196,7 +218,7 @@ def skip_after_window(run, now=None):
     now = now or timezone.now()
     closed = run.window_ends_at
     skipped = VmBackup.objects.filter(run=run, status=RunStatus.QUEUED).update(
-        status=RunStatus.SKIPPED, finished_at=now,
+        status=RunStatus.SKIPPED, finished_at=now, waiting="", waiting_scope="",
         error=f"skipped: the run window closed at {closed:%Y-%m-%d %H:%M %Z} before this VM's backup started")
     if skipped:
         record_event(AuditAction.JOB_CANCEL, target=run,
@@ -255,7 +277,8 @@ def cancel_vm(vm_backup, user=None):
 
     with transaction.atomic():
         VmBackup.objects.filter(pk=vm_backup.pk, status=RunStatus.QUEUED).update(
-            status=RunStatus.CANCELLED, finished_at=timezone.now(), error="cancelled before it started")
+            status=RunStatus.CANCELLED, finished_at=timezone.now(), error="cancelled before it started",
+            waiting="", waiting_scope="")
         VmBackup.objects.filter(pk=vm_backup.pk, status=RunStatus.RUNNING).update(cancel_requested=True)
         record_event(AuditAction.JOB_CANCEL, target=vm_backup, actor=user, message=f"backup of {vm_backup.vm_name} cancelled")
     finish_run_if_done(vm_backup.run_id)
@@ -266,7 +289,10 @@ def cancel_vm(vm_backup, user=None):
 def after_vm_backup(vm_backup_id):
     """A VM of a job's run finished: start the next one; after the last, apply retention."""
     row = VmBackup.objects.select_related("run").filter(pk=vm_backup_id).first()
-    if row is None or row.run.job_id is None:
+    if row is None:
+        return
+    dispatch_waiting()                   # its slots are free: VMs of any run waiting for them
+    if row.run.job_id is None:
         return
     dispatch(row.run_id)
     run = BackupRun.objects.get(pk=row.run_id)

@@ -12,7 +12,7 @@ from ..devices.routing import check_device_servers
 from ..engine.backup import cleanup_leftovers, fail_abandoned_backups, finish_run_if_done
 from ..models import BackupJob, BackupRun, JobSchedule
 from ..notifications import rpo_missed
-from .runs import JobRunError, dispatch, finish_job_run, start_job_run
+from .runs import JobRunError, dispatch, dispatch_waiting, finish_job_run, start_job_run
 from .schedules import WATCHDOG_TASK, rearm  # noqa: F401 - WATCHDOG_TASK was defined here
 
 log = logging.getLogger(__name__)
@@ -64,7 +64,7 @@ def job_watchdog(local_only: bool = False) -> str:
                 cleaned += cleanup_leftovers(conn)
         except PoolError as exc:
             log.info("watchdog: cannot clean up pool %s yet: %s", pool, exc)
-    moved = 0
+    moved = len(dispatch_waiting())     # VMs waiting for a stream slot (slots of dead workers expire)
     for run in BackupRun.objects.filter(job__isnull=False, status__in=[RunStatus.QUEUED, RunStatus.RUNNING]):
         moved += len(dispatch(run.pk))
         finish_run_if_done(run.pk)

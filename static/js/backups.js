@@ -71,6 +71,13 @@
       list.hidden = !warnings.length;
     }
 
+    function setWaiting(el, text) {
+      const target = field(el, "waiting");
+      if (!target) return;
+      target.textContent = text ? text.charAt(0).toUpperCase() + text.slice(1) : "";
+      target.hidden = !text;
+    }
+
     function onEvent(topic, event) {
       if (event.type === "run.finished") {
         setBadge(document.querySelector("[data-run-status]"), event.status);
@@ -91,6 +98,8 @@
         field(el, "dedup_ratio").textContent = ratio(event.bytes_new ? event.bytes_processed / event.bytes_new : null);
         field(el, "compression_ratio").textContent = ratio(event.bytes_stored ? event.bytes_new / event.bytes_stored : null);
         setProgress(el, event.progress, "running");
+      } else if (event.type === "vm_backup.waiting") {
+        setWaiting(el, event.message);
       } else if (event.type === "vm_backup.warning") {
         const list = field(el, "warnings");
         const li = document.createElement("li"); li.textContent = event.message; list.appendChild(li); list.hidden = false;
@@ -123,6 +132,7 @@
         if (!el) return;
         setBadge(field(el, "status"), vb.status, vb.status_display);
         field(el, "phase").textContent = vb.phase_display;
+        setWaiting(el, vb.status === "queued" || vb.status === "running" ? vb.waiting : "");
         if (vb.kind_display) field(el, "kind").textContent = vb.kind_display;
         ["bytes_read", "bytes_processed", "bytes_new", "bytes_stored", "total_bytes"].forEach((n) => setBytes(el, n, vb[n]));
         field(el, "dedup_ratio").textContent = ratio(vb.dedup_ratio);

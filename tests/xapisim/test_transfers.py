@@ -9,6 +9,7 @@ import os
 import shutil
 import subprocess
 import tarfile
+import time
 import urllib.parse
 import xmlrpc.client
 
@@ -650,3 +651,47 @@ def test_an_export_carries_the_xapi_build_and_an_older_build_refuses_it(sim, cli
     assert (int(_ova_version(older)["xapi_major"]), int(_ova_version(older)["xapi_minor"])) == (1, 249)
     (new,) = import_xva(client, older)
     assert x.VM.get_power_state(new) == "Halted"
+
+
+def test_the_transfer_log_records_each_transfer_with_the_host_that_served_it(sim, client):
+    """The pool's own interval log (xapisim/transfer_log.py) that the streams tests measure
+    with: one interval per transfer, the serving host's uuid, open while the body streams.
+    Which host serves follows xapi's export.ml handler (the host asked, when it sees the SRs)."""
+    x = client.x
+    sim.control.clear_transfer_log()
+    vdi = x.VDI.get_uuid(disk_vdis(x, vm_named(x, "test-vm-2"))[0])
+    sim.control.rate_limit(8 * MiB)
+    reply = client.request("GET", "/export_raw_vdi", {"vdi": vdi})
+    reply.read(MiB)
+    running = sim.control.transfer_log()
+    rest = reply.read()
+    sim.control.rate_limit(0)
+    assert rest
+    log = sim.control.transfer_log()
+    master_uuid = x.host.get_uuid(x.pool.get_master(x.pool.get_all()[0]))
+    assert [(e["kind"], e["host"], e["target"]) for e in log] == [("/export_raw_vdi", master_uuid, vdi)]
+    assert running[0]["end"] is None
+    assert log[0]["start"] < log[0]["end"]
+    assert sim.control.clear_transfer_log() == 1 and sim.control.transfer_log() == []
+
+
+def test_the_transfer_log_records_an_nbd_connection_on_the_host_that_served_it(sim, client):
+    """NBD reads are streams too: one interval per connection, on the host connected to
+    (VDI.get_nbd_info lists every host that sees the SR: xapi_vdi.ml get_nbd_info)."""
+    from backups.formats.nbd import connect_from_nbd_info
+
+    x = client.x
+    snap_vdi = disk_vdis(x, x.VM.snapshot(vm_named(x, "test-vm-4"), "nbd"))[0]
+    member = [i for i in x.VDI.get_nbd_info(snap_vdi) if i["address"] == "127.0.0.2"]
+    sim.control.clear_transfer_log()
+    with connect_from_nbd_info(member, tls=False) as nbd:
+        assert len(nbd.read(0, 65536)) == 65536
+        running = sim.control.transfer_log()
+    member_uuid = [h["uuid"] for h in sim.control.state()["hosts"] if h["address"] == "127.0.0.2"][0]
+    log = sim.control.transfer_log()
+    assert [(e["kind"], e["host"], e["target"]) for e in running] == [("nbd", member_uuid, x.VDI.get_uuid(snap_vdi))]
+    assert running[0]["end"] is None
+    deadline = time.monotonic() + 30
+    while log[0]["end"] is None and time.monotonic() < deadline:      # the server notices the hang-up
+        log = sim.control.transfer_log()
+    assert log[0]["end"] is not None and log[0]["start"] <= log[0]["end"]

@@ -107,3 +107,20 @@ def test_the_openapi_schema_describes_the_pools_api(api_client):
 
     assert response.status_code == 200
     assert b"/api/pools/{id}/sync/" in response.content and b"/api/vms/" in response.content
+
+
+def test_an_admin_sets_the_pools_stream_limits_and_the_change_is_audited(sim, make_pool, api_client):
+    pool = make_pool(sim, sync=False)
+    admin = api_client("administrator")
+    assert admin.get(f"/api/pools/{pool.pk}/").data["streams_per_host"] == 2
+
+    changed = admin.patch(f"/api/pools/{pool.pk}/", {"streams_per_host": 3, "snapshots_at_once": 2}, format="json")
+    refused = admin.patch(f"/api/pools/{pool.pk}/", {"streams_per_host": 0}, format="json")
+
+    assert changed.status_code == 200, changed.data
+    assert (changed.data["streams_per_host"], changed.data["snapshots_at_once"]) == (3, 2)
+    assert refused.status_code == 400 and "streams_per_host" in refused.data
+    pool.refresh_from_db()
+    assert (pool.streams_per_host, pool.snapshots_at_once) == (3, 2)
+    event = AuditEvent.objects.filter(action="update", target_type="xenpools.pool").latest("pk")
+    assert (event.before["streams_per_host"], event.after["streams_per_host"]) == (2, 3)

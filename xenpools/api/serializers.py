@@ -14,12 +14,17 @@ class PoolSerializer(serializers.ModelSerializer):
                                         help_text="https: the master's SHA-256 certificate fingerprint you confirmed")
     vm_count = serializers.IntegerField(read_only=True)
     url = serializers.CharField(read_only=True)
+    streams_per_host = serializers.IntegerField(min_value=1, max_value=64, required=False,
+                                                help_text="Backup streams one host serves at once")
+    snapshots_at_once = serializers.IntegerField(min_value=1, max_value=64, required=False,
+                                                 help_text="Snapshots backups take in this pool at once")
 
     class Meta:
         model = Pool
         fields = ["id", "name", "address", "url", "username", "password", "fingerprint", "fingerprints", "uuid",
                   "pool_label", "master_address", "member_addresses", "health", "last_error", "last_contact",
-                  "last_sync", "ha_enabled", "product_brand", "product_version", "vm_count", "created"]
+                  "last_sync", "ha_enabled", "product_brand", "product_version", "vm_count",
+                  "streams_per_host", "snapshots_at_once", "created"]
         read_only_fields = ["fingerprints", "uuid", "pool_label", "master_address", "member_addresses", "health",
                             "last_error", "last_contact", "last_sync", "ha_enabled", "product_brand",
                             "product_version", "created"]

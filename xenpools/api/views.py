@@ -54,7 +54,7 @@ class PoolViewSet(viewsets.ModelViewSet):
         fingerprint = data.get("fingerprint") or pool.fingerprints.get(pool.master_address)
         probe = _probe_or_400(pool.url, username, password, fingerprint)
         update_pool(pool, name=data.get("name", pool.name), username=username, password=data.get("password"),
-                    probe=probe)
+                    probe=probe, limits={f: data[f] for f in ("streams_per_host", "snapshots_at_once") if f in data})
 
     def perform_destroy(self, instance):
         delete_pool(instance)

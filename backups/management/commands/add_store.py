@@ -36,9 +36,11 @@ class Command(BaseCommand):
         parser.add_argument("--compression-level", type=int, default=DEFAULT_COMPRESSION_LEVEL,
                             help=f"zstd level, 1-19 (default {DEFAULT_COMPRESSION_LEVEL})")
         parser.add_argument("--cluster", default="", help="worker cluster (remote device server) of this store")
+        parser.add_argument("--max-parallel-streams", type=int, default=2,
+                            help="VM backups writing to this store at once, all jobs together (default 2)")
 
     def handle(self, *args, name, path, s3_url, passphrase_file, no_encryption, region, compression_level,
-               cluster, key_file, key_file_passphrase_file, adopt, **options):
+               cluster, max_parallel_streams, key_file, key_file_passphrase_file, adopt, **options):
         if DataStore.objects.filter(name=name).exists():
             raise CommandError(f"a data store named {name!r} exists already")
         if key_file and not adopt:
@@ -47,10 +49,11 @@ class Command(BaseCommand):
         if passphrase is not None and len(passphrase) < 12 and not adopt:
             raise CommandError("the passphrase must have at least 12 characters")
         if adopt:
-            return self.adopt(name, path, s3_url, region, cluster, passphrase, key_file,
+            return self.adopt(name, path, s3_url, region, cluster, max(1, max_parallel_streams), passphrase, key_file,
                               _read_secret(key_file_passphrase_file, "key file passphrase file"))
         settings = {"name": name, "passphrase": passphrase, "encrypted": not no_encryption,
-                    "compression_level": compression_level, "cluster": cluster}
+                    "compression_level": compression_level, "cluster": cluster,
+                    "max_parallel_streams": max(1, max_parallel_streams)}
         if path:
             settings.update(kind=StoreKind.LOCAL, path=os.path.abspath(path))
         else:
@@ -72,7 +75,8 @@ class Command(BaseCommand):
             )
 
 
-    def adopt(self, name, path, s3_url, region, cluster, passphrase, key_file, key_file_passphrase):
+    def adopt(self, name, path, s3_url, region, cluster, max_parallel_streams, passphrase, key_file,
+              key_file_passphrase):
         where = ({"kind": StoreKind.LOCAL, "path": os.path.abspath(path)} if path
                  else {"kind": StoreKind.S3, "s3_region": region, **_parse_s3_url(s3_url)})
         try:
@@ -81,7 +85,8 @@ class Command(BaseCommand):
             raise CommandError(f"cannot read the key file: {exc}") from exc
         try:
             with acting_as(None, source="cli:add_store"):
-                store = adopt_store(name=name, cluster=cluster, passphrase=passphrase, key_file=key,
+                store = adopt_store(name=name, cluster=cluster, max_parallel_streams=max_parallel_streams,
+                                    passphrase=passphrase, key_file=key,
                                     key_file_passphrase=key_file_passphrase, **where)
         except (RepositoryError, ValueError) as exc:      # no store there, a wrong key, ...
             raise CommandError(str(exc)) from exc
