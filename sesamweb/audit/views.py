@@ -1,4 +1,3 @@
-from django.core.paginator import Paginator
 from django.shortcuts import get_object_or_404, render
 from django.views import View
 
@@ -7,10 +6,12 @@ from sesamweb.accounts.roles import AUDIT
 
 from .chain import verify_chain
 from .choices import AuditAction
-from .export import audit_csv_response
+from .export import EXPORTS
 from .filters import AuditEventFilterSet
 from .log import record_event
 from .models import AuditEvent
+from .objects import describe
+from .paging import cursor, seek_page
 
 
 def _filtered(request):
@@ -23,11 +24,16 @@ class AuditEventListView(CapabilityRequiredMixin, View):
 
     def get(self, request, chain_report=None):
         filterset = _filtered(request)
-        page = Paginator(filterset.qs.order_by("-sequence"), self.paginate_by).get_page(request.GET.get("page"))
+        page = seek_page(filterset.qs, before=cursor(request.GET.get("before")),
+                         after=cursor(request.GET.get("after")), size=self.paginate_by)
+        objects = describe(page.events)
+        for event in page.events:
+            event.object = objects.get(event.pk)
         query = request.GET.copy()
-        query.pop("page", None)
+        for key in ("page", "before", "after"):
+            query.pop(key, None)
         return render(request, "audit/event_list.html", {
-            "filter": filterset, "page_obj": page, "query": query.urlencode(), "chain_report": chain_report,
+            "filter": filterset, "page": page, "query": query.urlencode(), "chain_report": chain_report,
         })
 
 
@@ -35,7 +41,9 @@ class AuditEventDetailView(CapabilityRequiredMixin, View):
     capability = AUDIT
 
     def get(self, request, pk):
-        return render(request, "audit/event_detail.html", {"event": get_object_or_404(AuditEvent, pk=pk)})
+        event = get_object_or_404(AuditEvent, pk=pk)
+        event.object = describe([event]).get(event.pk)
+        return render(request, "audit/event_detail.html", {"event": event})
 
 
 class VerifyChainView(AuditEventListView):
@@ -46,10 +54,15 @@ class VerifyChainView(AuditEventListView):
 
 
 class AuditExportView(CapabilityRequiredMixin, View):
+    """The filtered log as CSV or JSON, streamed; exporting is itself recorded."""
+
     capability = AUDIT
+    export_format = "csv"
 
     def get(self, request):
-        events = _filtered(request).qs
+        filterset = _filtered(request)
+        events = filterset.qs if filterset.is_valid() or not filterset.is_bound else AuditEvent.objects.none()
         record_event(AuditAction.AUDIT_EXPORT, target_type="audit.auditevent",
-                     message=f"Audit log exported as CSV ({request.GET.urlencode() or 'no filter'})")
-        return audit_csv_response(events)
+                     message=f"Audit log exported as {self.export_format.upper()} "
+                             f"({request.GET.urlencode() or 'no filter'})")
+        return EXPORTS[self.export_format](events)
