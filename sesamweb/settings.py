@@ -263,7 +263,11 @@ EMAIL_HOST_USER = os.environ.get("EMAIL_HOST_USER", "")
 EMAIL_HOST_PASSWORD = os.environ.get("EMAIL_HOST_PASSWORD", "")
 EMAIL_USE_TLS = _env_bool("EMAIL_USE_TLS", False)
 DEFAULT_FROM_EMAIL = os.environ.get("DEFAULT_FROM_EMAIL", "sesamweb@localhost")
-SESAM_SYSLOG_ADDRESS = os.environ.get("SESAM_SYSLOG_ADDRESS", "")  # host:port (UDP)
+# Audit events and checkpoints to syslog (sesamweb/audit/syslog.py): host:port, udp/tcp/tls.
+SESAM_SYSLOG_ADDRESS = os.environ.get("SESAM_SYSLOG_ADDRESS", "")
+SESAM_SYSLOG_PROTOCOL = os.environ.get("SESAM_SYSLOG_PROTOCOL", "udp").lower()
+SESAM_SYSLOG_CA_FILE = os.environ.get("SESAM_SYSLOG_CA_FILE", "")  # tls: the collector's CA (PEM)
+SESAM_SYSLOG_TIMEOUT = float(os.environ.get("SESAM_SYSLOG_TIMEOUT", 2))  # seconds; a slow collector is logged
 # Signed checkpoints of the audit chain's head, written outside the database (the data
 # directory, each local data store, syslog) after every N events or when the last one is
 # older than M minutes: what shows that the newest rows were deleted.
