@@ -287,6 +287,10 @@ SESAM_NOTIFY_LEASE_SECONDS = int(os.environ.get("SESAM_NOTIFY_LEASE_SECONDS", 30
 SESAM_NOTIFY_FAILING_AFTER = int(os.environ.get("SESAM_NOTIFY_FAILING_AFTER", 3))  # failures in a row
 SESAM_NOTIFY_DIGEST_HOUR = int(os.environ.get("SESAM_NOTIFY_DIGEST_HOUR", 7))      # local time
 SESAM_NOTIFY_KEEP_DAYS = int(os.environ.get("SESAM_NOTIFY_KEEP_DAYS", 90))         # events and deliveries
+# store.nearly_full: reported once when a local store's file system is this full, again only
+# after it went below (percent - hysteresis).
+SESAM_STORE_NEARLY_FULL_PERCENT = float(os.environ.get("SESAM_STORE_NEARLY_FULL_PERCENT", 90))
+SESAM_STORE_NEARLY_FULL_HYSTERESIS = float(os.environ.get("SESAM_STORE_NEARLY_FULL_HYSTERESIS", 5))
 
 LOGGING = {
     "version": 1,

@@ -10,7 +10,7 @@ from xenpools.models import Pool
 from ..choices import RunStatus, Trigger
 from ..engine.backup import cleanup_leftovers, fail_abandoned_backups, finish_run_if_done
 from ..models import BackupJob, BackupRun, JobSchedule
-from ..notifications import rpo_missed
+from ..notifications import check_stores, rpo_missed
 from .runs import JobRunError, dispatch, finish_job_run, start_job_run
 from .schedules import WATCHDOG_TASK, rearm  # noqa: F401 - WATCHDOG_TASK was defined here
 
@@ -71,6 +71,7 @@ def job_watchdog(local_only: bool = False) -> str:
         if run.is_finished:
             finish_job_run(run)
     rpo_missed()            # VMs that just missed their RPO are reported (once per lapse)
+    check_stores()          # data stores unreachable or nearly full are reported (once per crossing)
     return f"{len(failed)} abandoned backup(s) failed, {cleaned} leftover(s) removed, {moved} VM(s) dispatched"
 
 

@@ -34,7 +34,7 @@ def rfc5424_line(*, facility: int, severity: int, timestamp: str, app_name: str,
 
 def structured_params(message) -> dict:
     params = {"event": message.name, "severity": message.severity, "event_id": message.event_id}
-    for key in ("pool", "host", "job", "store", "run"):
+    for key in ("pool", "host", "device_server", "job", "store", "run"):
         value = message.objects.get(key)
         if isinstance(value, dict) and value.get("name"):
             params[key] = value["name"]
