@@ -82,7 +82,7 @@ class AuditEventQuerySet(models.QuerySet):
 
 class AuditEvent(models.Model):
     sequence = models.PositiveBigIntegerField(unique=True, editable=False)
-    created = models.DateTimeField(db_index=True, editable=False)
+    created = models.DateTimeField(editable=False)
     actor = models.ForeignKey(
         settings.AUTH_USER_MODEL,
         null=True,
@@ -118,6 +118,7 @@ class AuditEvent(models.Model):
             models.Index(fields=["action", "sequence"], name="audit_action_seq_idx"),
             models.Index(fields=["outcome", "sequence"], name="audit_outcome_seq_idx"),
             models.Index(fields=["target_type", "target_id", "sequence"], name="audit_target_seq_idx"),
+            models.Index(fields=["created", "sequence"], name="audit_created_seq_idx"),  # dates: filters.py
         ]
 
     def __str__(self):

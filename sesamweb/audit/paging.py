@@ -42,8 +42,9 @@ def cursor(value) -> int | None:
 
 
 def bounded_count(queryset, limit=COUNT_LIMIT) -> tuple[int, bool]:
-    """(count, capped): SELECT COUNT(*) FROM (... LIMIT limit+1), so at most limit+1 rows are read."""
-    count = queryset.order_by()[: limit + 1].count()
+    """(count, capped): SELECT COUNT(*) FROM (SELECT sequence ... LIMIT limit+1): at most
+    limit+1 index entries are read (an index-only scan when the filter's index covers it)."""
+    count = queryset.order_by().values("sequence")[: limit + 1].count()
     return min(count, limit), count > limit
 
 
