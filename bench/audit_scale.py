@@ -227,6 +227,7 @@ def main():
     parser.add_argument("--repeat", type=int, default=5)
     parser.add_argument("--database-url", default="postgres://postgres@127.0.0.1:5432/audit")
     parser.add_argument("--reuse", action="store_true", help="keep the events already there (same --events)")
+    parser.add_argument("--verify", action="store_true", help="also time verify_chain over every event")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="audit-scale-") as workdir:
         run(args, workdir)
@@ -321,6 +322,18 @@ def run(args, workdir):
             ratio = f"{wall / copy_ms:.1f}"
         print(f"{name:<36} {len(timings):>7}  {len(row_queries):>10}  {wall / 1000:>6.1f}  {size / 2**20:>6.0f}  "
               f"{ratio:>6}  {rss_growth / 2**20:>18.1f}  {traced / 2**20:>19.1f}")
+    if args.verify:
+        from sesamweb.audit.chain import verify_chain
+
+        tracemalloc.start()
+        start = time.perf_counter()
+        report = verify_chain()
+        seconds = time.perf_counter() - start
+        peak = tracemalloc.get_traced_memory()[1]
+        tracemalloc.stop()
+        copy_ms, _ = reference_copy("")
+        print(f"\nverify_chain: {report.summary} {seconds:.1f} s (x {seconds * 1000 / copy_ms:.1f} the COPY of the "
+              f"rows; tracemalloc peak {peak / 2**20:.1f} MB; under tracemalloc, which slows it)")
     load = os.getloadavg()
     print(f"\nload average {load[0]:.1f} / {load[1]:.1f} / {load[2]:.1f} on {os.cpu_count()} CPUs")
 
