@@ -40,10 +40,18 @@ def kind_label(target_type: str) -> str:
     return (target_type.rpartition(".")[2] or target_type).replace("_", " ").capitalize()
 
 
+# The kinds of object people change (the object-kind filter offers these).
+_KIND_APPS = ("accounts", "backups", "notify", "xenpools")
+_KIND_EXTRA = ("auth.user", "auth.group")
+_KIND_SKIP = ("accounts.loginfailure", "notify.condition", "notify.delivery", "notify.deliveryattempt",
+              "notify.event")
+
+
 def kind_choices() -> list[tuple[str, str]]:
-    """(target_type, label) of every model, for the object-kind filter."""
-    choices = {f"{m._meta.app_label}.{m._meta.model_name}": kind_label(f"{m._meta.app_label}.{m._meta.model_name}")
-               for m in apps.get_models() if m._meta.app_label not in ("contenttypes", "sessions", "admin")}
+    """(target_type, label) of the console's own models, for the object-kind filter."""
+    types = [f"{m._meta.app_label}.{m._meta.model_name}" for m in apps.get_models()]
+    choices = {t: kind_label(t) for t in types
+               if (t.split(".")[0] in _KIND_APPS or t in _KIND_EXTRA) and t not in _KIND_SKIP}
     return sorted(choices.items(), key=lambda item: item[1].lower())
 
 

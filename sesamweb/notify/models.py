@@ -67,6 +67,7 @@ class Channel(models.Model):
 
     class Meta:
         ordering = ["name"]
+        verbose_name = "notification channel"
 
     def __str__(self):
         return self.name
@@ -113,6 +114,7 @@ class Rule(models.Model):
 
     class Meta:
         ordering = ["name", "pk"]
+        verbose_name = "notification rule"
 
     def __str__(self):
         return self.name
