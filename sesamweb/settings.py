@@ -274,6 +274,9 @@ SESAM_SYSLOG_TIMEOUT = float(os.environ.get("SESAM_SYSLOG_TIMEOUT", 2))  # secon
 SESAM_AUDIT_CHECKPOINT_EVERY = int(os.environ.get("SESAM_AUDIT_CHECKPOINT_EVERY", 100))
 SESAM_AUDIT_CHECKPOINT_MINUTES = float(os.environ.get("SESAM_AUDIT_CHECKPOINT_MINUTES", 60))
 SESAM_AUDIT_CHECKPOINT_DIR = Path(os.environ.get("SESAM_AUDIT_CHECKPOINT_DIR", DATA_DIR))
+# "Verify chain" on the audit page checks up to this many events in the request; a longer
+# log is checked by a worker that records the result in the log (sesamweb/audit/verification.py).
+SESAM_AUDIT_VERIFY_INLINE_MAX = int(os.environ.get("SESAM_AUDIT_VERIFY_INLINE_MAX", 100_000))
 
 # --- notifications (sesamweb/notify, README "Notifications") -----------------------------
 # Links in messages point here (the address people open the console at).

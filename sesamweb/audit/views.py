@@ -1,4 +1,5 @@
-from django.shortcuts import get_object_or_404, render
+from django.contrib import messages
+from django.shortcuts import get_object_or_404, redirect, render
 from django.views import View
 
 from sesamweb.accounts.permissions import CapabilityRequiredMixin
@@ -12,6 +13,7 @@ from .log import record_event
 from .models import AuditEvent
 from .objects import describe
 from .paging import cursor, seek_page
+from .verification import checks_inline, latest_verification, log_length, queue_verification
 
 
 def _filtered(request):
@@ -34,6 +36,7 @@ class AuditEventListView(CapabilityRequiredMixin, View):
             query.pop(key, None)
         return render(request, "audit/event_list.html", {
             "filter": filterset, "page": page, "query": query.urlencode(), "chain_report": chain_report,
+            "last_verification": None if chain_report else latest_verification(),
         })
 
 
@@ -47,10 +50,16 @@ class AuditEventDetailView(CapabilityRequiredMixin, View):
 
 
 class VerifyChainView(AuditEventListView):
-    """POST: check the whole chain now and show the result above the list."""
+    """POST: check the whole chain now and show the result above the list; a long log is
+    checked by a worker, which records the result in the log (verification.py)."""
 
     def post(self, request):
-        return self.get(request, chain_report=verify_chain())
+        if checks_inline():
+            return self.get(request, chain_report=verify_chain())
+        queue_verification(request.user)
+        messages.info(request, f"Checking the chain of {log_length():,} events on a worker: the result will be "
+                               "recorded in the log as \"Audit chain verified\" and shown here.")
+        return redirect("audit:event_list")
 
 
 class AuditExportView(CapabilityRequiredMixin, View):
