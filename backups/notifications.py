@@ -284,8 +284,11 @@ def device_server_down(*, name: str, site: str, last_heartbeat, url: str) -> Non
     last heartbeat (a datetime, or None when it never sent one) and its page's URL."""
     from sesamweb.notify import conditions
 
+    from django.utils import timezone
+
     last = last_heartbeat.isoformat() if last_heartbeat is not None else ""
-    since = f"no heartbeat since {last_heartbeat:%Y-%m-%d %H:%M %Z}".rstrip() if last_heartbeat else "never heard from"
+    since = (f"no heartbeat since {timezone.localtime(last_heartbeat):%Y-%m-%d %H:%M %Z}".rstrip()
+             if last_heartbeat else "never heard from")
     where = f" at {site}" if site else ""
     conditions.begin(f"device_server:{name}:down", "device_server.down", "critical",
                      title=f"Device server {name}{where} is down: {since}",
