@@ -2,8 +2,6 @@
 events is checked in the request and the report shown at once; a longer one (a million events
 take about a minute) is checked by a worker, which records the outcome in the log itself
 ("Audit chain verified", success or failure, with the breaks), where the page shows it."""
-import logging
-
 from django.conf import settings
 
 from .chain import verify_chain
@@ -11,7 +9,6 @@ from .choices import AuditAction, AuditOutcome
 from .log import acting_as, record_event
 from .models import AuditEvent
 
-logger = logging.getLogger(__name__)
 _LISTED_BREAKS = 200
 
 
