@@ -41,6 +41,9 @@ def configure(workdir, database_url):
     os.environ["SESAM_AUDIT_CHECKPOINT_DIR"] = workdir
     os.environ["DJANGO_SETTINGS_MODULE"] = "sesamweb.settings"
     os.environ["DATABASE_URL"] = database_url
+    # A fixed chain key: the rows of an earlier run (--reuse) must verify under this run's key
+    # (else it is derived from a secret generated into this run's temporary data directory).
+    os.environ["SESAM_AUDIT_KEY"] = "bench-audit-scale-not-a-secret"
     os.environ.pop("REDIS_URL", None)
     os.environ.pop("SESAM_SYSLOG_ADDRESS", None)
     import django
@@ -221,6 +224,20 @@ def explain(sql_params):
         return [row[0] for row in cursor.fetchall()]
 
 
+def measure_verify():
+    from sesamweb.audit.chain import verify_chain
+
+    with RssSampler() as rss:
+        start, start_cpu = time.perf_counter(), time.process_time()
+        report = verify_chain()
+        seconds, cpu = time.perf_counter() - start, time.process_time() - start_cpu
+    copy_ms, _ = reference_copy("")
+    print(f"\nverify_chain: {report.summary.split(',')[0]}: {seconds:.0f} s wall, {cpu:.0f} s CPU "
+          f"(x {seconds * 1000 / copy_ms:.0f} the COPY of the rows; peak RSS growth {(rss.peak - rss.base) / 2**20:.1f} MB)")
+    load = os.getloadavg()
+    print(f"load average {load[0]:.1f} / {load[1]:.1f} / {load[2]:.1f} on {os.cpu_count()} CPUs")
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--events", type=int, default=1_000_000)
@@ -228,6 +245,7 @@ def main():
     parser.add_argument("--database-url", default="postgres://postgres@127.0.0.1:5432/audit")
     parser.add_argument("--reuse", action="store_true", help="keep the events already there (same --events)")
     parser.add_argument("--verify", action="store_true", help="also time verify_chain over every event")
+    parser.add_argument("--verify-only", action="store_true", help="fill if needed, then only time verify_chain")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="audit-scale-") as workdir:
         run(args, workdir)
@@ -266,6 +284,8 @@ def run(args, workdir):
     top = AuditEvent.objects.order_by("-sequence").values_list("sequence", flat=True).first()
     count_ms = reference_count(args.repeat)
     print(f"PostgreSQL: {total:,} audit events; reference SELECT count(*) = {count_ms:.1f} ms (median)\n")
+    if args.verify_only:
+        return measure_verify()
 
     from datetime import timedelta
 
@@ -327,15 +347,7 @@ def run(args, workdir):
         print(f"{name:<36} {len(timings):>7}  {len(row_queries):>10}  {wall / 1000:>6.1f}  {size / 2**20:>6.0f}  "
               f"{ratio:>6}  {rss_growth / 2**20:>18.1f}  {traced / 2**20:>19.1f}")
     if args.verify:
-        from sesamweb.audit.chain import verify_chain
-
-        with RssSampler() as rss:
-            start, start_cpu = time.perf_counter(), time.process_time()
-            report = verify_chain()
-            seconds, cpu = time.perf_counter() - start, time.process_time() - start_cpu
-        copy_ms, _ = reference_copy("")
-        print(f"\nverify_chain: {report.summary.split(',')[0]}: {seconds:.0f} s wall, {cpu:.0f} s CPU "
-              f"(x {seconds * 1000 / copy_ms:.0f} the COPY of the rows; peak RSS growth {(rss.peak - rss.base) / 2**20:.1f} MB)")
+        measure_verify()
     load = os.getloadavg()
     print(f"\nload average {load[0]:.1f} / {load[1]:.1f} / {load[2]:.1f} on {os.cpu_count()} CPUs")
 
