@@ -188,3 +188,118 @@ def rpo_missed(now=None):
                     objects={"vm": {"id": state.vm_id, "name": state.vm_name, "uuid": state.vm_uuid}, "jobs": jobs},
                     details={"last_good_at": state.last_good_at.isoformat(), "jobs": [job["name"] for job in jobs],
                              "rpo_hours": state.rpo.total_seconds() / 3600})
+
+
+# --- lasting states: reported once per crossing (sesamweb/notify/conditions.py) ----------
+
+def _space(store):
+    """(total, free) bytes of a local store's file system, None when unknown (S3)."""
+    import shutil
+
+    from .choices import StoreKind
+
+    if store.kind != StoreKind.LOCAL or not store.path:
+        return None
+    usage = shutil.disk_usage(store.path)
+    return usage.total, usage.free
+
+
+def _unreachable_reason(store) -> str:
+    """Why the store cannot be used now ("" when it can): its store.json must be readable
+    where it should be (a share that is not mounted shows an empty directory or none)."""
+    from .repository.store import STORE_FILE
+    from .stores import backend_for
+
+    try:
+        if backend_for(store).exists(STORE_FILE):
+            return ""
+        return f"{STORE_FILE} is not at {store.location} (is the share mounted?)"
+    except Exception as exc:  # noqa: BLE001 - whatever the medium says is the reason
+        return str(exc) or f"{store.location}: {exc.__class__.__name__}"
+
+
+@never_fails
+def store_unreachable(store, error: str) -> None:
+    """The store could not be reached (by the watchdog's check, or by a backup or job that
+    needed it): reported once until it is reachable again."""
+    from sesamweb.notify import conditions
+
+    conditions.begin(f"store:{store.pk}:unreachable", "store.unreachable", "critical",
+                     title=f"Data store {store.name} unreachable: {error}",
+                     objects={"store": _named(store)}, details={"error": error, "location": store.location})
+
+
+def check_store(store) -> str:
+    """Reachable? Nearly full? Each reported when it begins (and again after it ended);
+    returns the store's state in words."""
+    from django.conf import settings
+
+    from sesamweb.notify import conditions
+
+    key = f"store:{store.pk}"
+    error = _unreachable_reason(store)
+    if error:
+        store_unreachable(store, error)
+        return f"unreachable: {error}"
+    conditions.end(f"{key}:unreachable")
+    space = _space(store)
+    if space is None or not space[0]:
+        return "reachable"
+    total, free = space
+    used = 100.0 * (total - free) / total
+    threshold = settings.SESAM_STORE_NEARLY_FULL_PERCENT
+    if used >= threshold:
+        conditions.begin(f"{key}:nearly_full", "store.nearly_full", "warning",
+                         title=f"Data store {store.name} is {used:.0f}% full ({_gib(free)} free, warning at "
+                               f"{threshold:.0f}%)",
+                         objects={"store": _named(store)},
+                         details={"used_percent": round(used, 1), "free_bytes": free, "total_bytes": total,
+                                  "threshold_percent": threshold, "location": store.location})
+    elif used < threshold - settings.SESAM_STORE_NEARLY_FULL_HYSTERESIS:
+        conditions.end(f"{key}:nearly_full")   # re-armed only well below: no report at every byte
+    return f"{used:.0f}% full"
+
+
+def _gib(size) -> str:
+    return f"{size / 2**30:.1f} GiB"
+
+
+@never_fails
+def check_stores(cluster: str = "") -> None:
+    """The watchdog's check of the data stores its cluster can see (a device server's stores
+    are local to it: checked there)."""
+    from .models import DataStore
+
+    for store in DataStore.objects.filter(cluster=cluster):
+        try:
+            check_store(store)
+        except Exception:  # noqa: BLE001 - one store's problem does not hide the others'
+            logger.exception("could not check data store %s", store)
+
+
+@never_fails
+def device_server_down(*, name: str, site: str, last_heartbeat, url: str) -> None:
+    """A device server stopped sending heartbeats: reported once until device_server_up.
+    Plain values (the caller owns the DeviceServer model): its name, site, the time of its
+    last heartbeat (a datetime, or None when it never sent one) and its page's URL."""
+    from sesamweb.notify import conditions
+
+    from django.utils import timezone
+
+    last = last_heartbeat.isoformat() if last_heartbeat is not None else ""
+    since = (f"no heartbeat since {timezone.localtime(last_heartbeat):%Y-%m-%d %H:%M %Z}".rstrip()
+             if last_heartbeat else "never heard from")
+    where = f" at {site}" if site else ""
+    conditions.begin(f"device_server:{name}:down", "device_server.down", "critical",
+                     title=f"Device server {name}{where} is down: {since}",
+                     objects={"device_server": {"id": name, "name": name, "url": url, "site": site}},
+                     details={"error": f"device server {name}{where}: {since}; backups to its data stores "
+                                       "cannot run", "last_heartbeat": last, "site": site})
+
+
+@never_fails
+def device_server_up(*, name: str) -> None:
+    """The device server is back: the next time it goes down is reported again."""
+    from sesamweb.notify import conditions
+
+    conditions.end(f"device_server:{name}:down")

@@ -282,13 +282,20 @@ EMAIL_HOST_USER = os.environ.get("EMAIL_HOST_USER", "")
 EMAIL_HOST_PASSWORD = os.environ.get("EMAIL_HOST_PASSWORD", "")
 EMAIL_USE_TLS = _env_bool("EMAIL_USE_TLS", False)
 DEFAULT_FROM_EMAIL = os.environ.get("DEFAULT_FROM_EMAIL", "sesamweb@localhost")
-SESAM_SYSLOG_ADDRESS = os.environ.get("SESAM_SYSLOG_ADDRESS", "")  # host:port (UDP)
+# Audit events and checkpoints to syslog (sesamweb/audit/syslog.py): host:port, udp/tcp/tls.
+SESAM_SYSLOG_ADDRESS = os.environ.get("SESAM_SYSLOG_ADDRESS", "")
+SESAM_SYSLOG_PROTOCOL = os.environ.get("SESAM_SYSLOG_PROTOCOL", "udp").lower()
+SESAM_SYSLOG_CA_FILE = os.environ.get("SESAM_SYSLOG_CA_FILE", "")  # tls: the collector's CA (PEM)
+SESAM_SYSLOG_TIMEOUT = float(os.environ.get("SESAM_SYSLOG_TIMEOUT", 2))  # seconds; a slow collector is logged
 # Signed checkpoints of the audit chain's head, written outside the database (the data
 # directory, each local data store, syslog) after every N events or when the last one is
 # older than M minutes: what shows that the newest rows were deleted.
 SESAM_AUDIT_CHECKPOINT_EVERY = int(os.environ.get("SESAM_AUDIT_CHECKPOINT_EVERY", 100))
 SESAM_AUDIT_CHECKPOINT_MINUTES = float(os.environ.get("SESAM_AUDIT_CHECKPOINT_MINUTES", 60))
 SESAM_AUDIT_CHECKPOINT_DIR = Path(os.environ.get("SESAM_AUDIT_CHECKPOINT_DIR", DATA_DIR))
+# "Verify chain" on the audit page checks up to this many events in the request; a longer
+# log is checked by a worker that records the result in the log (sesamweb/audit/verification.py).
+SESAM_AUDIT_VERIFY_INLINE_MAX = int(os.environ.get("SESAM_AUDIT_VERIFY_INLINE_MAX", 100_000))
 
 # --- notifications (sesamweb/notify, README "Notifications") -----------------------------
 # Links in messages point here (the address people open the console at).
@@ -302,6 +309,10 @@ SESAM_NOTIFY_LEASE_SECONDS = int(os.environ.get("SESAM_NOTIFY_LEASE_SECONDS", 30
 SESAM_NOTIFY_FAILING_AFTER = int(os.environ.get("SESAM_NOTIFY_FAILING_AFTER", 3))  # failures in a row
 SESAM_NOTIFY_DIGEST_HOUR = int(os.environ.get("SESAM_NOTIFY_DIGEST_HOUR", 7))      # local time
 SESAM_NOTIFY_KEEP_DAYS = int(os.environ.get("SESAM_NOTIFY_KEEP_DAYS", 90))         # events and deliveries
+# store.nearly_full: reported once when a local store's file system is this full, again only
+# after it went below (percent - hysteresis).
+SESAM_STORE_NEARLY_FULL_PERCENT = float(os.environ.get("SESAM_STORE_NEARLY_FULL_PERCENT", 90))
+SESAM_STORE_NEARLY_FULL_HYSTERESIS = float(os.environ.get("SESAM_STORE_NEARLY_FULL_HYSTERESIS", 5))
 
 LOGGING = {
     "version": 1,

@@ -16,6 +16,7 @@ from django.utils import timezone
 from sesamweb.audit.choices import AuditAction, AuditOutcome
 from sesamweb.audit.log import model_snapshot, record_event
 
+from ..notifications import device_server_up
 from .models import DeviceSecret, DeviceServer, RegistrationToken
 from .sealing import parse_public_key
 
@@ -115,4 +116,8 @@ def heartbeat(name: str, *, version: str = "", load: dict | None = None, address
         fields["version"] = version[:40]
     if address:
         fields["address"] = address[:200]
-    return bool(DeviceServer.objects.filter(name=name, revoked_at=None).update(**fields))
+    was_down = DeviceServer.objects.filter(name=name, revoked_at=None).exclude(down_since=None).exists()
+    alive = bool(DeviceServer.objects.filter(name=name, revoked_at=None).update(**fields))
+    if alive and was_down:
+        device_server_up(name=name)        # its next outage is reported again
+    return alive

@@ -18,6 +18,7 @@ from sesamweb.audit.choices import AuditAction, AuditOutcome
 from sesamweb.audit.log import record_event
 
 from ..choices import RunStatus
+from ..notifications import device_server_down
 from .models import DeviceServer
 from .sealing import is_device_server_process, share_pool_secret, share_store_secrets
 
@@ -137,12 +138,8 @@ def note_down(server: DeviceServer, now=None) -> bool:
     record_event(AuditAction.UPDATE, target=server, outcome=AuditOutcome.FAILURE,
                  message=f"{down_reason(server)}; its stores' backups wait up to "
                          f"{_span(timedelta(seconds=settings.SESAM_DEVICE_WAIT_SECONDS))}")
-    # NOTIFICATION HOOK (for the integrator): another branch adds
-    #   backups.notifications.device_server_down(*, name, site, last_heartbeat, url)
-    # Call it here, once per outage, e.g.:
-    #   from ..notifications import device_server_down
-    #   device_server_down(name=server.name, site=server.site, last_heartbeat=server.last_heartbeat,
-    #                      url=server.get_absolute_url())
+    device_server_down(name=server.name, site=server.site, last_heartbeat=server.last_heartbeat,
+                       url=server.get_absolute_url())
     return True
 
 

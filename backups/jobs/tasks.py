@@ -11,7 +11,7 @@ from ..choices import RunStatus, Trigger
 from ..devices.routing import check_device_servers
 from ..engine.backup import cleanup_leftovers, fail_abandoned_backups, finish_run_if_done
 from ..models import BackupJob, BackupRun, JobSchedule
-from ..notifications import rpo_missed
+from ..notifications import check_stores, rpo_missed
 from .runs import JobRunError, dispatch, dispatch_waiting, finish_job_run, start_job_run
 from .schedules import WATCHDOG_TASK, rearm  # noqa: F401 - WATCHDOG_TASK was defined here
 
@@ -73,6 +73,7 @@ def job_watchdog(local_only: bool = False) -> str:
             finish_job_run(run)
     check_device_servers()  # device servers that went down; their queued VMs fail after the wait
     rpo_missed()            # VMs that just missed their RPO are reported (once per lapse)
+    check_stores()          # data stores unreachable or nearly full are reported (once per crossing)
     return f"{len(failed)} abandoned backup(s) failed, {cleaned} leftover(s) removed, {moved} VM(s) dispatched"
 
 

@@ -1,20 +1,24 @@
-"""Forwarding audit events to a syslog collector (RFC 5424 over UDP).
+"""Forwarding audit events (and signed checkpoints of the chain's head) to a syslog
+collector: RFC 5424 with structured data, over UDP, TCP or TLS.
 
-Set SESAM_SYSLOG_ADDRESS=host:port (or [v6addr]:port). Each event is one datagram, sent
-after its transaction commits; a collector that is down never blocks or fails a change.
-Signed checkpoints of the chain's head (checkpoints.py) go the same way: the collector is
-the witness outside the console that shows when the newest rows were deleted.
+    SESAM_SYSLOG_ADDRESS=host:port (or [v6addr]:port)
+    SESAM_SYSLOG_PROTOCOL=udp | tcp | tls          (tcp and tls: RFC 6587 octet counting)
+    SESAM_SYSLOG_CA_FILE=/path/ca.pem              (tls: the collector's CA; else the system's)
+
+The line and the sending are the notification syslog channel's (sesamweb/notify/
+syslog_format.py, transports.send_syslog). Each event is sent after its transaction commits,
+with a short time-out (SESAM_SYSLOG_TIMEOUT): a collector that is down never fails a change,
+it is logged. The collector is the witness outside the console that shows when the newest
+rows were deleted (checkpoints.py); backup run results reach syslog through a notification
+syslog channel with a rule for the run events.
 """
 import logging
-import os
-import socket
 
 from django.conf import settings
 
 logger = logging.getLogger(__name__)
 _FACILITY_AUDIT = 13  # "log audit"
 _SEVERITY = {"success": 5, "failure": 4, "denied": 4}  # notice / warning
-_ENTERPRISE_ID = 32473  # the documentation example number of RFC 5612
 
 
 def parse_address(address: str) -> tuple[str, int]:
@@ -24,52 +28,57 @@ def parse_address(address: str) -> tuple[str, int]:
     return host.strip("[]"), int(port)
 
 
-def _sd_escape(value) -> str:
-    return str(value).replace("\\", "\\\\").replace('"', '\\"').replace("]", "\\]")
-
-
 def format_rfc5424(event) -> bytes:
-    priority = _FACILITY_AUDIT * 8 + _SEVERITY.get(event.outcome, 5)
+    from sesamweb.notify.syslog_format import ENTERPRISE_ID, rfc5424_line
+
     params = {
         "seq": event.sequence,
         "actor": event.actor_username or "-",
         "source": event.source or "-",
+        "action": event.action,
         "outcome": event.outcome,
         "target": f"{event.target_type}:{event.target_id}" if event.target_type else "-",
+        "target_name": event.target_repr or "-",
         "hash": event.hash,
     }
-    data = "[audit@%d %s]" % (_ENTERPRISE_ID, " ".join(f'{k}="{_sd_escape(v)}"' for k, v in params.items()))
-    # One event, one line: collectors split on newlines.
-    text = " ".join((event.message or event.target_repr or event.action).split())
-    header = "<%d>1 %s %s sesamweb %d %s" % (
-        priority,
-        event.created.isoformat(timespec="microseconds").replace("+00:00", "Z"),
-        socket.gethostname() or "-",
-        os.getpid(),
-        event.action[:32] or "-",
-    )
-    return f"{header} {data} {text}".encode("utf-8")
+    return rfc5424_line(facility=_FACILITY_AUDIT, severity=_SEVERITY.get(event.outcome, 5),
+                        timestamp=event.created.isoformat(timespec="microseconds"), app_name="sesamweb",
+                        msgid=event.action[:32] or "-", sd_id=f"audit@{ENTERPRISE_ID}", params=params,
+                        text=event.message or event.target_repr or event.action)
 
 
 def format_checkpoint(checkpoint) -> bytes:
+    from sesamweb.notify.syslog_format import ENTERPRISE_ID, rfc5424_line
+
     params = {"id": checkpoint.last_id, "seq": checkpoint.last_sequence, "hash": checkpoint.last_hash,
               "count": checkpoint.count, "time": checkpoint.time, "mac": checkpoint.mac}
-    data = "[auditCheckpoint@%d %s]" % (_ENTERPRISE_ID, " ".join(f'{k}="{_sd_escape(v)}"' for k, v in params.items()))
-    header = "<%d>1 %s %s sesamweb %d audit_checkpoint" % (
-        _FACILITY_AUDIT * 8 + 5, checkpoint.time.replace("+00:00", "Z"), socket.gethostname() or "-", os.getpid())
-    return f"{header} {data} Audit chain checkpoint: {checkpoint.count} events up to #{checkpoint.last_sequence}".encode()
+    return rfc5424_line(facility=_FACILITY_AUDIT, severity=5, timestamp=checkpoint.time, app_name="sesamweb",
+                        msgid="audit_checkpoint", sd_id=f"auditCheckpoint@{ENTERPRISE_ID}", params=params,
+                        text=f"Audit chain checkpoint: {checkpoint.count} events up to #{checkpoint.last_sequence}")
 
 
-def _send(datagram: bytes, what: str) -> None:
+def _ca_pem() -> str:
+    path = getattr(settings, "SESAM_SYSLOG_CA_FILE", "")
+    if not path:
+        return ""
+    with open(path, encoding="ascii") as pem:
+        return pem.read()
+
+
+def _send(line: bytes, what: str) -> None:
+    from sesamweb.notify.transports import TransportError, send_syslog
+
     address = getattr(settings, "SESAM_SYSLOG_ADDRESS", "")
     if not address:
         return
     try:
         host, port = parse_address(address)
-        family = socket.AF_INET6 if ":" in host else socket.AF_INET
-        with socket.socket(family, socket.SOCK_DGRAM) as sock:
-            sock.sendto(datagram, (host, port))
-    except (OSError, ValueError) as exc:
+        protocol = getattr(settings, "SESAM_SYSLOG_PROTOCOL", "udp") or "udp"
+        if protocol not in ("udp", "tcp", "tls"):
+            raise ValueError(f"SESAM_SYSLOG_PROTOCOL must be udp, tcp or tls, not {protocol!r}")
+        send_syslog(line, host=host, port=port, protocol=protocol,
+                    timeout=getattr(settings, "SESAM_SYSLOG_TIMEOUT", 2.0), ca_pem=_ca_pem())
+    except (TransportError, OSError, ValueError) as exc:
         logger.warning("Could not forward %s to syslog %s: %s", what, address, exc)
 
 

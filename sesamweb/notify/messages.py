@@ -9,8 +9,10 @@ from django.utils import timezone
 from .choices import Severity
 
 # The order objects are named in, most general first.
-OBJECT_LABELS = (("pool", "Pool"), ("host", "Host"), ("job", "Job"), ("store", "Data store"),
-                 ("run", "Run"), ("user", "User"), ("target", "Object"))
+OBJECT_LABELS = (("pool", "Pool"), ("host", "Host"), ("device_server", "Device server"), ("job", "Job"),
+                 ("store", "Data store"), ("run", "Run"), ("user", "User"), ("target", "Object"))
+# The page a message links to: the run when there is one, else the object it is about.
+LINK_KEYS = ("run", "target", "device_server", "store", "pool")
 SMS_LIMIT = 160
 
 
@@ -102,8 +104,9 @@ def build_message(event, delivery_id=None) -> Message:
         value = objects.get(key)
         if isinstance(value, dict) and value.get("name"):
             named.append((label, value["name"], absolute_url(value.get("url", ""))))
-    run = objects.get("run") or objects.get("target") or {}
-    link = absolute_url(run.get("url", "")) if isinstance(run, dict) else ""
+    linked = next((objects[key] for key in LINK_KEYS if isinstance(objects.get(key), dict)
+                   and objects[key].get("url")), {})
+    link = absolute_url(linked.get("url", ""))
     created = timezone.localtime(event.created)
     message = Message(event_id=event.pk, name=event.name, severity=event.severity, title=event.title,
                       created=event.created.isoformat(), objects=objects, details=event.details or {},

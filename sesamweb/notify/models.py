@@ -67,6 +67,7 @@ class Channel(models.Model):
 
     class Meta:
         ordering = ["name"]
+        verbose_name = "notification channel"
 
     def __str__(self):
         return self.name
@@ -113,6 +114,7 @@ class Rule(models.Model):
 
     class Meta:
         ordering = ["name", "pk"]
+        verbose_name = "notification rule"
 
     def __str__(self):
         return self.name
@@ -196,3 +198,18 @@ class DeliveryAttempt(models.Model):
 
     class Meta:
         ordering = ["delivery", "number"]
+
+
+class Condition(models.Model):
+    """A lasting state (a data store unreachable or nearly full, a device server down) that
+    is reported once when it begins and again only after it has ended: the watchdog checks
+    every minute, the people hear once per crossing (conditions.py)."""
+
+    key = models.CharField(max_length=200, unique=True)  # e.g. "store:3:nearly_full"
+    active = models.BooleanField(default=False)
+    since = models.DateTimeField(null=True, blank=True)  # when the current (or last) lapse began
+    ended = models.DateTimeField(null=True, blank=True)
+    detail = models.TextField(blank=True)
+
+    def __str__(self):
+        return f"{self.key} ({'active' if self.active else 'clear'})"

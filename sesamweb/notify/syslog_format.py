@@ -1,4 +1,6 @@
-"""RFC 5424 lines for notification events: header, structured data, one-line message."""
+"""RFC 5424 lines: the header, structured data and one-line message shared by the
+notification syslog channel (format_rfc5424 of a Message) and the audit log's forwarding
+(sesamweb/audit/syslog.py: each audit event and chain checkpoint)."""
 import os
 import socket
 
@@ -18,9 +20,21 @@ def _printable(text: str, limit: int) -> str:
     return cleaned[:limit] or "-"
 
 
+def rfc5424_line(*, facility: int, severity: int, timestamp: str, app_name: str, msgid: str, sd_id: str,
+                 params: dict, text: str) -> bytes:
+    """One RFC 5424 message: <PRI>1 TIMESTAMP HOSTNAME APP PROCID MSGID [SD] MSG, the message
+    on one line (collectors split on newlines), timestamps in UTC with "Z"."""
+    data = "[%s %s]" % (sd_id, " ".join(f'{_printable(k, 32)}="{sd_escape(v)}"' for k, v in params.items()))
+    header = "<%d>1 %s %s %s %d %s" % (
+        facility * 8 + severity, timestamp.replace("+00:00", "Z"), _printable(socket.gethostname(), 255),
+        _printable(app_name, 48), os.getpid(), _printable(msgid, 32),
+    )
+    return f"{header} {data} {' '.join(text.split())}".encode("utf-8")
+
+
 def structured_params(message) -> dict:
     params = {"event": message.name, "severity": message.severity, "event_id": message.event_id}
-    for key in ("pool", "host", "job", "store", "run"):
+    for key in ("pool", "host", "device_server", "job", "store", "run"):
         value = message.objects.get(key)
         if isinstance(value, dict) and value.get("name"):
             params[key] = value["name"]
@@ -36,11 +50,6 @@ def structured_params(message) -> dict:
 
 
 def format_rfc5424(message, *, facility: int, app_name: str) -> bytes:
-    priority = facility * 8 + _SYSLOG_SEVERITY.get(message.severity, 5)
-    data = "[%s %s]" % (SD_ID, " ".join(f'{k}="{sd_escape(v)}"' for k, v in structured_params(message).items()))
-    header = "<%d>1 %s %s %s %d %s" % (
-        priority, message.created.replace("+00:00", "Z"), _printable(socket.gethostname(), 255),
-        _printable(app_name, 48), os.getpid(), _printable(message.name, 32),
-    )
-    text = " ".join(message.title.split())  # one event, one line
-    return f"{header} {data} {text}".encode("utf-8")
+    return rfc5424_line(facility=facility, severity=_SYSLOG_SEVERITY.get(message.severity, 5),
+                        timestamp=message.created, app_name=app_name, msgid=message.name, sd_id=SD_ID,
+                        params=structured_params(message), text=message.title)

@@ -206,39 +206,47 @@ def _smtp_text(error) -> str:
     return error.decode(errors="replace") if isinstance(error, bytes) else str(error)
 
 
+def tls_context(ca_pem: str = "", verify: bool = True) -> ssl.SSLContext:
+    context = ssl.create_default_context(cadata=ca_pem or None)
+    if not verify:
+        context.check_hostname = False
+        context.verify_mode = ssl.CERT_NONE
+    return context
+
+
+def send_syslog(line: bytes, *, host: str, port: int, protocol: str, timeout: float, ca_pem: str = "",
+                verify_tls: bool = True) -> None:
+    """One RFC 5424 line to a collector: a UDP datagram, or over TCP / TLS with RFC 6587
+    octet counting. Raises TransportError (a certificate that is not trusted: permanent)."""
+    try:
+        if protocol == SyslogProtocol.UDP:
+            family = socket.AF_INET6 if ":" in host else socket.AF_INET
+            with socket.socket(family, socket.SOCK_DGRAM) as sock:
+                sock.sendto(line, (host, port))
+            return
+        framed = str(len(line)).encode() + b" " + line
+        with socket.create_connection((host, port), timeout=timeout) as raw:
+            if protocol == SyslogProtocol.TLS:
+                with tls_context(ca_pem, verify_tls).wrap_socket(raw, server_hostname=host) as sock:
+                    sock.sendall(framed)
+            else:
+                raw.sendall(framed)
+    except ssl.SSLCertVerificationError as exc:
+        raise TransportError(f"the syslog server's certificate is not trusted: {exc.verify_message}",
+                             permanent=True) from exc
+    except (OSError, ssl.SSLError) as exc:
+        raise TransportError(f"could not send to syslog {host}:{port} over {protocol}: {exc}") from exc
+
+
 class SyslogTransport(Transport):
     """RFC 5424 messages over UDP (one datagram), TCP or TLS (RFC 6587 octet counting)."""
-
-    def tls_context(self):
-        context = ssl.create_default_context(cadata=self.config.get("ca_pem") or None)
-        if not self.config.get("verify_tls", True):
-            context.check_hostname = False
-            context.verify_mode = ssl.CERT_NONE
-        return context
 
     def send(self, message):
         facility = SYSLOG_FACILITIES.get(self.config.get("facility") or "user", 1)
         line = format_rfc5424(message, facility=facility, app_name=self.config.get("app_name") or "sesamweb")
-        host, port = self.config["host"], int(self.config.get("port") or 514)
-        protocol = self.config.get("protocol") or SyslogProtocol.UDP
-        try:
-            if protocol == SyslogProtocol.UDP:
-                family = socket.AF_INET6 if ":" in host else socket.AF_INET
-                with socket.socket(family, socket.SOCK_DGRAM) as sock:
-                    sock.sendto(line, (host, port))
-                return
-            framed = str(len(line)).encode() + b" " + line
-            with socket.create_connection((host, port), timeout=self.timeout) as raw:
-                if protocol == SyslogProtocol.TLS:
-                    with self.tls_context().wrap_socket(raw, server_hostname=host) as sock:
-                        sock.sendall(framed)
-                else:
-                    raw.sendall(framed)
-        except ssl.SSLCertVerificationError as exc:
-            raise TransportError(f"the syslog server's certificate is not trusted: {exc.verify_message}",
-                                 permanent=True) from exc
-        except (OSError, ssl.SSLError) as exc:
-            raise TransportError(f"could not send to syslog {host}:{port} over {protocol}: {exc}") from exc
+        send_syslog(line, host=self.config["host"], port=int(self.config.get("port") or 514),
+                    protocol=self.config.get("protocol") or SyslogProtocol.UDP, timeout=self.timeout,
+                    ca_pem=self.config.get("ca_pem") or "", verify_tls=self.config.get("verify_tls", True))
 
 
 TRANSPORTS = {

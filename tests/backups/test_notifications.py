@@ -68,20 +68,30 @@ def test_a_job_run_with_a_failed_vm_sends_an_email_naming_everything(make_job, v
 
 
 def test_a_report_is_sent_when_only_one_vm_of_five_failed(store, pool):
-    channel = channel_to("webhook", ["run.failed", "run.succeeded"], url="http://127.0.0.1:9/")
-    run = BackupRun.objects.create(trigger=Trigger.SCHEDULE, status=RunStatus.RUNNING)
-    for n in range(1, 6):
-        VmBackup.objects.create(run=run, pool=pool, vm_uuid=f"uuid-{n}", vm_name=f"vm-{n}", store=store,
-                                method=BackupMethod.NORMAL, kind="incremental",
-                                status=RunStatus.FAILED if n == 3 else RunStatus.SUCCESS,
-                                error="the pool refused: SR_BACKEND_FAILURE_44" if n == 3 else "")
-    finish_run_if_done(run.pk)
-    event = Event.objects.get(name="run.failed")
-    assert (event.name, event.severity) == ("run.failed", "error")
-    assert event.title == "Backup 5 VMs: 1 of 5 VM(s) failed (pool lab)"
-    assert [vm["status"] for vm in event.about["vms"]] == ["success", "success", "failed", "success", "success"]
-    assert event.details["error"] == "vm-3: the pool refused: SR_BACKEND_FAILURE_44"
-    assert Delivery.objects.get(event=event).channel == channel
+    import json
+
+    from tests.fixtures.receivers import HttpReceiver
+
+    with HttpReceiver() as receiver:
+        channel = channel_to("webhook", ["run.failed", "run.succeeded"], url=receiver.url + "/hook")
+        run = BackupRun.objects.create(trigger=Trigger.SCHEDULE, status=RunStatus.RUNNING)
+        for n in range(1, 6):
+            VmBackup.objects.create(run=run, pool=pool, vm_uuid=f"uuid-{n}", vm_name=f"vm-{n}", store=store,
+                                    method=BackupMethod.NORMAL, kind="incremental",
+                                    status=RunStatus.FAILED if n == 3 else RunStatus.SUCCESS,
+                                    error="the pool refused: SR_BACKEND_FAILURE_44" if n == 3 else "")
+        finish_run_if_done(run.pk)
+        event = Event.objects.get(name="run.failed")
+        assert (event.name, event.severity) == ("run.failed", "error")
+        assert event.title == "Backup 5 VMs: 1 of 5 VM(s) failed (pool lab)"
+        assert [vm["status"] for vm in event.about["vms"]] == ["success", "success", "failed", "success", "success"]
+        assert event.details["error"] == "vm-3: the pool refused: SR_BACKEND_FAILURE_44"
+        assert Delivery.objects.get(event=event).channel == channel
+        send_due()
+        (request,) = wait_for(receiver.ok, message="the partial failure report")
+    body = json.loads(request["body"])
+    assert body["name"] == "run.failed" and body["title"] == event.title
+    assert "vm-3" in body["text"] and "SR_BACKEND_FAILURE_44" in body["text"] and "vm-5" in body["text"]
 
 
 def test_a_store_that_cannot_be_opened_is_reported(vm_named, store, tmp_path):

@@ -37,6 +37,7 @@ WRITE_METHODS = ("post", "put", "patch", "delete")
 ALLOWED_WRITES = {
     ("login", "*", "*"): "signing in counts failures and forgets expired ones (LoginFailure); PUT is POST there",
     ("audit:export", "get", "auditor"): "exporting the audit log is itself recorded in the audit log",
+    ("audit:export_json", "get", "auditor"): "exporting the audit log is itself recorded in the audit log",
     ("logout", "post", "*"): "signing out ends one's own session",
     ("accounts:password_change", "post", "*"): "anyone signed in changes their own password (forced change)",
     ("accounts:token_revoke", "post", "*"): "anyone signed in revokes their own API tokens",

@@ -138,3 +138,19 @@ def test_sending_a_vm_seals_the_pool_password_for_the_device_server(branch, queu
     # The second VM's pool too: the device server sends that one itself, and cannot seal.
     assert set(DeviceSecret.objects.filter(server=server).values_list("context", flat=True)) == {
         "store-key:branch-nas", f"pool:{pool.pk}", f"pool:{later.pk}"}
+
+
+def test_an_outage_is_a_notification_event_once_and_again_after_the_server_came_back(branch, queued, settings):
+    from sesamweb.notify.models import Event
+
+    server, _store = branch
+    settings.SESAM_DEVICE_DOWN_AFTER_SECONDS = 60
+    DeviceServer.objects.filter(pk=server.pk).update(last_heartbeat=timezone.now() - timedelta(minutes=5))
+    job_watchdog()
+    job_watchdog()                                   # still down: not reported again
+    events = Event.objects.filter(name="device_server.down")
+    assert [e.title for e in events] == [events[0].title] and "Device server branch at Hamburg is down" in events[0].title
+    heartbeat(server.name)                           # back
+    DeviceServer.objects.filter(pk=server.pk).update(last_heartbeat=timezone.now() - timedelta(minutes=5))
+    job_watchdog()
+    assert Event.objects.filter(name="device_server.down").count() == 2
