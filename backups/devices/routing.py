@@ -37,6 +37,13 @@ def cluster_for_store(store) -> str:
     return store.cluster or settings.Q_CLUSTER["name"]
 
 
+def schedule_cluster_for_store(store) -> str | None:
+    """The cluster of the store's django-q2 Schedule rows: None for the default one (the rows
+    that only the default cluster fires, whatever it is named), else as cluster_for_store."""
+    cluster = cluster_for_store(store)
+    return None if cluster == settings.Q_CLUSTER["name"] else cluster
+
+
 def enqueue_for_store(store, func: str, *args, pools=(), **kwargs) -> str:
     """async_task on the store's cluster; for a device server's store its secrets (and the
     passwords of `pools`, which the task connects to) are sealed for it first. Returns the

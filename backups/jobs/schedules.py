@@ -21,7 +21,7 @@ from cron_descriptor import Options, get_description
 from croniter import croniter
 from django.utils import timezone
 from django_q.models import Schedule
-from ..devices.routing import cluster_for_store
+from ..devices.routing import schedule_cluster_for_store
 
 RUN_JOB_TASK = "backups.jobs.tasks.run_job"
 WATCHDOG_TASK = "backups.jobs.tasks.job_watchdog"
@@ -154,7 +154,7 @@ def sync_maintenance(maintenance, now: datetime | None = None):
     store = maintenance.store
     fields = dict(
         name=f"store {store.pk} {maintenance.action} {maintenance.pk}", func=MAINTENANCE_TASK,
-        args=repr((maintenance.pk,)), kwargs="", cluster=cluster_for_store(store),
+        args=repr((maintenance.pk,)), kwargs="", cluster=schedule_cluster_for_store(store),
         schedule_type=Schedule.CRON, cron=maintenance.cron, repeats=-1,
         next_run=next_times(maintenance.cron, maintenance.timezone, 1, after=now)[0],
     )
@@ -233,7 +233,7 @@ def follow_store_cluster(sender, instance, raw=False, **kwargs):
     and its maintenance rows fire on the cluster it is served by now."""
     if raw:
         return
-    cluster = cluster_for_store(instance)
+    cluster = schedule_cluster_for_store(instance)
     if cluster:
         ensure_watchdog(cluster)
     rows = instance.maintenance_schedules.exclude(q_schedule=None).values("q_schedule_id")

@@ -7,11 +7,11 @@ data in 256 places. The full export (XVA) carries only the 1 MiB blocks that hol
 stream_vdi.ml skips all-zero blocks), the repository stores no all-zero chunk (a null in the
 manifest) and the restore sends only the blocks with data, so both finish in seconds. The
 backup and the restore run as `manage.py backup` / `manage.py restore` processes, whose peak
-RSS (the kernel's ru_maxrss of the child) is printed, and compared with the same VM at 64 GiB:
+RSS (VmHWM of the process's own memory, read as it exits) is printed, and compared with the
+same VM at 64 GiB:
 it must not grow with the disk's size beyond the manifest's chunk list (one entry per MiB).
 """
 import hashlib
-import os
 import subprocess
 import sys
 from urllib.parse import urlsplit
@@ -31,15 +31,25 @@ SMALL = 64 * GiB
 BLOCK = 64 * 1024
 
 
+# ru_maxrss would not do: the kernel keeps the largest RSS across exec, so a child forked from
+# a pytest process grown to 500 MiB by earlier tests would report that. VmHWM belongs to the
+# memory of the program after exec, and is read just before it exits.
+MEASURED = ("import atexit, runpy, sys\n"
+            "def hwm():\n"
+            "    kib = open('/proc/self/status').read().split('VmHWM:')[1].split()[0]\n"
+            "    print(f'peak-rss-kib {kib}', file=sys.stderr, flush=True)\n"
+            "atexit.register(hwm)\n"
+            "sys.argv = ['manage.py', *sys.argv[1:]]\n"
+            "runpy.run_path('manage.py', run_name='__main__')\n")
+
+
 def run_command(*args) -> tuple[str, int]:
     """Run a manage.py command against the test database; (output, peak RSS in MiB)."""
-    process = subprocess.Popen([sys.executable, "manage.py", *args], cwd=REPO, env=shared_database_env(),
-                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
-    output = process.stdout.read().decode(errors="replace")
-    _pid, status, usage = os.wait4(process.pid, 0)
-    process.returncode = os.waitstatus_to_exitcode(status)
-    assert process.returncode == 0, output[-3000:]
-    return output, usage.ru_maxrss // 1024
+    result = subprocess.run([sys.executable, "-c", MEASURED, *args], cwd=REPO, env=shared_database_env(),
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    output = result.stdout.decode(errors="replace")
+    assert result.returncode == 0, output[-3000:]
+    return output, int(output.rsplit("peak-rss-kib ", 1)[1].split()[0]) // 1024
 
 
 def data_blocks(pool_reader, vdi_uuid) -> dict[int, str]:
