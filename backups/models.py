@@ -20,6 +20,7 @@ from .choices import (
     StoreKind,
     Trigger,
     VerifyState,
+    phase_text,
 )
 from .repository.chunks import DEFAULT_COMPRESSION_LEVEL
 
@@ -197,6 +198,23 @@ class VmBackup(models.Model):
     @property
     def progress(self):
         return min(1.0, self.bytes_processed / self.total_bytes) if self.total_bytes else 0.0
+
+    @property
+    def phase_text(self):
+        """The phase as the run page says it: a failed backup names the phase it failed in."""
+        return phase_text(self.status, self.phase, self.get_phase_display(), self.get_status_display(),
+                          queued=BackupPhase.QUEUED, done=BackupPhase.DONE)
+
+    @property
+    def kind_text(self):
+        """Full / incremental, or why it is not known (yet)."""
+        if self.kind:
+            return self.get_kind_display()
+        if self.status == RunStatus.QUEUED:
+            return "kind decided when it starts"
+        if self.status == RunStatus.RUNNING:
+            return "kind being decided"
+        return "no restore point written"
 
 
 class VmChangeTracking(models.Model):

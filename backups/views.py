@@ -16,42 +16,23 @@ from sesamweb.audit.choices import AuditAction, AuditOutcome
 from sesamweb.audit.log import record_event
 from xenpools.models import VM
 
-from .choices import BackupPhase, RunStatus, Trigger, VerifyState
+from .choices import BackupMethod, BackupPhase, RunStatus, Trigger, VerifyState
 from .filters import BackupRunFilterSet, RestorePointFilterSet
 from .forms import BackupNowForm, DataStoreForm, HistoryFilterForm, KeyExportForm, MaintenanceScheduleForm, PruneForm
 from .history import HistoryFilter, history, load_page
 from .maintenance import remove_maintenance_schedule, save_maintenance_schedule
 from .models import BackupRun, DataStore, RestorePoint, StoreMaintenanceSchedule, VmBackup
 from .repository import KeyAlreadyExportedError, RepositoryError
-from .services import BackupRequestError, cancel_run, queue_run, request_backup
+from .services import BackupRequestError, add_run_totals, cancel_run, queue_run, request_backup
 from .stores import create_store, export_key_file
 from .tasks import STORE_TASKS, queue_store_task, store_task_group
-from .templatetags.backups_tags import restore_url
+from .templatetags.backups_tags import megabytes_per_second, restore_url
 
 
 def _querystring(request):
     query = request.GET.copy()
     query.pop("page", None)
     return query.urlencode()
-
-
-def _with_totals(runs):
-    """Runs with the sums of their VM backups (a scheduled run backs up several VMs)."""
-    return runs.annotate(
-        vm_count=Count("vm_backups"), total_processed=Sum("vm_backups__bytes_processed"),
-        total_stored=Sum("vm_backups__bytes_stored"), total_read=Sum("vm_backups__bytes_read"),
-    ).prefetch_related("vm_backups__store")
-
-
-def _add_totals(runs):
-    """What _with_totals annotates, summed from each run's prefetched VM backups."""
-    for run in runs:
-        backups = run.vm_backups.all()
-        run.vm_count = len(backups)
-        for total, column in (("total_processed", "bytes_processed"), ("total_stored", "bytes_stored"),
-                              ("total_read", "bytes_read")):
-            setattr(run, total, sum(getattr(b, column) for b in backups) if backups else None)
-    return runs
 
 
 class RunListView(CapabilityRequiredMixin, ListView):
@@ -62,13 +43,13 @@ class RunListView(CapabilityRequiredMixin, ListView):
     def get_queryset(self):
         self.filterset = BackupRunFilterSet(self.request.GET, queryset=BackupRun.objects.all())
         # No GROUP BY here: aggregating 100,000 runs to show 50 took seconds. The page's runs
-        # are summed from their prefetched VM backups (_add_totals).
+        # are summed afterwards (add_run_totals).
         return (self.filterset.qs.select_related("requested_by", "job").prefetch_related("vm_backups__store")
                 .order_by("-created_at", "-pk"))
 
     def get_context_data(self, **kwargs):
         context = super().get_context_data(filterset=self.filterset, querystring=_querystring(self.request), **kwargs)
-        _add_totals(context["runs"])
+        add_run_totals(context["runs"])
         context["active_runs"] = [run.pk for run in context["runs"] if run.status not in RunStatus.finished()]
         return context
 
@@ -78,17 +59,21 @@ class RunDetailView(CapabilityRequiredMixin, DetailView):
     context_object_name = "run"
 
     def get_queryset(self):
-        return _with_totals(BackupRun.objects.select_related("requested_by", "job", "schedule"))
+        return BackupRun.objects.select_related("requested_by", "job", "schedule")
 
     def get_context_data(self, **kwargs):
         run = self.object
         vm_backups = list(run.vm_backups.select_related("store", "vm", "restore_point").order_by("pk"))
+        for vb in vm_backups:
+            vb.speed_text = "…" if vb.status == RunStatus.RUNNING else megabytes_per_second(
+                vb.bytes_processed, vb.duration_seconds)
+            vb.show_downtime = vb.method == BackupMethod.OFFLINE or vb.downtime_seconds is not None
         finished = run.status in RunStatus.finished()
         can_operate = user_can(self.request.user, OPERATE)
         retry_statuses = (RunStatus.FAILED, RunStatus.SKIPPED, RunStatus.CANCELLED)
         return super().get_context_data(
             vm_backups=vm_backups, labels={"phase": dict(BackupPhase.choices), "status": dict(RunStatus.choices)},
-            finished=finished, can_operate=can_operate,
+            finished=finished, can_operate=can_operate, run_started=run.status != RunStatus.QUEUED,
             can_cancel=can_operate and not finished,
             can_retry=can_operate and finished and run.job_id is not None
             and any(vb.status in retry_statuses and vb.vm_id for vb in vm_backups),
@@ -137,7 +122,7 @@ class BackupNowView(CapabilityRequiredMixin, View):
                 form.add_error(None, str(exc))
             else:
                 queue_run(run)
-                messages.success(request, f"Backup of {vm.name} queued.")
+                messages.success(request, f"Backup of {vm.name} queued.", extra_tags="run-queued")
                 return redirect(run)
         return render(request, self.template_name, {"vm": vm, "form": form}, status=400)
 

@@ -71,7 +71,13 @@
       list.hidden = !warnings.length;
     }
 
+    function dropQueuedNote() {
+      // "… queued." no longer holds once a worker has the run.
+      document.querySelectorAll("[data-queued-message]").forEach((note) => note.remove());
+    }
+
     function onEvent(topic, event) {
+      dropQueuedNote();
       if (event.type === "run.finished") {
         setBadge(document.querySelector("[data-run-status]"), event.status);
         sync();
@@ -116,14 +122,16 @@
       setBadge(document.querySelector("[data-run-status]"), run.status, run.status_display);
       const started = runRoot.querySelector('[data-run-field="started_at"]');
       if (started && run.started_at) started.textContent = when(run.started_at);
+      else if (started && run.status !== "queued") started.textContent = "—";
+      if (run.status !== "queued") dropQueuedNote();
       const finishedAt = runRoot.querySelector('[data-run-field="finished_at"]');
       if (finishedAt && run.finished_at) finishedAt.textContent = when(run.finished_at);
       run.vm_backups.forEach((vb) => {
         const el = card(vb.id);
         if (!el) return;
         setBadge(field(el, "status"), vb.status, vb.status_display);
-        field(el, "phase").textContent = vb.phase_display;
-        if (vb.kind_display) field(el, "kind").textContent = vb.kind_display;
+        field(el, "phase").textContent = vb.phase_text || vb.phase_display;
+        field(el, "kind").textContent = vb.kind_text || vb.kind_display;
         ["bytes_read", "bytes_processed", "bytes_new", "bytes_stored", "total_bytes"].forEach((n) => setBytes(el, n, vb[n]));
         field(el, "dedup_ratio").textContent = ratio(vb.dedup_ratio);
         field(el, "compression_ratio").textContent = ratio(vb.compression_ratio);

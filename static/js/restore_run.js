@@ -21,6 +21,10 @@
   function setText(name, text) {
     document.querySelectorAll('[data-run-field="' + name + '"]').forEach((el) => { el.textContent = text; });
   }
+  // The stat cards (backups/includes/run_figures.html, the same as a backup's).
+  function setFigure(name, text) {
+    root.querySelectorAll('[data-field="' + name + '"]').forEach((el) => { el.textContent = text; });
+  }
 
   function setProgress(percent, tone) {
     const bar = document.getElementById("restore-progress");
@@ -38,9 +42,11 @@
     const badge = document.querySelector("[data-run-badge]");
     if (badge) badge.className = "badge badge-" + status.badge;
     setText("phase_label", status.phase_label || status.phase || "");
-    setText("bytes_done_text", fileSize(status.bytes_done));
-    setText("bytes_total_text", fileSize(status.bytes_total));
-    setText("rate_text", status.rate_text);
+    setFigure("bytes_processed", fileSize(status.bytes_done));
+    setFigure("total_bytes", fileSize(status.bytes_total));
+    setFigure("rate", status.rate_text);
+    setFigure("duration", status.duration_text);
+    if (status.status !== "queued") document.querySelectorAll("[data-queued-message]").forEach((note) => note.remove());
     setText("started_text", status.started_text);
     setText("finished_text", status.finished_text);
     const cancel = document.querySelector("[data-cancel-form]");
@@ -90,10 +96,10 @@
   function onEvent(topic, event) {
     // Numbers in the event move the bar at once; the fetch that follows has the final word.
     if (event && event.bytes_total) {
-      setText("bytes_done_text", fileSize(event.bytes_done || 0));
-      setText("bytes_total_text", fileSize(event.bytes_total));
+      setFigure("bytes_processed", fileSize(event.bytes_done || 0));
+      setFigure("total_bytes", fileSize(event.bytes_total));
       setProgress(100 * (event.bytes_done || 0) / event.bytes_total);
-      if (event.rate !== undefined) setText("rate_text", (event.rate / 1048576).toFixed(1) + " MB/s");
+      if (event.rate !== undefined) setFigure("rate", (event.rate / 1e6).toFixed(1) + " MB/s");
     }
     refresh();
   }
