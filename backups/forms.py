@@ -183,6 +183,12 @@ class PruneForm(forms.Form):
             raise forms.ValidationError("Keep at least one restore point per VM by some rule.")
         return data
 
+    def policy(self):
+        from .repository import RetentionPolicy
+        data = self.cleaned_data
+        return RetentionPolicy(keep_last=data["keep_last"], keep_daily=data["keep_daily"],
+                               keep_weekly=data["keep_weekly"], keep_monthly=data["keep_monthly"])
+
 
 class KeyExportForm(forms.Form):
     """Exporting a data store's key hands out every backup in it: the administrator confirms

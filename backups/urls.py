@@ -26,6 +26,7 @@ urlpatterns = [
          name="maintenance_schedule_edit"),
     path("stores/<int:pk>/schedules/<int:schedule_pk>/remove/", views.MaintenanceScheduleRemoveView.as_view(),
          name="maintenance_schedule_remove"),
+    path("stores/<int:pk>/prune-preview/", views.StorePrunePreviewView.as_view(), name="store_prune_preview"),
     path("stores/<int:pk>/<slug:action>/", views.StoreMaintenanceView.as_view(), name="store_maintenance"),
     path("restore-points/", views.PointListView.as_view(), name="point_list"),
     path("restore-points/<int:pk>/<slug:action>/", job_views.PointProtectView.as_view(), name="point_protect"),

@@ -20,7 +20,7 @@ from .choices import BackupMethod, BackupPhase, RunStatus, Trigger, VerifyState
 from .filters import BackupRunFilterSet, RestorePointFilterSet
 from .forms import BackupNowForm, DataStoreForm, HistoryFilterForm, KeyExportForm, MaintenanceScheduleForm, PruneForm
 from .history import HistoryFilter, history, load_page
-from .maintenance import remove_maintenance_schedule, save_maintenance_schedule
+from .maintenance import prune_preview, remove_maintenance_schedule, save_maintenance_schedule
 from .models import BackupRun, DataStore, RestorePoint, StoreMaintenanceSchedule, VmBackup
 from .repository import KeyAlreadyExportedError, RepositoryError
 from .services import BackupRequestError, add_run_totals, cancel_run, queue_run, request_backup
@@ -258,6 +258,28 @@ class StoreMaintenanceView(CapabilityRequiredMixin, View):
         queue_store_task(store, action, **options)
         messages.success(request, f"{STORE_TASKS[action][1]} of {store.name} queued on the workers.")
         return redirect(store)
+
+
+class StorePrunePreviewView(CapabilityRequiredMixin, View):
+    """The prune form's "Preview": what these rules would keep and remove now (a dry run,
+    nothing changes), with the button that queues the prune itself. POST, as the form is."""
+
+    capability = OPERATE
+    template_name = "backups/prune_preview.html"
+
+    def post(self, request, pk):
+        store = get_object_or_404(DataStore, pk=pk)
+        form = PruneForm(request.POST)
+        if not form.is_valid():
+            messages.error(request, "No preview: " + " ".join(e for errors in form.errors.values() for e in errors))
+            return redirect(store)
+        try:
+            rows, kept, removed = prune_preview(store, form.policy(), confirm_last=form.cleaned_data["confirm_last"])
+        except (RepositoryError, OSError) as exc:
+            messages.error(request, f"No preview: the data store {store.name} could not be read: {exc}")
+            return redirect(store)
+        return render(request, self.template_name, {"store": store, "form": form, "rows": rows, "kept": kept,
+                                                    "removed": removed})
 
 
 class StoreKeyExportView(CapabilityRequiredMixin, View):

@@ -128,3 +128,46 @@ def test_run_totals_sum_each_runs_vm_backups_in_one_query(inventory, data_store,
     assert (two.vm_count, two.vms_done, two.total_processed, two.total_read, two.total_stored) == (2, 2, 15, 7, 3)
     assert two.failure_reason == "boom"
     assert (empty.vm_count, empty.total_processed, empty.failure_reason) == (0, None, "")
+
+
+# --- the prune preview (dry run) on the store page ------------------------------------------
+
+def three_backups(store):
+    from backups.maintenance import refresh_catalog
+    from backups.stores import open_repository
+    from tests.backups.repository.diskdata import write_disk
+
+    repo = open_repository(store)
+    made = []
+    for day in range(3):
+        with repo.start_backup("vm-a", timezone.now() - timedelta(days=day)) as writer:
+            write_disk(writer, "xvda", bytes([day + 1]) * store.chunk_size)
+            made.append(writer.commit())
+    refresh_catalog(store)
+    return repo, made
+
+
+def test_the_prune_preview_lists_what_would_go_and_removes_nothing(operator_client, data_store):
+    from sesamweb.audit.models import AuditEvent
+    repo, made = three_backups(data_store)
+    events = AuditEvent.objects.count()
+    store_page = operator_client.get(data_store.get_absolute_url()).content.decode()
+    assert reverse("backups:store_prune_preview", args=[data_store.pk]) in store_page
+
+    response = operator_client.post(reverse("backups:store_prune_preview", args=[data_store.pk]),
+                                    {"keep_last": 1, "keep_daily": 0, "keep_weekly": 0, "keep_monthly": 0})
+
+    assert response.status_code == 200
+    assert (response.context["kept"], response.context["removed"]) == (1, 2)
+    page = response.content.decode()
+    assert "Prune: remove 2 points" in page and "last 1" in page
+    assert page.count("badge-danger\">Removed") == 2
+    assert len(repo.list_backups()) == 3 and AuditEvent.objects.count() == events      # a dry run
+
+
+def test_the_prune_preview_refuses_rules_that_keep_nothing_and_auditors(operator_client, auditor_client, data_store):
+    url = reverse("backups:store_prune_preview", args=[data_store.pk])
+    nothing = {"keep_last": 0, "keep_daily": 0, "keep_weekly": 0, "keep_monthly": 0}
+    response = operator_client.post(url, nothing, follow=True)
+    assert "No preview: Keep at least one restore point" in response.content.decode()
+    assert auditor_client.post(url, {**nothing, "keep_last": 1}).status_code == 403
