@@ -263,5 +263,8 @@ class RestorePoint(models.Model):
 
     def __str__(self):
         return f"{self.vm_name} @ {self.taken_at:%Y-%m-%d %H:%M}"
+
+    def get_absolute_url(self):
+        return reverse("backups:point_detail", args=[self.pk])
 from .models_restore import *  # noqa: F401,F403,E402
 from .jobs.models import *  # noqa: F401,F403,E402

@@ -14,7 +14,8 @@ from sesamweb.accounts.permissions import MANAGE, OPERATE, CapabilityRequiredMix
 from sesamweb.accounts.roles import user_can
 from sesamweb.audit.choices import AuditAction, AuditOutcome
 from sesamweb.audit.log import record_event
-from xenpools.models import VM
+from sesamweb.identifiers import parse_id
+from xenpools.models import VM, StorageRepository
 
 from .choices import BackupMethod, BackupPhase, RunStatus, Trigger, VerifyState
 from .filters import BackupRunFilterSet, RestorePointFilterSet
@@ -22,7 +23,9 @@ from .forms import BackupNowForm, DataStoreForm, HistoryFilterForm, KeyExportFor
 from .history import HistoryFilter, history, load_page
 from .maintenance import prune_preview, remove_maintenance_schedule, save_maintenance_schedule
 from .models import BackupRun, DataStore, RestorePoint, StoreMaintenanceSchedule, VmBackup
+from .formats.xva import XvaError
 from .repository import KeyAlreadyExportedError, RepositoryError
+from .restore.plan import RestorePlanError, describe_point, request_disk_restore
 from .services import BackupRequestError, add_run_totals, cancel_run, queue_run, request_backup
 from .stores import create_store, export_key_file
 from .tasks import STORE_TASKS, queue_store_task, store_task_group
@@ -351,3 +354,48 @@ class PointListView(CapabilityRequiredMixin, ListView):
             point.live_vm = live.get(point.vm_uuid)
             point.restore_url = restore_url(point)
         return context
+
+
+class PointDetailView(CapabilityRequiredMixin, View):
+    """One restore point: the VM it holds, and per disk: restore it to an SR (a new disk, no
+    VM) or download it as raw / VHD (the API's download, audited there)."""
+
+    template_name = "backups/point_detail.html"
+
+    def get(self, request, pk):
+        point = get_object_or_404(RestorePoint.objects.select_related("store", "job"), pk=pk)
+        try:
+            details, problem = describe_point(point), ""
+        except (RepositoryError, XvaError, OSError) as exc:
+            details, problem = None, f"The restore point could not be read: {exc}"
+        live = VM.objects.filter(uuid=point.vm_uuid, removed_at__isnull=True, is_snapshot=False).first()
+        srs = [sr for sr in StorageRepository.objects.select_related("pool").order_by("pool__name", "name")
+               if sr.content_type != "iso" and sr.type not in ("iso", "udev")]
+        return render(request, self.template_name, {
+            "point": point, "details": details, "problem": problem, "live_vm": live, "srs": srs,
+            "restore_url": restore_url(point), "can_operate": user_can(request.user, OPERATE),
+        })
+
+
+class PointDiskRestoreView(CapabilityRequiredMixin, View):
+    """Restore one disk of a restore point as a new disk on an SR (audited by request_disk_restore)."""
+
+    capability = OPERATE
+
+    def post(self, request, pk, key):
+        point = get_object_or_404(RestorePoint.objects.select_related("store"), pk=pk)
+        sr = StorageRepository.objects.select_related("pool").filter(pk=parse_id(request.POST.get("sr"))).first()
+        if sr is None:
+            messages.error(request, "Choose the SR to restore the disk to.")
+            return redirect(point.get_absolute_url())
+        try:
+            run = request_disk_restore(point, key, sr, request.user, name=request.POST.get("name", "").strip()[:200])
+        except RestorePlanError as exc:
+            messages.error(request, "The disk was not restored: " + "; ".join(p.message for p in exc.problems))
+            return redirect(point.get_absolute_url())
+        except (RepositoryError, XvaError, OSError) as exc:
+            messages.error(request, f"The disk was not restored: the restore point could not be read: {exc}")
+            return redirect(point.get_absolute_url())
+        messages.success(request, f"Restore of disk {key} of {point.vm_name} to {sr.name} queued: it starts as soon "
+                                  "as a worker is free.", extra_tags="run-queued")
+        return redirect(run.get_absolute_url())
