@@ -106,3 +106,37 @@ def test_a_restore_page_shows_the_same_stat_cards(asgi_server, page, screenshot,
     assert "MB/s on average" in figures.locator('[data-field="rate"]').inner_text()
     assert page.locator("[data-run-field=phase_label]").inner_text() == "Done"
     screenshot(page, "restore-run-1280")
+
+
+@pytest.mark.slow       # a real backup through the simulator first
+def test_the_restore_point_page_restores_a_disk_to_an_sr(asgi_server, sim, tmp_path, page, screenshot):
+    from backups.choices import Trigger
+    from backups.services import request_backup, run_in_this_process
+    from xenpools.connection import PoolConnection
+    from xenpools.registration import register_pool
+
+    make_user("oscar", Role.OPERATOR)
+    probe = PoolConnection.probe(sim.url, "root", sim.password, fingerprint=None)
+    pool = register_pool("lab", sim.url, "root", sim.password, probe, sync=True)
+    store = create_store(name="local", path=str(tmp_path / "points"), passphrase="correct horse battery staple")
+    vm = VM.objects.get(pool=pool, name="test-vm-2", is_snapshot=False)
+    run = run_in_this_process(request_backup(vm=vm, store=store, method=BackupMethod.NORMAL, trigger=Trigger.CLI))
+    point = run.vm_backups.get().restore_point
+    page.set_viewport_size({"width": 1280, "height": 800})
+    asgi_server.sign_in(page, "oscar")
+
+    page.goto(asgi_server.url + "/backups/restore-points/")
+    page.get_by_role("link", name=point.taken_at.astimezone().strftime("%Y-%m-%d %H:%M:%S")).click()
+    row = page.locator('[data-disk="vbd0"]')
+    row.wait_for()
+    assert row.get_by_role("link", name="Raw").is_visible() and row.get_by_role("link", name="VHD").is_visible()
+    assert page_width(page) <= 1280
+    screenshot(page, "restore-point-1280")
+    sr = pool.srs.get(name="Shared NFS storage")
+    row.get_by_label("SR for").select_option(str(sr.pk))
+    row.get_by_role("button", name="Restore disk").click()
+    page.wait_for_url("**/backups/restore/runs/*/")
+    restore = RestoreRun.objects.get()
+    assert restore.kind == "disk" and restore.status == RunStatus.QUEUED
+    assert page.locator("[data-queued-message]").is_visible()      # queued: nothing has started it
+    screenshot(page, "restore-disk-queued-1280")

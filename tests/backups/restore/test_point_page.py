@@ -40,7 +40,6 @@ def test_an_operator_restores_one_disk_to_an_sr_from_the_point_page(point, pool,
 
     response = operator.post(reverse("backups:point_disk_restore", args=[point.pk, "vbd0"]), {"sr": sr.pk})
 
-
     run = RestoreRun.objects.get()
     assert response.status_code == 302 and response["Location"] == run.get_absolute_url()
     assert AuditEvent.objects.filter(action="restore", message__contains="restore of disk vbd0").exists()
