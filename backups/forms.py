@@ -5,6 +5,7 @@ from django import forms
 from django.utils.html import format_html
 
 from .choices import BackupMethod, QuiesceFallback, RunStatus, StoreKind
+from .jobs.models import TRANSFER_COMPRESSION
 from .models import DataStore, StoreMaintenanceSchedule
 from .repository.chunks import DEFAULT_COMPRESSION_LEVEL
 
@@ -143,6 +144,10 @@ class BackupNowForm(forms.Form):
         required=False, label="Offline: force off if the clean shutdown times out")
     quiesce_fallback = forms.ChoiceField(choices=QuiesceFallback.choices, initial=QuiesceFallback.FAIL,
                                          label="Quiesced: when VSS is not possible")
+    transfer_compression = forms.ChoiceField(
+        choices=TRANSFER_COMPRESSION, initial="none", required=False, label="Compression on the host",
+        help_text="The host compresses a full export before it is sent (zstd or gzip saves network bandwidth, "
+                  "costs host CPU); as the job form's option and manage.py backup --transfer-compression.")
 
     def __init__(self, *args, vm, **kwargs):
         super().__init__(*args, **kwargs)
@@ -167,7 +172,8 @@ class BackupNowForm(forms.Form):
         data = self.cleaned_data
         return {"store": data["store"], "method": data["method"], "incremental": data["incremental"],
                 "restart_after_snapshot": data["restart_after_snapshot"],
-                "allow_hard_shutdown": data["allow_hard_shutdown"], "quiesce_fallback": data["quiesce_fallback"]}
+                "allow_hard_shutdown": data["allow_hard_shutdown"], "quiesce_fallback": data["quiesce_fallback"],
+                "transfer_compression": data["transfer_compression"] or "none"}
 
 
 class PruneForm(forms.Form):

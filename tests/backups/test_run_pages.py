@@ -171,3 +171,24 @@ def test_the_prune_preview_refuses_rules_that_keep_nothing_and_auditors(operator
     response = operator_client.post(url, nothing, follow=True)
     assert "No preview: Keep at least one restore point" in response.content.decode()
     assert auditor_client.post(url, {**nothing, "keep_last": 1}).status_code == 403
+
+
+# --- host compression on "Back up now" ------------------------------------------------------
+
+@pytest.mark.parametrize("posted,expected", [("zstd", "zstd"), ("gzip", "gzip"), (None, "none")])
+def test_back_up_now_asks_the_host_to_compress(operator_client, inventory, data_store, posted, expected):
+    form_page = operator_client.get(reverse("backups:backup_now", args=[inventory["web"].pk])).content.decode()
+    assert "Compression on the host" in form_page
+    data = {"store": data_store.pk, "method": "normal", "quiesce_fallback": "fail"}
+    if posted:
+        data["transfer_compression"] = posted
+    response = operator_client.post(reverse("backups:backup_now", args=[inventory["web"].pk]), data)
+    assert response.status_code == 302
+    assert VmBackup.objects.get().transfer_compression == expected
+
+
+def test_back_up_now_refuses_an_unknown_compression(operator_client, inventory, data_store):
+    response = operator_client.post(reverse("backups:backup_now", args=[inventory["web"].pk]),
+                                    {"store": data_store.pk, "method": "normal", "quiesce_fallback": "fail",
+                                     "transfer_compression": "lz4"})
+    assert response.status_code == 400 and not VmBackup.objects.exists()
