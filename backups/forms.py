@@ -176,6 +176,38 @@ class BackupNowForm(forms.Form):
                 "transfer_compression": data["transfer_compression"] or "none"}
 
 
+class DataStoreEditForm(forms.ModelForm):
+    """What may change on an existing store: not its medium, location or key."""
+
+    s3_secret = forms.CharField(required=False, label="Secret key", widget=forms.PasswordInput(render_value=False),
+                                help_text="Leave empty to keep the current one.")
+
+    class Meta:
+        model = DataStore
+        fields = ["name", "compression_level", "cluster", "max_parallel_streams", "s3_access_key"]
+        labels = {"compression_level": "Compression level (zstd)", "cluster": "Worker cluster",
+                  "max_parallel_streams": "Parallel streams", "s3_access_key": "Access key"}
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.fields["compression_level"].validators.append(_between(1, 19))
+        self.fields["max_parallel_streams"].validators.append(_between(1, 32))
+        if self.instance.kind != StoreKind.S3:
+            del self.fields["s3_access_key"], self.fields["s3_secret"]
+
+    def changes(self):
+        return {name: self.cleaned_data[name] for name in self.Meta.fields if name in self.fields}
+
+
+def _between(low, high):
+    from django.core.validators import MaxValueValidator, MinValueValidator
+
+    def check(value):
+        MinValueValidator(low)(value)
+        MaxValueValidator(high)(value)
+    return check
+
+
 class PruneForm(forms.Form):
     keep_last = forms.IntegerField(min_value=0, initial=7, label="Keep last")
     keep_daily = forms.IntegerField(min_value=0, initial=7, label="Daily")

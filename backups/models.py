@@ -50,6 +50,8 @@ class DataStore(models.Model):
         help_text="Worker cluster (remote device server) that runs backups to this store; empty: the default",
     )
     max_parallel_streams = models.PositiveSmallIntegerField(default=2)
+    offline = models.BooleanField(default=False, help_text="Taken offline: no backups or maintenance until it is "
+                                                           "brought back online")
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
@@ -125,7 +127,8 @@ class VmBackup(models.Model):
     pool = models.ForeignKey("xenpools.Pool", null=True, blank=True, on_delete=models.SET_NULL)
     vm_uuid = models.CharField(max_length=36, db_index=True)
     vm_name = models.CharField(max_length=255)
-    store = models.ForeignKey(DataStore, related_name="vm_backups", on_delete=models.PROTECT)
+    # Null once its data store was forgotten (the run history stays).
+    store = models.ForeignKey(DataStore, null=True, blank=True, related_name="vm_backups", on_delete=models.SET_NULL)
     method = models.CharField(max_length=10, choices=BackupMethod.choices)
     incremental = models.BooleanField(default=False, help_text="Read only changed blocks when a chain exists")
     quiesce_fallback = models.CharField(max_length=10, choices=QuiesceFallback.choices, default=QuiesceFallback.FAIL)

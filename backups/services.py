@@ -30,6 +30,8 @@ def request_backup(*, vm, store, method, incremental=False, trigger=Trigger.MANU
         raise BackupRequestError(f"VM {vm.name} no longer exists in pool {vm.pool}")
     if vm.is_snapshot:
         raise BackupRequestError(f"{vm.name} is a snapshot, not a VM")
+    if store.offline:
+        raise BackupRequestError(f"data store {store.name} is offline; bring it back online on its page first")
     fail_abandoned_backups()
     busy = VmBackup.objects.filter(vm_uuid=vm.uuid, status__in=[RunStatus.QUEUED, RunStatus.RUNNING]).first()
     if busy is not None:

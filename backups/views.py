@@ -19,7 +19,7 @@ from xenpools.models import VM, StorageRepository
 
 from .choices import BackupMethod, BackupPhase, RunStatus, Trigger, VerifyState
 from .filters import BackupRunFilterSet, RestorePointFilterSet
-from .forms import BackupNowForm, DataStoreForm, HistoryFilterForm, KeyExportForm, MaintenanceScheduleForm, PruneForm
+from .forms import BackupNowForm, DataStoreEditForm, DataStoreForm, HistoryFilterForm, KeyExportForm, MaintenanceScheduleForm, PruneForm
 from .history import HistoryFilter, history, load_page
 from .maintenance import prune_preview, remove_maintenance_schedule, save_maintenance_schedule
 from .models import BackupRun, DataStore, RestorePoint, StoreMaintenanceSchedule, VmBackup
@@ -27,7 +27,7 @@ from .formats.xva import XvaError
 from .repository import KeyAlreadyExportedError, RepositoryError
 from .restore.plan import RestorePlanError, describe_point, request_disk_restore
 from .services import BackupRequestError, add_run_totals, cancel_run, queue_run, request_backup
-from .stores import create_store, export_key_file
+from .stores import StoreInUse, create_store, delete_store, export_key_file, forget_store, set_offline, update_store
 from .tasks import STORE_TASKS, queue_store_task, store_task_group
 from .templatetags.backups_tags import megabytes_per_second, restore_url
 
@@ -251,6 +251,9 @@ class StoreMaintenanceView(CapabilityRequiredMixin, View):
         store = get_object_or_404(DataStore, pk=pk)
         if action not in STORE_TASKS:
             return HttpResponse(status=404)
+        if store.offline:
+            messages.error(request, f"{store.name} is offline: bring it back online to run maintenance on it.")
+            return redirect(store)
         options = {}
         if action == "prune":
             form = PruneForm(request.POST)
@@ -261,6 +264,81 @@ class StoreMaintenanceView(CapabilityRequiredMixin, View):
         queue_store_task(store, action, **options)
         messages.success(request, f"{STORE_TASKS[action][1]} of {store.name} queued on the workers.")
         return redirect(store)
+
+
+class StoreEditView(CapabilityRequiredMixin, View):
+    capability = MANAGE
+    template_name = "backups/store_edit.html"
+
+    def get(self, request, pk):
+        store = get_object_or_404(DataStore, pk=pk)
+        return render(request, self.template_name, {"store": store, "form": DataStoreEditForm(instance=store)})
+
+    def post(self, request, pk):
+        store = get_object_or_404(DataStore, pk=pk)
+        form = DataStoreEditForm(request.POST, instance=DataStore.objects.get(pk=pk))
+        if not form.is_valid():
+            return render(request, self.template_name, {"store": store, "form": form}, status=400)
+        update_store(store, form.changes(), s3_secret=form.cleaned_data.get("s3_secret", ""), user=request.user)
+        messages.success(request, f"Data store {store.name} saved.")
+        return redirect(store)
+
+
+class StoreOfflineView(CapabilityRequiredMixin, View):
+    """Take a store offline (backups and maintenance refused) or bring it back."""
+
+    capability = MANAGE
+
+    def post(self, request, pk):
+        store = get_object_or_404(DataStore, pk=pk)
+        offline = request.POST.get("offline") == "1"
+        if store.offline != offline:
+            set_offline(store, offline, user=request.user)
+        messages.success(request, f"Data store {store.name} is offline: backups and maintenance to it are refused."
+                         if offline else f"Data store {store.name} is back online.")
+        return redirect(store)
+
+
+class StoreForgetView(CapabilityRequiredMixin, View):
+    """Forget a store (GET: the warning and the confirmation; POST: do it)."""
+
+    capability = MANAGE
+    template_name = "backups/store_forget.html"
+
+    def get(self, request, pk):
+        store = get_object_or_404(DataStore, pk=pk)
+        return render(request, self.template_name, {"store": store, "points": store.restore_points.count(),
+                                                    "jobs": store.jobs.all()})
+
+    def post(self, request, pk):
+        store = get_object_or_404(DataStore, pk=pk)
+        if request.POST.get("confirm_name", "").strip() != store.name:
+            messages.error(request, f"Not forgotten: type the store's name, {store.name}, to confirm.")
+            return redirect("backups:store_forget", pk=store.pk)
+        try:
+            forget_store(store, user=request.user)
+        except StoreInUse as exc:
+            messages.error(request, f"Not forgotten: {exc}.")
+            return redirect(store)
+        messages.success(request, f"Data store {store.name} forgotten. Its backups and key were left at "
+                                  f"{store.location}; add it again to use them.")
+        return redirect("backups:store_list")
+
+
+class StoreDeleteView(CapabilityRequiredMixin, View):
+    """Delete an empty store (its repository files go too)."""
+
+    capability = MANAGE
+
+    def post(self, request, pk):
+        store = get_object_or_404(DataStore, pk=pk)
+        try:
+            delete_store(store, user=request.user)
+        except StoreInUse as exc:
+            messages.error(request, f"Not deleted: {exc}.")
+            return redirect(store)
+        messages.success(request, f"Empty data store {store.name} deleted.")
+        return redirect("backups:store_list")
 
 
 class StorePrunePreviewView(CapabilityRequiredMixin, View):

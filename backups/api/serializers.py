@@ -51,7 +51,7 @@ class VmBackupSerializer(serializers.ModelSerializer):
     kind_text = serializers.CharField(read_only=True, help_text="Full / incremental, or why it is not known")
     method_display = serializers.CharField(source="get_method_display", read_only=True)
     kind_display = serializers.CharField(source="get_kind_display", read_only=True)
-    store_name = serializers.CharField(source="store.name", read_only=True)
+    store_name = serializers.CharField(source="store.name", read_only=True, default=None, allow_null=True)
     duration_seconds = serializers.FloatField(read_only=True, allow_null=True)
     dedup_ratio = serializers.FloatField(read_only=True, allow_null=True)
     compression_ratio = serializers.FloatField(read_only=True, allow_null=True)
