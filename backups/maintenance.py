@@ -108,9 +108,9 @@ def prune_preview(store, policy, *, confirm_last=False):
     return sorted(by_vm.values(), key=lambda row: row["vm_name"].lower()), len(plan.keep), len(plan.remove)
 
 
-def collect_garbage(store, *, dry_run=False, grace_period=None):
+def collect_garbage(store, *, dry_run=False, grace_period=None, on_progress=None):
     repo = open_repository(store)
-    options = {"dry_run": dry_run}
+    options = {"dry_run": dry_run, "on_progress": on_progress}
     if grace_period is not None:
         options["grace_period"] = grace_period
     report = repo.collect_garbage(**options)

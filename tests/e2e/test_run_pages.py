@@ -140,3 +140,25 @@ def test_the_restore_point_page_restores_a_disk_to_an_sr(asgi_server, sim, tmp_p
     assert restore.kind == "disk" and restore.status == RunStatus.QUEUED
     assert page.locator("[data-queued-message]").is_visible()      # queued: nothing has started it
     screenshot(page, "restore-disk-queued-1280")
+
+
+def test_the_store_page_shows_a_verify_live(asgi_server, page, screenshot, tmp_path):
+    from backups.tasks import verify_store_task
+    from tests.backups.test_run_pages import three_backups
+
+    store = create_store(name="nas", path=str(tmp_path / "live-store"), passphrase="correct horse battery")
+    three_backups(store)
+    make_user("oscar", Role.OPERATOR)
+    page.set_viewport_size({"width": 1280, "height": 800})
+    asgi_server.sign_in(page, "oscar")
+    page.goto(asgi_server.url + store.get_absolute_url())
+    page.wait_for_function("window.Live && Live.state === 'live'")
+    panel = page.locator("[data-store-task]")
+    assert panel.is_hidden()
+
+    result = verify_store_task(store.pk)        # as a worker would, in another process
+
+    panel.locator('[data-field="state"]:has-text("Finished")').wait_for()
+    assert panel.locator('[data-field="text"]').inner_text() == result
+    assert panel.locator("[data-progress]").get_attribute("aria-valuenow") == "100"
+    screenshot(page, "store-verify-live-1280")
