@@ -192,3 +192,24 @@ def test_back_up_now_refuses_an_unknown_compression(operator_client, inventory, 
                                     {"store": data_store.pk, "method": "normal", "quiesce_fallback": "fail",
                                      "transfer_compression": "lz4"})
     assert response.status_code == 400 and not VmBackup.objects.exists()
+
+
+# --- small things: the VM page's top actions, links where text names a page -----------------
+
+def test_the_vm_page_has_back_up_now_and_restore_at_the_top(operator_client, auditor_client, inventory, data_store):
+    from .test_views import a_point
+    vm = inventory["web"]
+    page = operator_client.get(vm.get_absolute_url()).content.decode()
+    assert 'data-top-action="backup"' in page and 'data-top-action="restore"' not in page     # nothing to restore
+    a_point(data_store, vm.uuid, vm.name)
+    page = operator_client.get(vm.get_absolute_url()).content.decode()
+    assert f'{reverse("backups:restore")}?vm={vm.uuid}' in page
+    assert page.index('data-top-action="backup"') < page.index('id="back-up-now-title"')
+    assert "data-top-action" not in auditor_client.get(vm.get_absolute_url()).content.decode()
+
+
+def test_a_text_that_names_a_page_links_to_it(admin_client, operator_client, inventory):
+    page = admin_client.get(inventory["web"].get_absolute_url()).content.decode()
+    assert f'<a href="{reverse("backups:store_list")}">Data stores</a> → <a href="{reverse("backups:store_add")}">Add</a>' in page
+    runs = operator_client.get(reverse("backups:index")).content.decode()
+    assert f'<a href="{reverse("xenpools:vm_list")}">virtual machine</a>' in runs
