@@ -5,6 +5,7 @@ import time
 
 from django.core.management.base import CommandError
 
+from sesamweb.units import size_text
 from xenpools.models import VM
 
 from .models import DataStore
@@ -31,12 +32,7 @@ def find_vm(text):
     return matches[0]
 
 
-def human_bytes(count):
-    count = float(count or 0)
-    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
-        if count < 1024 or unit == "TiB":
-            return f"{count:.0f} {unit}" if unit == "B" else f"{count:.1f} {unit}"
-        count /= 1024
+human_bytes = size_text     # the CLI says sizes as the web pages do (sesamweb/units.py)
 
 
 class ProgressBar:
