@@ -98,3 +98,13 @@ def test_an_empty_store_is_deleted_with_its_repository_files(admin_client, data_
     assert response.status_code == 302 and not DataStore.objects.filter(pk=data_store.pk).exists()
     assert not [p for p in store_dir.rglob("*") if p.is_file()]
     assert AuditEvent.objects.filter(action="delete", message__contains="empty data store nas deleted").exists()
+
+
+def test_a_job_does_not_start_on_an_offline_store(data_store):
+    from backups.jobs.runs import JobRunError, start_job_run
+    job = BackupJob.objects.create(name="nightly", store=data_store)
+    data_store.offline = True
+    data_store.save()
+    with pytest.raises(JobRunError, match="data store nas is offline"):
+        start_job_run(job, to_workers=False)
+    assert not BackupRun.objects.exists()
