@@ -44,6 +44,7 @@ class BackupsConfig(AppConfig):
         register_topic("runs", VIEW)
         register_topic("run", VIEW, keyed=True)
         register_topic("restore", VIEW, keyed=True)
+        register_topic("store", VIEW, keyed=True)     # a store's verify / gc (store_progress.py)
 
         from django_q.models import Schedule
 

@@ -58,3 +58,17 @@ class VerifyState(models.TextChoices):
     UNVERIFIED = "unverified", "Not verified"
     OK = "ok", "Verified"
     DAMAGED = "damaged", "Damaged"
+
+
+def phase_text(status, phase, phase_label, status_label, *, queued, done):
+    """"Done" for a success; a failure or cancel names the phase it stopped in."""
+    if status in (RunStatus.SUCCESS, RunStatus.WARNING):
+        return "Done"
+    if status in (RunStatus.QUEUED, RunStatus.RUNNING):
+        return phase_label
+    if phase == queued:
+        return f"{status_label} before it started"
+    if phase == done:
+        return status_label
+    return f"{status_label} while {phase_label[0].lower()}{phase_label[1:]}"
+

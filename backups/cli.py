@@ -4,8 +4,9 @@ import shutil
 import sys
 import time
 
-from django.core.management.base import CommandError
+from django.core.management.base import CommandError, OutputWrapper
 
+from sesamweb.units import size_text
 from xenpools.models import VM
 
 from .models import DataStore
@@ -32,45 +33,52 @@ def find_vm(text):
     return matches[0]
 
 
-def human_bytes(count):
-    count = float(count or 0)
-    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
-        if count < 1024 or unit == "TiB":
-            return f"{count:.0f} {unit}" if unit == "B" else f"{count:.1f} {unit}"
-        count /= 1024
+human_bytes = size_text     # the CLI says sizes as the web pages do (sesamweb/units.py)
 
 
 class ProgressBar:
-    """One line that redraws itself on a terminal; plain lines now and then otherwise."""
+    """One line that redraws itself on a terminal; plain lines now and then otherwise. Never
+    an empty line: the bar's line ends only if a bar was drawn."""
 
-    def __init__(self, stream=None, label=""):
+    def __init__(self, stream=None, label="", clock=time.monotonic):
         self.stream = stream or sys.stdout
         self.label = label
         self.tty = hasattr(self.stream, "isatty") and self.stream.isatty()
-        self.last_line = 0.0
+        self.clock = clock
+        self.last_line = None
+        self.drawn = False          # a bar is on the current terminal line
+
+    def _write(self, text):
+        # Django's OutputWrapper (a command's self.stdout) ends every write with a newline
+        # unless told otherwise: that broke the redraw into one line per update.
+        if isinstance(self.stream, OutputWrapper):
+            self.stream.write(text, ending="")
+        else:
+            self.stream.write(text)
+        self.stream.flush()
 
     def update(self, fraction, detail=""):
         fraction = max(0.0, min(1.0, fraction))
+        line = f"{self.label} {fraction * 100:5.1f}% {detail}".rstrip()
         if self.tty:
             width = max(10, min(40, shutil.get_terminal_size((80, 20)).columns - 60))
             filled = int(width * fraction)
             bar = "#" * filled + "-" * (width - filled)
-            self.stream.write(f"\r{self.label} [{bar}] {fraction * 100:5.1f}% {detail}"[:200].ljust(100))
-            self.stream.flush()
-        elif time.monotonic() - self.last_line > 10:
-            self.last_line = time.monotonic()
-            self.stream.write(f"{self.label} {fraction * 100:5.1f}% {detail}\n")
-            self.stream.flush()
+            self._write(f"\r{self.label} [{bar}] {fraction * 100:5.1f}% {detail}"[:200].ljust(100))
+            self.drawn = True
+        elif self.last_line is None or self.clock() - self.last_line > 10:
+            self.last_line = self.clock()
+            self._write(line + "\n")
 
     def note(self, text):
         """A line of its own above the bar (the bar is drawn again at the next update)."""
-        self.stream.write(("\r" + text.ljust(100) if self.tty else text) + "\n")
-        self.stream.flush()
+        self._write(("\r" + text.ljust(100) if self.tty and self.drawn else text) + "\n")
+        self.drawn = False
 
     def done(self):
-        if self.tty:
-            self.stream.write("\n")
-            self.stream.flush()
+        if self.tty and self.drawn:
+            self._write("\n")
+        self.drawn = False
 
 
 def write_stream_to_file(stdout, path, blocks, length, label):

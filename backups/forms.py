@@ -5,6 +5,7 @@ from django import forms
 from django.utils.html import format_html
 
 from .choices import BackupMethod, QuiesceFallback, RunStatus, StoreKind
+from .jobs.models import TRANSFER_COMPRESSION
 from .models import DataStore, StoreMaintenanceSchedule
 from .repository.chunks import DEFAULT_COMPRESSION_LEVEL
 
@@ -143,6 +144,10 @@ class BackupNowForm(forms.Form):
         required=False, label="Offline: force off if the clean shutdown times out")
     quiesce_fallback = forms.ChoiceField(choices=QuiesceFallback.choices, initial=QuiesceFallback.FAIL,
                                          label="Quiesced: when VSS is not possible")
+    transfer_compression = forms.ChoiceField(
+        choices=TRANSFER_COMPRESSION, initial="none", required=False, label="Compression on the host",
+        help_text="The host compresses a full export before it is sent (zstd or gzip saves network bandwidth, "
+                  "costs host CPU); as the job form's option and manage.py backup --transfer-compression.")
 
     def __init__(self, *args, vm, **kwargs):
         super().__init__(*args, **kwargs)
@@ -167,7 +172,40 @@ class BackupNowForm(forms.Form):
         data = self.cleaned_data
         return {"store": data["store"], "method": data["method"], "incremental": data["incremental"],
                 "restart_after_snapshot": data["restart_after_snapshot"],
-                "allow_hard_shutdown": data["allow_hard_shutdown"], "quiesce_fallback": data["quiesce_fallback"]}
+                "allow_hard_shutdown": data["allow_hard_shutdown"], "quiesce_fallback": data["quiesce_fallback"],
+                "transfer_compression": data["transfer_compression"] or "none"}
+
+
+class DataStoreEditForm(forms.ModelForm):
+    """What may change on an existing store: not its medium, location or key."""
+
+    s3_secret = forms.CharField(required=False, label="Secret key", widget=forms.PasswordInput(render_value=False),
+                                help_text="Leave empty to keep the current one.")
+
+    class Meta:
+        model = DataStore
+        fields = ["name", "compression_level", "cluster", "max_parallel_streams", "s3_access_key"]
+        labels = {"compression_level": "Compression level (zstd)", "cluster": "Worker cluster",
+                  "max_parallel_streams": "Parallel streams", "s3_access_key": "Access key"}
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.fields["compression_level"].validators.append(_between(1, 19))
+        self.fields["max_parallel_streams"].validators.append(_between(1, 32))
+        if self.instance.kind != StoreKind.S3:
+            del self.fields["s3_access_key"], self.fields["s3_secret"]
+
+    def changes(self):
+        return {name: self.cleaned_data[name] for name in self.Meta.fields if name in self.fields}
+
+
+def _between(low, high):
+    from django.core.validators import MaxValueValidator, MinValueValidator
+
+    def check(value):
+        MinValueValidator(low)(value)
+        MaxValueValidator(high)(value)
+    return check
 
 
 class PruneForm(forms.Form):
@@ -182,6 +220,12 @@ class PruneForm(forms.Form):
         if not self.errors and not any(data.get(n) for n in ("keep_last", "keep_daily", "keep_weekly", "keep_monthly")):
             raise forms.ValidationError("Keep at least one restore point per VM by some rule.")
         return data
+
+    def policy(self):
+        from .repository import RetentionPolicy
+        data = self.cleaned_data
+        return RetentionPolicy(keep_last=data["keep_last"], keep_daily=data["keep_daily"],
+                               keep_weekly=data["keep_weekly"], keep_monthly=data["keep_monthly"])
 
 
 class KeyExportForm(forms.Form):

@@ -86,9 +86,31 @@ def prune_store(store, policy: RetentionPolicy, *, vm_uuid=None, confirm_last=Fa
     return plan
 
 
-def collect_garbage(store, *, dry_run=False, grace_period=None):
+def prune_preview(store, policy, *, confirm_last=False):
+    """What a prune with these rules would keep and remove now (nothing is removed), per VM
+    newest first: [{"vm_name", "vm_uuid", "points": [{"point_id", "point" (the index row or
+    None), "kept", "reasons"}], "kept", "removed"}]."""
+    plan = prune_store(store, policy, confirm_last=confirm_last, dry_run=True)
+    ids = [*plan.keep, *plan.remove]
+    indexed = {p.point_id: p for p in RestorePoint.objects.filter(store=store, point_id__in=ids)}
+    by_vm = {}
+    for point_id in ids:
+        point = indexed.get(point_id)
+        vm_uuid = point.vm_uuid if point else point_id.partition("/")[0]
+        row = by_vm.setdefault(vm_uuid, {"vm_uuid": vm_uuid, "vm_name": point.vm_name if point else vm_uuid,
+                                         "points": [], "kept": 0, "removed": 0})
+        kept = point_id in plan.keep
+        row["points"].append({"point_id": point_id, "point": point, "kept": kept,
+                              "reasons": plan.keep.get(point_id, [])})
+        row["kept" if kept else "removed"] += 1
+    for row in by_vm.values():
+        row["points"].sort(key=lambda p: p["point_id"], reverse=True)
+    return sorted(by_vm.values(), key=lambda row: row["vm_name"].lower()), len(plan.keep), len(plan.remove)
+
+
+def collect_garbage(store, *, dry_run=False, grace_period=None, on_progress=None):
     repo = open_repository(store)
-    options = {"dry_run": dry_run}
+    options = {"dry_run": dry_run, "on_progress": on_progress}
     if grace_period is not None:
         options["grace_period"] = grace_period
     report = repo.collect_garbage(**options)

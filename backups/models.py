@@ -20,6 +20,7 @@ from .choices import (
     StoreKind,
     Trigger,
     VerifyState,
+    phase_text,
 )
 from .repository.chunks import DEFAULT_COMPRESSION_LEVEL
 
@@ -54,6 +55,8 @@ class DataStore(models.Model):
     # server's cluster, and only that server is given its secrets (backups/devices/).
     device_server = models.ForeignKey("DeviceServer", null=True, blank=True, on_delete=models.PROTECT,
                                       related_name="stores")
+    offline = models.BooleanField(default=False, help_text="Taken offline: no backups or maintenance until it is "
+                                                           "brought back online")
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
@@ -129,7 +132,8 @@ class VmBackup(models.Model):
     pool = models.ForeignKey("xenpools.Pool", null=True, blank=True, on_delete=models.SET_NULL)
     vm_uuid = models.CharField(max_length=36, db_index=True)
     vm_name = models.CharField(max_length=255)
-    store = models.ForeignKey(DataStore, related_name="vm_backups", on_delete=models.PROTECT)
+    # Null once its data store was forgotten (the run history stays).
+    store = models.ForeignKey(DataStore, null=True, blank=True, related_name="vm_backups", on_delete=models.SET_NULL)
     method = models.CharField(max_length=10, choices=BackupMethod.choices)
     incremental = models.BooleanField(default=False, help_text="Read only changed blocks when a chain exists")
     quiesce_fallback = models.CharField(max_length=10, choices=QuiesceFallback.choices, default=QuiesceFallback.FAIL)
@@ -207,6 +211,23 @@ class VmBackup(models.Model):
     def progress(self):
         return min(1.0, self.bytes_processed / self.total_bytes) if self.total_bytes else 0.0
 
+    @property
+    def phase_text(self):
+        """The phase as the run page says it: a failed backup names the phase it failed in."""
+        return phase_text(self.status, self.phase, self.get_phase_display(), self.get_status_display(),
+                          queued=BackupPhase.QUEUED, done=BackupPhase.DONE)
+
+    @property
+    def kind_text(self):
+        """Full / incremental, or why it is not known (yet)."""
+        if self.kind:
+            return self.get_kind_display()
+        if self.status == RunStatus.QUEUED:
+            return "kind decided when it starts"
+        if self.status == RunStatus.RUNNING:
+            return "kind being decided"
+        return "no restore point written"
+
 
 class VmChangeTracking(models.Model):
     """Why a VM's backups cannot be incremental: the pool refused changed block tracking on
@@ -254,6 +275,11 @@ class RestorePoint(models.Model):
 
     def __str__(self):
         return f"{self.vm_name} @ {self.taken_at:%Y-%m-%d %H:%M}"
+
+    def get_absolute_url(self):
+        return reverse("backups:point_detail", args=[self.pk])
+
+
 class StreamScope(models.Model):
     """One row per stream scope ever used (`host:<uuid>`, `store:3`...): acquirers lock it
     before they count its slots (backups/streams.py)."""

@@ -10,7 +10,7 @@ from django.db import models
 from django.urls import NoReverseMatch, reverse
 from django.utils import timezone
 
-from .choices import RunStatus, Trigger
+from .choices import RunStatus, Trigger, phase_text
 
 
 class RestoreKind(models.TextChoices):
@@ -101,6 +101,12 @@ class RestoreRun(models.Model):
         if self.started_at and self.finished_at:
             return (self.finished_at - self.started_at).total_seconds()
         return None
+
+    @property
+    def phase_text(self):
+        """The phase as the run page says it: a failed restore names the phase it failed in."""
+        return phase_text(self.status, self.phase, self.get_phase_display(), self.get_status_display(),
+                          queued=RestorePhase.QUEUED, done=RestorePhase.DONE)
 
 
 class ReplicationPolicy(models.Model):

@@ -30,6 +30,8 @@ def request_backup(*, vm, store, method, incremental=False, trigger=Trigger.MANU
         raise BackupRequestError(f"VM {vm.name} no longer exists in pool {vm.pool}")
     if vm.is_snapshot:
         raise BackupRequestError(f"{vm.name} is a snapshot, not a VM")
+    if store.offline:
+        raise BackupRequestError(f"data store {store.name} is offline; bring it back online on its page first")
     fail_abandoned_backups()
     busy = VmBackup.objects.filter(vm_uuid=vm.uuid, status__in=[RunStatus.QUEUED, RunStatus.RUNNING]).first()
     if busy is not None:
@@ -88,3 +90,26 @@ def cancel_run(run: BackupRun, user=None):
         VmBackup.objects.filter(run=run, status=RunStatus.RUNNING).update(cancel_requested=True)
         record_event(AuditAction.JOB_CANCEL, target=run, actor=user, message=f"{run} cancelled")
     finish_run_if_done(run.pk)
+
+
+def add_run_totals(runs):
+    """Sets on each run the sums of its VM backups (a job run backs up several VMs), in one
+    query however many runs: vm_count, vms_done, total_processed, total_read, total_stored
+    (None when the run has no VM backups), and failure_reason (the run's message, else the
+    first error of a VM backup that failed), for run lists and job pages."""
+    runs = list(runs)
+    per_run = {run.pk: [] for run in runs}
+    rows = (VmBackup.objects.filter(run__in=[run.pk for run in runs]).order_by("pk")
+            .values("run_id", "status", "error", "bytes_processed", "bytes_read", "bytes_stored"))
+    for row in rows:
+        per_run[row["run_id"]].append(row)
+    for run in runs:
+        backups = per_run[run.pk]
+        run.vm_count = len(backups)
+        run.vms_done = sum(row["status"] in RunStatus.finished() for row in backups)
+        for total, column in (("total_processed", "bytes_processed"), ("total_read", "bytes_read"),
+                              ("total_stored", "bytes_stored")):
+            setattr(run, total, sum(row[column] for row in backups) if backups else None)
+        errors = [row["error"] for row in backups if row["status"] == RunStatus.FAILED and row["error"]]
+        run.failure_reason = (run.message or (errors[0] if errors else "")) if run.status == RunStatus.FAILED else ""
+    return runs

@@ -16,7 +16,7 @@ from sesamweb.audit.log import model_snapshot, record_event
 
 from .choices import StoreKind
 from .models import DataStore
-from .repository import LocalBackend, Repository, S3Backend
+from .repository import LocalBackend, Repository, RepositoryError, S3Backend
 from .repository import keys as repository_keys
 from .repository.chunks import DEFAULT_COMPRESSION_LEVEL
 
@@ -136,3 +136,92 @@ def export_key_file(store: DataStore, *, passphrase=None, force=False) -> bytes:
                  message="key file exported" + (" again (forced)" if force else "")
                  + (", protected by a passphrase" if passphrase else ""))
     return key_file
+
+
+class StoreInUse(ValueError):
+    """The data store cannot be forgotten or deleted now; the message says why."""
+
+
+def update_store(store: DataStore, changes: dict, *, s3_secret="", user=None) -> DataStore:
+    """Change a store's settings (not its medium or its key). Audited with before / after."""
+    before = model_snapshot(DataStore.objects.get(pk=store.pk))
+    for name, value in changes.items():
+        setattr(store, name, value)
+    if s3_secret:
+        store.set_s3_secret(s3_secret)
+    with transaction.atomic():
+        store.save()
+        record_event(AuditAction.UPDATE, target=store, actor=user, before=before, after=model_snapshot(store),
+                     message=f"data store {store.name} changed")
+    return store
+
+
+def set_offline(store: DataStore, offline: bool, *, user=None) -> DataStore:
+    """Offline: backups and maintenance to it are refused until it is back online. Audited."""
+    before = model_snapshot(store)
+    store.offline = offline
+    with transaction.atomic():
+        store.save(update_fields=["offline"])
+        record_event(AuditAction.UPDATE, target=store, actor=user, before=before, after=model_snapshot(store),
+                     message=f"data store {store.name} taken offline" if offline
+                     else f"data store {store.name} back online")
+    return store
+
+
+def _refuse_if_used(store: DataStore, doing: str):
+    from .choices import RunStatus
+    from .models import VmBackup
+
+    jobs = list(store.jobs.values_list("name", flat=True))
+    if jobs:
+        raise StoreInUse(f"{store.name} cannot be {doing}: backup job(s) {', '.join(jobs)} write to it; "
+                         "move them to another data store or delete them first")
+    if VmBackup.objects.filter(store=store, status__in=[RunStatus.QUEUED, RunStatus.RUNNING]).exists():
+        raise StoreInUse(f"{store.name} cannot be {doing}: a backup to it is queued or running")
+
+
+def _drop(store: DataStore, *, user, message):
+    from .maintenance import remove_maintenance_schedule
+
+    before = model_snapshot(store)
+    with transaction.atomic():
+        for maintenance in list(store.maintenance_schedules.select_related("q_schedule")):
+            remove_maintenance_schedule(maintenance, user=user)
+        record_event(AuditAction.DELETE, target=store, actor=user, before=before, message=message)
+        store.delete()      # its restore point index goes with it; run history keeps its rows
+
+
+def forget_store(store: DataStore, *, user=None):
+    """The console forgets the store: its restore points leave the index, its run history
+    stays; the repository (backups, key) is left on the medium untouched, to be added again
+    or read with its key file. Refused while jobs write to it or backups to it run. Audited."""
+    _refuse_if_used(store, "forgotten")
+    points = store.restore_points.count()
+    _drop(store, user=user, message=f"data store {store.name} forgotten; its {points} restore point(s) and key "
+                                    f"were left in place at {store.location}")
+
+
+def delete_store(store: DataStore, *, user=None):
+    """Delete an empty store: no restore point in the index nor in the repository. Its
+    repository's own files (configuration, key, unreferenced chunks) are removed from the
+    medium, the directory or bucket itself stays. Audited."""
+    _refuse_if_used(store, "deleted")
+    if store.restore_points.exists():
+        raise StoreInUse(f"{store.name} is not empty: it holds {store.restore_points.count()} restore point(s); "
+                         "prune them, or forget the store to leave them in place")
+    try:
+        repo = open_repository(store)
+        left = repo.list_backups()
+    except (RepositoryError, OSError) as exc:
+        raise StoreInUse(f"{store.name} cannot be deleted: its repository could not be read ({exc}); "
+                         "forget it instead to leave whatever is there in place") from None
+    if left:
+        raise StoreInUse(f"{store.name} is not empty: its repository holds {len(left)} restore point(s) the console "
+                         "has not indexed (refresh the catalog); forget the store to leave them in place")
+    for key in list(repo.backend.list("")):
+        repo.backend.delete(key)
+    with _open_lock:
+        for cache_key in [k for k in _open_repositories if k[0] == store.pk]:
+            _open_repositories.pop(cache_key)
+    _drop(store, user=user, message=f"empty data store {store.name} deleted; its repository files at "
+                                    f"{store.location} were removed")

@@ -6,6 +6,8 @@ from .jobs.runs import after_vm_backup, skip_if_window_closed
 from .maintenance import collect_garbage, points_to_verify, prune_store, refresh_catalog, verify_points
 from .models import DataStore
 from .repository import RetentionPolicy
+from .store_progress import StoreTaskProgress
+from .cli import human_bytes
 
 
 def run_vm_backup_task(vm_backup_id: int) -> str:
@@ -27,11 +29,14 @@ def run_vm_backup_task(vm_backup_id: int) -> str:
 def verify_store_task(store_id: int, older_than_days: int = 0) -> str:
     store = DataStore.objects.get(pk=store_id)
     points = points_to_verify(store, older_than_days) if older_than_days else None
-    report = verify_points(store, points)
-    damaged = report.damaged
-    scope = f" not verified for {older_than_days} day(s)" if older_than_days else ""
-    return (f"verified {len(report.backups)} restore point(s){scope}, {report.chunks_checked} chunks: "
-            + (f"{len(damaged)} damaged ({', '.join(b.id for b in damaged)})" if damaged else "all good"))
+    with StoreTaskProgress(store, "verify") as progress:
+        report = verify_points(store, points, on_progress=lambda done, total: progress.update(
+            done, total, f"{done} of {total} chunks checked"))
+        damaged = report.damaged
+        scope = f" not verified for {older_than_days} day(s)" if older_than_days else ""
+        return progress.done(f"verified {len(report.backups)} restore point(s){scope}, {report.chunks_checked} "
+                             "chunks: " + (f"{len(damaged)} damaged ({', '.join(b.id for b in damaged)})"
+                                           if damaged else "all good"))
 
 
 def prune_store_task(store_id: int, keep_last=0, keep_daily=0, keep_weekly=0, keep_monthly=0,
@@ -43,8 +48,11 @@ def prune_store_task(store_id: int, keep_last=0, keep_daily=0, keep_weekly=0, ke
 
 
 def collect_garbage_task(store_id: int) -> str:
-    report = collect_garbage(DataStore.objects.get(pk=store_id))
-    return f"removed {report.deleted_chunks} chunk(s), {report.deleted_bytes} bytes"
+    store = DataStore.objects.get(pk=store_id)
+    with StoreTaskProgress(store, "gc") as progress:
+        report = collect_garbage(store, on_progress=lambda scanned, removed: progress.update(
+            None, None, f"{scanned} chunks scanned, {removed} removed"))
+        return progress.done(f"removed {report.deleted_chunks} chunk(s), {human_bytes(report.deleted_bytes)}")
 
 
 def refresh_catalog_task(store_id: int) -> str:

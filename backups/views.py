@@ -14,45 +14,29 @@ from sesamweb.accounts.permissions import MANAGE, OPERATE, CapabilityRequiredMix
 from sesamweb.accounts.roles import user_can
 from sesamweb.audit.choices import AuditAction, AuditOutcome
 from sesamweb.audit.log import record_event
-from xenpools.models import VM
+from sesamweb.identifiers import parse_id
+from xenpools.models import VM, StorageRepository
 
-from .choices import BackupPhase, RunStatus, Trigger, VerifyState
+from .choices import BackupMethod, BackupPhase, RunStatus, Trigger, VerifyState
 from .filters import BackupRunFilterSet, RestorePointFilterSet
-from .forms import BackupNowForm, DataStoreForm, HistoryFilterForm, KeyExportForm, MaintenanceScheduleForm, PruneForm
+from .forms import BackupNowForm, DataStoreEditForm, DataStoreForm, HistoryFilterForm, KeyExportForm, MaintenanceScheduleForm, PruneForm
 from .history import HistoryFilter, history, load_page
-from .maintenance import remove_maintenance_schedule, save_maintenance_schedule
 from .devices.routing import DeviceServerRevoked, waiting_on_device_servers
+from .maintenance import prune_preview, remove_maintenance_schedule, save_maintenance_schedule
 from .models import BackupRun, DataStore, RestorePoint, StoreMaintenanceSchedule, VmBackup
+from .formats.xva import XvaError
 from .repository import KeyAlreadyExportedError, RepositoryError
-from .services import BackupRequestError, cancel_run, queue_run, request_backup
-from .stores import create_store, export_key_file
+from .restore.plan import RestorePlanError, describe_point, request_disk_restore
+from .services import BackupRequestError, add_run_totals, cancel_run, queue_run, request_backup
+from .stores import StoreInUse, create_store, delete_store, export_key_file, forget_store, set_offline, update_store
 from .tasks import STORE_TASKS, queue_store_task, store_task_group
-from .templatetags.backups_tags import restore_url
+from .templatetags.backups_tags import megabytes_per_second, restore_url
 
 
 def _querystring(request):
     query = request.GET.copy()
     query.pop("page", None)
     return query.urlencode()
-
-
-def _with_totals(runs):
-    """Runs with the sums of their VM backups (a scheduled run backs up several VMs)."""
-    return runs.annotate(
-        vm_count=Count("vm_backups"), total_processed=Sum("vm_backups__bytes_processed"),
-        total_stored=Sum("vm_backups__bytes_stored"), total_read=Sum("vm_backups__bytes_read"),
-    ).prefetch_related("vm_backups__store")
-
-
-def _add_totals(runs):
-    """What _with_totals annotates, summed from each run's prefetched VM backups."""
-    for run in runs:
-        backups = run.vm_backups.all()
-        run.vm_count = len(backups)
-        for total, column in (("total_processed", "bytes_processed"), ("total_stored", "bytes_stored"),
-                              ("total_read", "bytes_read")):
-            setattr(run, total, sum(getattr(b, column) for b in backups) if backups else None)
-    return runs
 
 
 class RunListView(CapabilityRequiredMixin, ListView):
@@ -63,13 +47,13 @@ class RunListView(CapabilityRequiredMixin, ListView):
     def get_queryset(self):
         self.filterset = BackupRunFilterSet(self.request.GET, queryset=BackupRun.objects.all())
         # No GROUP BY here: aggregating 100,000 runs to show 50 took seconds. The page's runs
-        # are summed from their prefetched VM backups (_add_totals).
+        # are summed afterwards (add_run_totals).
         return (self.filterset.qs.select_related("requested_by", "job").prefetch_related("vm_backups__store")
                 .order_by("-created_at", "-pk"))
 
     def get_context_data(self, **kwargs):
         context = super().get_context_data(filterset=self.filterset, querystring=_querystring(self.request), **kwargs)
-        _add_totals(context["runs"])
+        add_run_totals(context["runs"])
         context["active_runs"] = [run.pk for run in context["runs"] if run.status not in RunStatus.finished()]
         return context
 
@@ -79,17 +63,21 @@ class RunDetailView(CapabilityRequiredMixin, DetailView):
     context_object_name = "run"
 
     def get_queryset(self):
-        return _with_totals(BackupRun.objects.select_related("requested_by", "job", "schedule"))
+        return BackupRun.objects.select_related("requested_by", "job", "schedule")
 
     def get_context_data(self, **kwargs):
         run = self.object
         vm_backups = list(run.vm_backups.select_related("store", "vm", "restore_point").order_by("pk"))
+        for vb in vm_backups:
+            vb.speed_text = "…" if vb.status == RunStatus.RUNNING else megabytes_per_second(
+                vb.bytes_processed, vb.duration_seconds)
+            vb.show_downtime = vb.method == BackupMethod.OFFLINE or vb.downtime_seconds is not None
         finished = run.status in RunStatus.finished()
         can_operate = user_can(self.request.user, OPERATE)
         retry_statuses = (RunStatus.FAILED, RunStatus.SKIPPED, RunStatus.CANCELLED)
         return super().get_context_data(
             vm_backups=vm_backups, labels={"phase": dict(BackupPhase.choices), "status": dict(RunStatus.choices)},
-            finished=finished, can_operate=can_operate,
+            finished=finished, can_operate=can_operate, run_started=run.status != RunStatus.QUEUED,
             can_cancel=can_operate and not finished,
             can_retry=can_operate and finished and run.job_id is not None
             and any(vb.status in retry_statuses and vb.vm_id for vb in vm_backups),
@@ -139,7 +127,7 @@ class BackupNowView(CapabilityRequiredMixin, View):
                 form.add_error(None, str(exc))
             else:
                 queue_run(run)
-                messages.success(request, f"Backup of {vm.name} queued.")
+                messages.success(request, f"Backup of {vm.name} queued.", extra_tags="run-queued")
                 return redirect(run)
         return render(request, self.template_name, {"vm": vm, "form": form}, status=400)
 
@@ -265,6 +253,9 @@ class StoreMaintenanceView(CapabilityRequiredMixin, View):
         store = get_object_or_404(DataStore, pk=pk)
         if action not in STORE_TASKS:
             return HttpResponse(status=404)
+        if store.offline:
+            messages.error(request, f"{store.name} is offline: bring it back online to run maintenance on it.")
+            return redirect(store)
         options = {}
         if action == "prune":
             form = PruneForm(request.POST)
@@ -279,6 +270,103 @@ class StoreMaintenanceView(CapabilityRequiredMixin, View):
             return redirect(store)
         messages.success(request, f"{STORE_TASKS[action][1]} of {store.name} queued on the workers.")
         return redirect(store)
+
+
+class StoreEditView(CapabilityRequiredMixin, View):
+    capability = MANAGE
+    template_name = "backups/store_edit.html"
+
+    def get(self, request, pk):
+        store = get_object_or_404(DataStore, pk=pk)
+        return render(request, self.template_name, {"store": store, "form": DataStoreEditForm(instance=store)})
+
+    def post(self, request, pk):
+        store = get_object_or_404(DataStore, pk=pk)
+        form = DataStoreEditForm(request.POST, instance=DataStore.objects.get(pk=pk))
+        if not form.is_valid():
+            return render(request, self.template_name, {"store": store, "form": form}, status=400)
+        update_store(store, form.changes(), s3_secret=form.cleaned_data.get("s3_secret", ""), user=request.user)
+        messages.success(request, f"Data store {store.name} saved.")
+        return redirect(store)
+
+
+class StoreOfflineView(CapabilityRequiredMixin, View):
+    """Take a store offline (backups and maintenance refused) or bring it back."""
+
+    capability = MANAGE
+
+    def post(self, request, pk):
+        store = get_object_or_404(DataStore, pk=pk)
+        offline = request.POST.get("offline") == "1"
+        if store.offline != offline:
+            set_offline(store, offline, user=request.user)
+        messages.success(request, f"Data store {store.name} is offline: backups and maintenance to it are refused."
+                         if offline else f"Data store {store.name} is back online.")
+        return redirect(store)
+
+
+class StoreForgetView(CapabilityRequiredMixin, View):
+    """Forget a store (GET: the warning and the confirmation; POST: do it)."""
+
+    capability = MANAGE
+    template_name = "backups/store_forget.html"
+
+    def get(self, request, pk):
+        store = get_object_or_404(DataStore, pk=pk)
+        return render(request, self.template_name, {"store": store, "points": store.restore_points.count(),
+                                                    "jobs": store.jobs.all()})
+
+    def post(self, request, pk):
+        store = get_object_or_404(DataStore, pk=pk)
+        if request.POST.get("confirm_name", "").strip() != store.name:
+            messages.error(request, f"Not forgotten: type the store's name, {store.name}, to confirm.")
+            return redirect("backups:store_forget", pk=store.pk)
+        try:
+            forget_store(store, user=request.user)
+        except StoreInUse as exc:
+            messages.error(request, f"Not forgotten: {exc}.")
+            return redirect(store)
+        messages.success(request, f"Data store {store.name} forgotten. Its backups and key were left at "
+                                  f"{store.location}; add it again to use them.")
+        return redirect("backups:store_list")
+
+
+class StoreDeleteView(CapabilityRequiredMixin, View):
+    """Delete an empty store (its repository files go too)."""
+
+    capability = MANAGE
+
+    def post(self, request, pk):
+        store = get_object_or_404(DataStore, pk=pk)
+        try:
+            delete_store(store, user=request.user)
+        except StoreInUse as exc:
+            messages.error(request, f"Not deleted: {exc}.")
+            return redirect(store)
+        messages.success(request, f"Empty data store {store.name} deleted.")
+        return redirect("backups:store_list")
+
+
+class StorePrunePreviewView(CapabilityRequiredMixin, View):
+    """The prune form's "Preview": what these rules would keep and remove now (a dry run,
+    nothing changes), with the button that queues the prune itself. POST, as the form is."""
+
+    capability = OPERATE
+    template_name = "backups/prune_preview.html"
+
+    def post(self, request, pk):
+        store = get_object_or_404(DataStore, pk=pk)
+        form = PruneForm(request.POST)
+        if not form.is_valid():
+            messages.error(request, "No preview: " + " ".join(e for errors in form.errors.values() for e in errors))
+            return redirect(store)
+        try:
+            rows, kept, removed = prune_preview(store, form.policy(), confirm_last=form.cleaned_data["confirm_last"])
+        except (RepositoryError, OSError) as exc:
+            messages.error(request, f"No preview: the data store {store.name} could not be read: {exc}")
+            return redirect(store)
+        return render(request, self.template_name, {"store": store, "form": form, "rows": rows, "kept": kept,
+                                                    "removed": removed})
 
 
 class StoreKeyExportView(CapabilityRequiredMixin, View):
@@ -350,3 +438,48 @@ class PointListView(CapabilityRequiredMixin, ListView):
             point.live_vm = live.get(point.vm_uuid)
             point.restore_url = restore_url(point)
         return context
+
+
+class PointDetailView(CapabilityRequiredMixin, View):
+    """One restore point: the VM it holds, and per disk: restore it to an SR (a new disk, no
+    VM) or download it as raw / VHD (the API's download, audited there)."""
+
+    template_name = "backups/point_detail.html"
+
+    def get(self, request, pk):
+        point = get_object_or_404(RestorePoint.objects.select_related("store", "job"), pk=pk)
+        try:
+            details, problem = describe_point(point), ""
+        except (RepositoryError, XvaError, OSError) as exc:
+            details, problem = None, f"The restore point could not be read: {exc}"
+        live = VM.objects.filter(uuid=point.vm_uuid, removed_at__isnull=True, is_snapshot=False).first()
+        srs = [sr for sr in StorageRepository.objects.select_related("pool").order_by("pool__name", "name")
+               if sr.content_type != "iso" and sr.type not in ("iso", "udev")]
+        return render(request, self.template_name, {
+            "point": point, "details": details, "problem": problem, "live_vm": live, "srs": srs,
+            "restore_url": restore_url(point), "can_operate": user_can(request.user, OPERATE),
+        })
+
+
+class PointDiskRestoreView(CapabilityRequiredMixin, View):
+    """Restore one disk of a restore point as a new disk on an SR (audited by request_disk_restore)."""
+
+    capability = OPERATE
+
+    def post(self, request, pk, key):
+        point = get_object_or_404(RestorePoint.objects.select_related("store"), pk=pk)
+        sr = StorageRepository.objects.select_related("pool").filter(pk=parse_id(request.POST.get("sr"))).first()
+        if sr is None:
+            messages.error(request, "Choose the SR to restore the disk to.")
+            return redirect(point.get_absolute_url())
+        try:
+            run = request_disk_restore(point, key, sr, request.user, name=request.POST.get("name", "").strip()[:200])
+        except RestorePlanError as exc:
+            messages.error(request, "The disk was not restored: " + "; ".join(p.message for p in exc.problems))
+            return redirect(point.get_absolute_url())
+        except (RepositoryError, XvaError, OSError) as exc:
+            messages.error(request, f"The disk was not restored: the restore point could not be read: {exc}")
+            return redirect(point.get_absolute_url())
+        messages.success(request, f"Restore of disk {key} of {point.vm_name} to {sr.name} queued: it starts as soon "
+                                  "as a worker is free.", extra_tags="run-queued")
+        return redirect(run.get_absolute_url())

@@ -121,6 +121,8 @@ TEMPLATES = [
                 "sesamweb.accounts.context_processors.roles",
                 "sesamweb.dashboard.navigation.navigation",
             ],
+            # Sizes in decimal units everywhere: this `filesizeformat` replaces Django's.
+            "builtins": ["sesamweb.units"],
         },
     },
 ]

@@ -2,7 +2,7 @@
 changes: one small event per changed VM on topic "vms", a pool summary on "pool:<id>" and
 "pools". Pages apply these in place (static/js/xenpools.js)."""
 from django.db.models import Count, Q
-from django.template.defaultfilters import filesizeformat
+from sesamweb.units import size_text as filesizeformat
 
 from sesamweb.live.publish import publish
 

@@ -46,9 +46,12 @@ class DataStoreSerializer(serializers.ModelSerializer):
 class VmBackupSerializer(serializers.ModelSerializer):
     status_display = serializers.CharField(source="get_status_display", read_only=True)
     phase_display = serializers.CharField(source="get_phase_display", read_only=True)
+    phase_text = serializers.CharField(read_only=True, help_text="The phase in words; a failed backup names the "
+                                                                  "phase it failed in")
+    kind_text = serializers.CharField(read_only=True, help_text="Full / incremental, or why it is not known")
     method_display = serializers.CharField(source="get_method_display", read_only=True)
     kind_display = serializers.CharField(source="get_kind_display", read_only=True)
-    store_name = serializers.CharField(source="store.name", read_only=True)
+    store_name = serializers.CharField(source="store.name", read_only=True, default=None, allow_null=True)
     duration_seconds = serializers.FloatField(read_only=True, allow_null=True)
     dedup_ratio = serializers.FloatField(read_only=True, allow_null=True)
     compression_ratio = serializers.FloatField(read_only=True, allow_null=True)
@@ -59,7 +62,7 @@ class VmBackupSerializer(serializers.ModelSerializer):
         model = VmBackup
         fields = ["id", "vm_uuid", "vm_name", "pool", "store", "store_name", "method", "method_display",
                   "incremental", "kind", "kind_display", "status", "status_display", "phase", "phase_display",
-                  "total_bytes", "bytes_read", "bytes_processed", "bytes_new", "bytes_stored", "progress", "rate",
+                  "phase_text", "kind_text", "total_bytes", "bytes_read", "bytes_processed", "bytes_new", "bytes_stored", "progress", "rate",
                   "dedup_ratio", "compression_ratio", "downtime_seconds", "duration_seconds", "warnings", "error",
                   "restore_point", "attempts", "kind_reason", "cancel_requested", "dispatched_at", "waiting", "run",
                   "created_at", "started_at", "finished_at"]

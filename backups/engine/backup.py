@@ -104,7 +104,7 @@ def fail_abandoned_backups(now=None):
     failed = []
     for vm_backup, still in stale:
         updated = VmBackup.objects.filter(pk=vm_backup.pk, status=RunStatus.RUNNING, **still).update(
-            status=RunStatus.FAILED, finished_at=timezone.now(), phase=BackupPhase.DONE,
+            status=RunStatus.FAILED, finished_at=timezone.now(),
             error=f"the worker {vm_backup.lease_owner} stopped during the backup (killed or lost); "
                   "no restore point was written",
         )
@@ -201,10 +201,12 @@ def run_vm_backup(vm_backup_id, *, owner=None, requeue_when_busy=False):
     if isinstance(outcome, WaitForStream):
         return requeue_waiting(vm_backup, outcome)
     vm_backup.status = outcome
-    vm_backup.phase = BackupPhase.DONE
+    # A backup that did not succeed keeps the phase it stopped in (the run page names it).
+    if outcome in (RunStatus.SUCCESS, RunStatus.WARNING):
+        vm_backup.phase = BackupPhase.DONE
     vm_backup.finished_at = timezone.now()
     VmBackup.objects.filter(pk=vm_backup.pk).update(
-        status=outcome, phase=BackupPhase.DONE, finished_at=vm_backup.finished_at, error=vm_backup.error,
+        status=outcome, phase=vm_backup.phase, finished_at=vm_backup.finished_at, error=vm_backup.error,
         warnings=vm_backup.warnings, downtime_seconds=vm_backup.downtime_seconds, kind=vm_backup.kind,
         kind_reason=vm_backup.kind_reason,
         restore_point=vm_backup.restore_point, bytes_read=vm_backup.bytes_read,
@@ -252,19 +254,23 @@ def _run(vm_backup, reporter, slots):
         if vm_backup.excluded_disks:
             _leave_out_disks(conn, prepared, vm_backup, reporter)
         vm_backup.downtime_seconds = prepared.downtime_seconds
-        keep = {}
+        keep, streamed = {}, False
         try:
             manifest, keep = _stream_with_retries(conn, vm_backup, reporter, repo, prepared, parent, track_changes)
             if not _vm_exists(conn, vm_backup.vm_uuid, prepared):
                 reporter.warn("the VM was deleted from the pool during the backup; "
                               "this restore point holds its state at the time of the snapshot")
+            streamed = True
         finally:
+            stopped_in = vm_backup.phase
             reporter.phase(BackupPhase.CLEANING_UP)
             problems = _clean_up(conn, vm_backup, prepared, keep)
             if prepared.downtime_seconds is not None:
                 vm_backup.downtime_seconds = prepared.downtime_seconds
             for text in problems:
                 reporter.warn(text)
+            if not streamed:
+                vm_backup.phase = stopped_in    # the run page names the phase the backup failed in
         point = _index_restore_point(vm_backup, repo, manifest, keep, conn)
         vm_backup.restore_point = point
         replicate_after_backup(vm_backup, reporter.warn)     # queues replicas; never fails the backup

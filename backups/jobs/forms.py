@@ -51,7 +51,7 @@ class ExcludedDisksField(forms.MultipleChoiceField):
 
     @staticmethod
     def _choices():
-        from django.template.defaultfilters import filesizeformat
+        from sesamweb.units import size_text as filesizeformat
 
         from xenpools.models import VirtualDisk
 

@@ -81,6 +81,8 @@ def start_job_run(job, *, trigger=Trigger.SCHEDULE, user=None, schedule=None, sl
     now = now or timezone.now()
     if not job.store.key_encrypted and job.store.encrypted:
         raise JobRunError(f"data store {job.store} has no key in the console; import it first")
+    if job.store.offline:
+        raise JobRunError(f"data store {job.store} is offline; bring it back online on its page first")
     run = BackupRun.objects.create(
         trigger=trigger, requested_by=user if user is not None and user.is_authenticated else None,
         job=job, schedule=schedule, slot=slot, status=RunStatus.QUEUED,

@@ -2,8 +2,6 @@
 runs, Run now), schedules, the retention preview, and the live previews the forms call.
 Thin views: the work is done by editing (audited changes), selection, schedules, runs and
 retention."""
-from collections import defaultdict
-
 from django.contrib import messages
 from django.db import transaction
 from django.db.models import OuterRef, Subquery
@@ -20,6 +18,7 @@ from sesamweb.audit.log import model_snapshot
 
 from ..choices import RunStatus
 from ..models import BackupJob, BackupRun, JobSchedule, RestorePoint, VmBackup
+from ..services import add_run_totals
 from . import editing, schedules
 from .choices import WEEKDAYS
 from .forms import BackupJobForm, ProtectForm, RetentionForm, ScheduleForm, SelectionPreviewForm
@@ -194,7 +193,7 @@ class JobDetailView(CapabilityRequiredMixin, View):
                                 .prefetch_related("schedules__q_schedule", "rule_pools", "vms", "excluded_vms"), pk=pk)
         following = request.GET.get("following", "")
         runs = list(job.runs.select_related("schedule", "requested_by").order_by("-created_at", "-pk")[:RECENT_RUNS])
-        _add_run_totals(runs)
+        add_run_totals(runs)
         selected = list(select_vms(job)[:PREDICTION_LIMIT + 1])
         next_schedule, next_time = _next_schedule(job)
         predictions = predict(job, schedule=next_schedule, now=next_time, vms=selected[:PREDICTION_LIMIT])
@@ -210,19 +209,6 @@ class JobDetailView(CapabilityRequiredMixin, View):
         })
 
 
-def _add_run_totals(runs):
-    """Duration, bytes and VM counts per run (one query for all)."""
-    per_run = defaultdict(lambda: {"vms": 0, "processed": 0, "stored": 0, "done": 0})
-    for row in VmBackup.objects.filter(run__in=runs).values("run_id", "status", "bytes_processed", "bytes_stored"):
-        totals = per_run[row["run_id"]]
-        totals["vms"] += 1
-        totals["processed"] += row["bytes_processed"]
-        totals["stored"] += row["bytes_stored"]
-        totals["done"] += row["status"] in RunStatus.finished()
-    for run in runs:
-        run.totals = per_run[run.pk]
-
-
 def _run_json(run):
     vm_backups = list(run.vm_backups.order_by("pk"))
     return {
@@ -230,7 +216,7 @@ def _run_json(run):
         "created_at": run.created_at.isoformat(), "finished": run.is_finished, "message": run.message,
         "vm_backups": [{
             "id": vb.pk, "vm_name": vb.vm_name, "status": vb.status, "status_display": vb.get_status_display(),
-            "phase_display": vb.get_phase_display(),
+            "phase_display": vb.phase_text,
             "progress": 1.0 if vb.status in (RunStatus.SUCCESS, RunStatus.WARNING) else vb.progress,
             "kind_reason": vb.kind_reason, "error": vb.error,
         } for vb in vm_backups],

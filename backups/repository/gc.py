@@ -68,7 +68,8 @@ class GcReport:
 
 
 def collect_garbage(repo, *, grace_period=DEFAULT_GRACE_PERIOD, stale_after=DEFAULT_STALE_AFTER,
-                    now=None, dry_run=False) -> GcReport:
+                    now=None, dry_run=False, on_progress=None) -> GcReport:
+    """on_progress(chunks scanned, chunks removed) is called every PROGRESS_EVERY chunks."""
     backend = repo.backend
     started = time.time()
     store_now = started
@@ -82,13 +83,16 @@ def collect_garbage(repo, *, grace_period=DEFAULT_GRACE_PERIOD, stale_after=DEFA
                         backend.location)
     try:
         return _collect(repo, backend, grace_period, stale_after,
-                        store_now if now is None else now, dry_run)
+                        store_now if now is None else now, dry_run, on_progress)
     finally:
         if not dry_run:
             record_gc_state(backend, started, time.time())
 
 
-def _collect(repo, backend, grace_period, stale_after, now, dry_run):
+PROGRESS_EVERY = 500
+
+
+def _collect(repo, backend, grace_period, stale_after, now, dry_run, on_progress=None):
     warnings = []
     leases = list_leases(backend, stale_after=stale_after, now=now, include_stale=True)
     live = []
@@ -112,7 +116,11 @@ def _collect(repo, backend, grace_period, stale_after, now, dry_run):
                 f"{exc}; nothing was deleted (repair or delete that backup first)") from exc
     report.referenced_chunks = len(referenced)
 
+    scanned = 0
     for key in backend.list("chunks/"):
+        scanned += 1
+        if on_progress and scanned % PROGRESS_EVERY == 0:
+            on_progress(scanned, report.deleted_chunks)
         chunk_id = key.rsplit("/", 1)[-1]
         if not is_temporary(key) and chunk_id in referenced:
             continue

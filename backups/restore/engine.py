@@ -122,11 +122,11 @@ def run_restore(run_id, *, owner=None):
         run.error = f"unexpected error: {exc.__class__.__name__}: {exc}"
     finally:
         progress.stop_heartbeat()
-    run.status, run.phase, run.finished_at = outcome, RestorePhase.DONE, timezone.now()
+    run.status, run.finished_at = outcome, timezone.now()
     if outcome in (RunStatus.SUCCESS, RunStatus.WARNING):
-        run.bytes_done = run.bytes_total
+        run.bytes_done, run.phase = run.bytes_total, RestorePhase.DONE
     RestoreRun.objects.filter(pk=run.pk).update(
-        status=outcome, phase=RestorePhase.DONE, finished_at=run.finished_at, error=run.error,
+        status=outcome, phase=run.phase, finished_at=run.finished_at, error=run.error,
         warnings=run.warnings, bytes_done=run.bytes_done, bytes_total=run.bytes_total, path=run.path,
         restored_vm_uuid=run.restored_vm_uuid, restored_vdi_uuid=run.restored_vdi_uuid,
     )
@@ -181,10 +181,12 @@ def _restore_vm(run, progress):
             progress.check_cancelled(force=True)
             _untag(conn, vm_ref)
         except BaseException:
+            stopped_in = run.phase
             progress.phase(RestorePhase.CLEANING_UP)
             _clean_up_after_failure(conn, run, progress)
             if replaced_vdis:
                 _report_kept_original_disks(conn, details, replaced_vdis, progress)
+            run.phase = stopped_in      # the run page names the phase the restore failed in
             raise
         try:        # the VM is complete now: a start that fails leaves it restored, halted
             _start(conn, vm_ref, plan, progress)
@@ -410,8 +412,10 @@ def _restore_disk(run, progress):
             _upload_disk(conn, run, repo, entry, vdi_ref, progress, 0)
             run.restored_vdi_uuid = xenapi.VDI.get_uuid(vdi_ref)
         except BaseException:
+            stopped_in = run.phase
             progress.phase(RestorePhase.CLEANING_UP)
             _clean_up_after_failure(conn, run, progress)
+            run.phase = stopped_in      # the run page names the phase the restore failed in
             raise
         xenapi.VDI.remove_from_other_config(vdi_ref, metadata.RESTORE_TAG)
     _sync_inventory(run, progress)

@@ -6,7 +6,7 @@ whose PlanProblem.field names are the field names used here (per-disk and per-VI
 are named "sr_<disk key>" and "network_<VIF device>").
 """
 from django import forms
-from django.template.defaultfilters import filesizeformat
+from sesamweb.units import size_text as filesizeformat
 
 from xenpools.models import Host, Network, Pool, StorageRepository
 

@@ -31,6 +31,7 @@ from ..choices import RunStatus, VerifyState
 from ..formats.xva import XvaError
 from ..models import RestorePoint, RestoreRun
 from ..repository import RepositoryError
+from ..templatetags.backups_tags import duration, megabytes_per_second
 from .forms import (
     LEFT_OUT,
     MEMORY_START_MODES,
@@ -505,7 +506,8 @@ class RestoreReviewView(WizardStepView):
         except RestorePlanError as error:
             return self.show(error.problems, refused=True)
         self.state.clear()
-        messages.success(self.request, f"Restore of {plan.point.vm_name} queued: it starts as soon as a worker is free.")
+        messages.success(self.request, f"Restore of {plan.point.vm_name} queued: it starts as soon as a worker is free.",
+                         extra_tags="run-queued")
         return redirect(run.get_absolute_url())
 
     def show(self, problems, refused=False):
@@ -535,6 +537,7 @@ class RestoreRunView(CapabilityRequiredMixin, View):
             return JsonResponse(status)
         return render(request, "backups/restore/run_detail.html", {
             "run": run, "status": status, "can_cancel": user_can(request.user, OPERATE) and not run.is_finished,
+            "run_started": run.status != RunStatus.QUEUED,
         })
 
 
@@ -558,8 +561,8 @@ STATUS_BADGES = {RunStatus.QUEUED: "muted", RunStatus.RUNNING: "info", RunStatus
 def rate_text(run) -> str:
     """The current speed while running; the average over the whole run once finished."""
     if run.is_finished and run.duration_seconds:
-        return f"{run.bytes_done / run.duration_seconds / 2**20:.1f} MB/s on average"
-    return f"{(run.rate or 0.0) / 2**20:.1f} MB/s"
+        return megabytes_per_second(run.bytes_done, run.duration_seconds) + " on average"
+    return megabytes_per_second(run.rate or 0.0, 1)
 
 
 def _when(moment) -> str:
@@ -580,12 +583,14 @@ def run_status(run) -> dict:
         "badge": STATUS_BADGES.get(run.status, "muted"),
         "finished": run.is_finished,
         "phase": run.phase,
-        "phase_label": run.get_phase_display(),
+        "phase_label": run.phase_text,
         "bytes_total": total,
         "bytes_done": done,
         "percent": 100 if succeeded else (min(100, round(100 * done / total)) if total else 0),
         "rate": run.rate or 0.0,
         "rate_text": rate_text(run),
+        "duration_seconds": run.duration_seconds,
+        "duration_text": duration(run.duration_seconds),
         "started_text": _when(run.started_at),
         "finished_text": _when(run.finished_at),
         "error": run.error,

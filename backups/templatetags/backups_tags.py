@@ -2,7 +2,7 @@
 from django import template
 from django.urls import NoReverseMatch, reverse
 
-from sesamweb.accounts.roles import OPERATE, user_can
+from sesamweb.accounts.roles import MANAGE, OPERATE, user_can
 
 from ..choices import RunStatus, VerifyState
 from ..forms import BackupNowForm
@@ -87,11 +87,17 @@ def vm_backups_panel(context, vm, form=None):
         "csrf_token": context.get("csrf_token"),
         "can_operate": can_operate,
         "can_protect": user_can(user, OPERATE),
+        "can_manage_stores": user_can(user, MANAGE),
         "has_stores": DataStore.objects.exists(),
         "form": form or (BackupNowForm(vm=vm) if can_operate else None),
         "points": points,
         "recent": VmBackup.objects.filter(vm_uuid=vm.uuid).select_related("store")[:5],
     }
+
+
+@register.filter
+def has_restore_points(vm):
+    return RestorePoint.objects.filter(vm_uuid=vm.uuid).exists()
 
 
 @register.filter

@@ -10,12 +10,13 @@
   const LABELS = labelsEl ? JSON.parse(labelsEl.textContent) : { phase: {}, status: {} };
 
   function fileSize(bytes) {
-    // Same units as Django's filesizeformat (binary, "MB" meaning MiB).
+    // As sesamweb/units.py (the filesizeformat of every page, and the CLI): decimal units.
     if (bytes === null || bytes === undefined) return "—";
-    const units = ["bytes", "KB", "MB", "GB", "TB", "PB"];
-    let value = Number(bytes), unit = 0;
-    if (value < 1024) return value + " bytes";
-    while (value >= 1024 && unit < units.length - 1) { value /= 1024; unit += 1; }
+    let value = Number(bytes) || 0;
+    if (Math.abs(value) < 1000) return value + (value === 1 ? " byte" : " bytes");
+    const units = ["kB", "MB", "GB", "TB", "PB"];
+    let unit = -1;
+    do { value /= 1000; unit += 1; } while (Math.abs(value) >= 1000 && unit < units.length - 1);
     return value.toFixed(1) + "\u00a0" + units[unit];
   }
   function rate(bytesPerSecond) {
@@ -78,7 +79,13 @@
       target.hidden = !text;
     }
 
+    function dropQueuedNote() {
+      // "… queued." no longer holds once a worker has the run.
+      document.querySelectorAll("[data-queued-message]").forEach((note) => note.remove());
+    }
+
     function onEvent(topic, event) {
+      dropQueuedNote();
       if (event.type === "run.finished") {
         setBadge(document.querySelector("[data-run-status]"), event.status);
         sync();
@@ -125,15 +132,17 @@
       setBadge(document.querySelector("[data-run-status]"), run.status, run.status_display);
       const started = runRoot.querySelector('[data-run-field="started_at"]');
       if (started && run.started_at) started.textContent = when(run.started_at);
+      else if (started && run.status !== "queued") started.textContent = "—";
+      if (run.status !== "queued") dropQueuedNote();
       const finishedAt = runRoot.querySelector('[data-run-field="finished_at"]');
       if (finishedAt && run.finished_at) finishedAt.textContent = when(run.finished_at);
       run.vm_backups.forEach((vb) => {
         const el = card(vb.id);
         if (!el) return;
         setBadge(field(el, "status"), vb.status, vb.status_display);
-        field(el, "phase").textContent = vb.phase_display;
+        field(el, "phase").textContent = vb.phase_text || vb.phase_display;
         setWaiting(el, vb.status === "queued" || vb.status === "running" ? vb.waiting : "");
-        if (vb.kind_display) field(el, "kind").textContent = vb.kind_display;
+        field(el, "kind").textContent = vb.kind_text || vb.kind_display;
         ["bytes_read", "bytes_processed", "bytes_new", "bytes_stored", "total_bytes"].forEach((n) => setBytes(el, n, vb[n]));
         field(el, "dedup_ratio").textContent = ratio(vb.dedup_ratio);
         field(el, "compression_ratio").textContent = ratio(vb.compression_ratio);

@@ -6,13 +6,15 @@
 (function () {
   "use strict";
 
-  function fileSize(bytes) {   // as Django's filesizeformat
-    const units = ["bytes", "KB", "MB", "GB", "TB", "PB"];
+  function fileSize(bytes) {
+    // As sesamweb/units.py (the filesizeformat of every page, and the CLI): decimal units.
+    if (bytes === null || bytes === undefined) return "—";
     let value = Number(bytes) || 0;
-    if (value < 1024) return value + (value === 1 ? " byte" : " bytes");
-    let unit = 0;
-    while (value >= 1024 && unit < units.length - 1) { value /= 1024; unit += 1; }
-    return value.toFixed(1) + " " + units[unit];
+    if (Math.abs(value) < 1000) return value + (value === 1 ? " byte" : " bytes");
+    const units = ["kB", "MB", "GB", "TB", "PB"];
+    let unit = -1;
+    do { value /= 1000; unit += 1; } while (Math.abs(value) >= 1000 && unit < units.length - 1);
+    return value.toFixed(1) + "\u00a0" + units[unit];
   }
 
   // --- step 2: calendar ---------------------------------------------------------------------

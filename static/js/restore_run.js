@@ -10,16 +10,22 @@
   let finished = root.dataset.finished === "true";
 
   function fileSize(bytes) {
-    const units = ["bytes", "KB", "MB", "GB", "TB", "PB"];
+    // As sesamweb/units.py (the filesizeformat of every page, and the CLI): decimal units.
+    if (bytes === null || bytes === undefined) return "—";
     let value = Number(bytes) || 0;
-    if (value < 1024) return value + (value === 1 ? " byte" : " bytes");
-    let unit = 0;
-    while (value >= 1024 && unit < units.length - 1) { value /= 1024; unit += 1; }
-    return value.toFixed(1) + " " + units[unit];
+    if (Math.abs(value) < 1000) return value + (value === 1 ? " byte" : " bytes");
+    const units = ["kB", "MB", "GB", "TB", "PB"];
+    let unit = -1;
+    do { value /= 1000; unit += 1; } while (Math.abs(value) >= 1000 && unit < units.length - 1);
+    return value.toFixed(1) + "\u00a0" + units[unit];
   }
 
   function setText(name, text) {
     document.querySelectorAll('[data-run-field="' + name + '"]').forEach((el) => { el.textContent = text; });
+  }
+  // The stat cards (backups/includes/run_figures.html, the same as a backup's).
+  function setFigure(name, text) {
+    root.querySelectorAll('[data-field="' + name + '"]').forEach((el) => { el.textContent = text; });
   }
 
   function setProgress(percent, tone) {
@@ -38,9 +44,11 @@
     const badge = document.querySelector("[data-run-badge]");
     if (badge) badge.className = "badge badge-" + status.badge;
     setText("phase_label", status.phase_label || status.phase || "");
-    setText("bytes_done_text", fileSize(status.bytes_done));
-    setText("bytes_total_text", fileSize(status.bytes_total));
-    setText("rate_text", status.rate_text);
+    setFigure("bytes_processed", fileSize(status.bytes_done));
+    setFigure("total_bytes", fileSize(status.bytes_total));
+    setFigure("rate", status.rate_text);
+    setFigure("duration", status.duration_text);
+    if (status.status !== "queued") document.querySelectorAll("[data-queued-message]").forEach((note) => note.remove());
     setText("started_text", status.started_text);
     setText("finished_text", status.finished_text);
     const cancel = document.querySelector("[data-cancel-form]");
@@ -90,10 +98,10 @@
   function onEvent(topic, event) {
     // Numbers in the event move the bar at once; the fetch that follows has the final word.
     if (event && event.bytes_total) {
-      setText("bytes_done_text", fileSize(event.bytes_done || 0));
-      setText("bytes_total_text", fileSize(event.bytes_total));
+      setFigure("bytes_processed", fileSize(event.bytes_done || 0));
+      setFigure("total_bytes", fileSize(event.bytes_total));
       setProgress(100 * (event.bytes_done || 0) / event.bytes_total);
-      if (event.rate !== undefined) setText("rate_text", (event.rate / 1048576).toFixed(1) + " MB/s");
+      if (event.rate !== undefined) setFigure("rate", (event.rate / 1e6).toFixed(1) + " MB/s");
     }
     refresh();
   }

@@ -10,7 +10,7 @@ def test_the_progress_bar_is_an_accessible_progressbar():
 def test_the_usage_bar_turns_to_warning_and_danger_when_filling_up():
     ok = render_to_string("includes/usage_bar.html", {"used": 10 << 30, "total": 100 << 30})
     warn = render_to_string("includes/usage_bar.html", {"used": 80 << 30, "total": 100 << 30})
-    full = render_to_string("includes/usage_bar.html", {"used": 95 << 30, "total": 100 << 30})
+    full = render_to_string("includes/usage_bar.html", {"used": 95 * 10**9, "total": 100 * 10**9})   # decimal units
     assert 'aria-valuenow="10"' in ok and "usage-warn" not in ok and "usage-danger" not in ok
     assert "usage-warn" in warn and "usage-danger" in full
     assert "95.0\xa0GB of 100.0\xa0GB (95 %)" in full

@@ -38,11 +38,27 @@ class Command(BaseCommand):
         if not points:
             self.stdout.write("No restore points.")
             return
-        self.stdout.write(f"{'ID':<52} {'VM':<24} {'TAKEN (UTC)':<20} {'METHOD':<9} {'KIND':<12} {'SIZE':>10} {'STORED':>10} STATE")
-        for p in points:
-            self.stdout.write(f"{p.store.name + ':' + p.point_id:<52} {p.vm_name[:24]:<24} {p.taken_at:%Y-%m-%d %H:%M:%S} "
-                              f" {p.method:<9} {p.kind:<12} {human_bytes(p.virtual_size):>10} {human_bytes(p.bytes_stored):>10} "
-                              f"{p.get_verify_state_display()}" + (", protected" if p.protected else ""))
+        self.stdout.write("\n".join(table(points)))
+
+
+HEADINGS = ("ID", "VM", "TAKEN (UTC)", "METHOD", "KIND", "SIZE", "STORED", "STATE")
+RIGHT = {"SIZE", "STORED"}
+
+
+def table(points):
+    """The restore points as lines whose columns line up, whatever the lengths of the ids and
+    names (each column as wide as its widest cell)."""
+    rows = [tuple(cell or "-" for cell in (
+        f"{p.store.name}:{p.point_id}", p.vm_name, f"{p.taken_at:%Y-%m-%d %H:%M:%S}", p.method, p.kind,
+        human_bytes(p.virtual_size), human_bytes(p.bytes_stored),
+        p.get_verify_state_display() + (", protected" if p.protected else ""))) for p in points]
+    widths = [max(len(cell) for cell in column) for column in zip(HEADINGS, *rows)]
+    lines = []
+    for row in (HEADINGS, *rows):
+        cells = [cell.rjust(width) if heading in RIGHT else cell.ljust(width)
+                 for heading, cell, width in zip(HEADINGS, row, widths)]
+        lines.append("  ".join(cells).rstrip())
+    return lines
 
 
 def _as_dict(point):

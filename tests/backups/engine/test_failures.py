@@ -5,7 +5,7 @@ import time
 
 import pytest
 
-from backups.choices import BackupMethod, RunStatus, Trigger
+from backups.choices import BackupMethod, BackupPhase, RunStatus, Trigger
 from backups.models import RestorePoint, VmBackup
 from backups.repository import backends
 from backups.services import cancel_run, request_backup, run_in_this_process
@@ -80,6 +80,10 @@ def test_a_connection_that_keeps_dropping_fails_cleanly(sim, vm_named, store, po
 
     assert vm_backup.status == RunStatus.FAILED
     assert "the transfer failed 3 times" in vm_backup.error
+    # The run page names the phase it failed in, not "Done" (nor the clean-up that followed).
+    assert vm_backup.phase == BackupPhase.STREAMING
+    assert vm_backup.phase_text == "Failed while streaming disks"
+    assert vm_backup.kind_text == "Full"
     assert pool_reader.snapshots() == []
     assert no_restore_point(store, vm)
 

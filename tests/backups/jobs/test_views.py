@@ -154,7 +154,7 @@ def test_creating_a_job_saves_every_field_and_is_audited(admin_client, data_stor
                               name="swap", virtual_size=4 << 30)
     VirtualDisk.objects.create(pool=inventory["lab"], uuid="vbd-swap", ref="OpaqueRef:vbd-swap", vm=inventory["web1"],
                                vdi=swap, userdevice="1")
-    assert "web-01: swap (position 1, 4.0\xa0GB)" in admin_client.get(reverse("backups:job_add")).content.decode()
+    assert "web-01: swap (position 1, 4.3 GB)" in admin_client.get(reverse("backups:job_add")).content.decode()
     data = job_post(data_store, rule_pools=[str(inventory["lab"].pk)], rule_power_states=["Running"],
                     excluded_vms=[str(inventory["db"].pk)], window_minutes="120", rpo_hours="30",
                     excluded_disks=[swap.uuid])

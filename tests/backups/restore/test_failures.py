@@ -73,6 +73,8 @@ def test_a_dropped_transfer_leaves_nothing(sim, pool, store, pool_reader, plan_f
 
     assert run.status == RunStatus.FAILED
     assert run.error
+    run.refresh_from_db()
+    assert run.phase == "streaming" and run.phase_text == "Failed while streaming disks"   # not "Done"
     assert vms_and_vdis(pool_reader) == before
 
 
