@@ -36,6 +36,7 @@ def test_an_operator_restores_one_disk_to_an_sr_from_the_point_page(point, pool,
     assert 'data-disk="vbd0"' in page and "Shared NFS storage" in page
     download = reverse("restore-point-disk-download", args=[point.pk, "vbd0"])
     assert f"{download}?format=raw" in page and f"{download}?format=vhd" in page
+    assert reverse("restore-point-xva", args=[point.pk]) in page           # the whole VM as an XVA file
     assert point.get_absolute_url() in operator.get(reverse("backups:point_list")).content.decode()
 
     response = operator.post(reverse("backups:point_disk_restore", args=[point.pk, "vbd0"]), {"sr": sr.pk})
@@ -69,6 +70,7 @@ def test_an_auditor_reads_the_point_page_but_restores_and_downloads_nothing(poin
     auditor = signed_in(Role.AUDITOR)
     page = auditor.get(point.get_absolute_url()).content.decode()
     assert 'data-disk="vbd0"' in page and "Restore disk" not in page and "format=raw" not in page
+    assert "Download as XVA" not in page
     response = auditor.post(reverse("backups:point_disk_restore", args=[point.pk, "vbd0"]),
                             {"sr": pool.srs.first().pk})
     assert response.status_code == 403
