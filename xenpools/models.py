@@ -10,7 +10,7 @@ from django.utils import timezone
 
 from sesamweb.secrets import decrypt_secret, encrypt_secret
 
-from .choices import DiskType, HaRestartPriority, PoolHealth, PowerState, Scheme
+from .choices import DiskType, HaRestartPriority, PoolHealth, PowerState, Scheme, SyncState
 
 
 class Pool(models.Model):
@@ -34,6 +34,14 @@ class Pool(models.Model):
     product_brand = models.CharField(max_length=100, blank=True)
     product_version = models.CharField(max_length=50, blank=True)
     created = models.DateTimeField(auto_now_add=True)
+    # A sync asked for by a person runs on a worker (xenpools/sync.py): claimed with a conditional
+    # UPDATE on sync_state, kept alive by sync_heartbeat; the page shows progress and outcome.
+    sync_state = models.CharField(max_length=10, choices=SyncState.choices, default=SyncState.IDLE)
+    sync_heartbeat = models.DateTimeField(null=True, blank=True)
+    sync_progress = models.JSONField(default=dict, blank=True)
+    sync_outcome = models.TextField(blank=True)
+    sync_ok = models.BooleanField(null=True, blank=True)
+    sync_finished_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
         ordering = ["name"]

@@ -47,6 +47,37 @@
     });
   }
 
+  /* A sync asked for by a person, run on a worker (xenpools/sync.py): phase and objects read
+   * while it runs, then its outcome in plain words. */
+  function onSync(event) {
+    var card = document.querySelector('[data-pool-id="' + event.id + '"] [data-sync]');
+    if (!card) return;
+    var running = card.querySelector("[data-sync-running]");
+    var result = card.querySelector("[data-sync-result]");
+    var never = card.querySelector("[data-sync-never]");
+    if (never) never.hidden = true;
+    if (event.state !== "idle") {
+      running.hidden = false;
+      card.querySelector("[data-sync-state]").textContent = event.state_label;
+      card.querySelector("[data-sync-phase]").textContent = event.phase_label;
+      Object.keys(event.counts || {}).forEach(function (name) {
+        var el = card.querySelector('[data-count="' + name + '"]');
+        if (el) el.textContent = event.counts[name];
+      });
+      return;
+    }
+    running.hidden = true;
+    if (event.ok === null) return;
+    result.hidden = false;
+    var outcome = card.querySelector("[data-sync-outcome]");
+    outcome.className = "alert " + (event.ok ? "alert-success" : "alert-danger");
+    card.querySelector("[data-sync-message]").textContent = event.outcome;
+    var finished = card.querySelector("[data-sync-finished]");
+    if (finished) finished.textContent = "just now";
+    var reload = card.querySelector("[data-sync-reload]");
+    if (reload) reload.hidden = !event.ok;
+  }
+
   var topics = [];
   document.querySelectorAll("[data-live-topics]").forEach(function (el) {
     el.getAttribute("data-live-topics").split(/\s+/).forEach(function (t) { if (t && topics.indexOf(t) < 0) topics.push(t); });
@@ -55,5 +86,6 @@
   Live.subscribe(topics, function (topic, event) {
     if (event.type === "vm") onVm(event);
     else if (event.type === "pool") onPool(event);
+    else if (event.type === "pool.sync") onSync(event);
   });
 })();
