@@ -58,3 +58,24 @@ class VerifyState(models.TextChoices):
     UNVERIFIED = "unverified", "Not verified"
     OK = "ok", "Verified"
     DAMAGED = "damaged", "Damaged"
+
+
+class CleanupTrigger(models.TextChoices):
+    SCHEDULE = "schedule", "Periodic"
+    MANUAL = "manual", "Clean up now"
+
+
+class CleanupStatus(models.TextChoices):
+    QUEUED = "queued", "Waiting for a worker"
+    RUNNING = "running", "Running"
+    DONE = "done", "Done"
+    KEPT = "kept", "Done, some leftovers kept"
+    FAILED = "failed", "Failed"
+
+    @classmethod
+    def finished(cls):
+        return [cls.DONE, cls.KEPT, cls.FAILED]
+
+    @classmethod
+    def badge(cls, value):
+        return {cls.DONE: "ok", cls.KEPT: "warn", cls.FAILED: "danger"}.get(value, "info")

@@ -231,4 +231,5 @@ class RestorePoint(models.Model):
     def __str__(self):
         return f"{self.vm_name} @ {self.taken_at:%Y-%m-%d %H:%M}"
 from .models_restore import *  # noqa: F401,F403,E402
+from .models_cleanup import *  # noqa: F401,F403,E402
 from .jobs.models import *  # noqa: F401,F403,E402

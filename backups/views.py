@@ -14,7 +14,7 @@ from sesamweb.accounts.permissions import MANAGE, OPERATE, CapabilityRequiredMix
 from sesamweb.accounts.roles import user_can
 from sesamweb.audit.choices import AuditAction, AuditOutcome
 from sesamweb.audit.log import record_event
-from xenpools.models import VM
+from xenpools.models import VM, Pool
 
 from .choices import BackupPhase, RunStatus, Trigger, VerifyState
 from .filters import BackupRunFilterSet, RestorePointFilterSet
@@ -22,6 +22,7 @@ from .forms import BackupNowForm, DataStoreForm, HistoryFilterForm, KeyExportFor
 from .history import HistoryFilter, history, load_page
 from .maintenance import remove_maintenance_schedule, save_maintenance_schedule
 from .models import BackupRun, DataStore, RestorePoint, StoreMaintenanceSchedule, VmBackup
+from .pool_cleanup import CleanupAlreadyRunning, request_cleanup
 from .repository import KeyAlreadyExportedError, RepositoryError
 from .services import BackupRequestError, cancel_run, queue_run, request_backup
 from .stores import create_store, export_key_file
@@ -115,6 +116,23 @@ class RunCancelView(CapabilityRequiredMixin, View):
             messages.success(request, f"{run}: cancel requested. A running backup stops at its next step and "
                                       "cleans up its snapshots.")
         return redirect(run)
+
+
+class PoolCleanupView(CapabilityRequiredMixin, View):
+    """Clean up now (pool page): a pass over the pool for leftovers of interrupted backups and
+    restores, queued on a worker; its outcome shows on the pool page and in the audit log."""
+
+    capability = OPERATE
+
+    def post(self, request, pk):
+        pool = get_object_or_404(Pool, pk=pk)
+        try:
+            request_cleanup(pool, request.user)
+        except CleanupAlreadyRunning as exc:
+            messages.warning(request, str(exc))
+        else:
+            messages.info(request, f"Clean-up of {pool.name} started; reload the page for its outcome.")
+        return redirect(pool)
 
 
 class BackupNowView(CapabilityRequiredMixin, View):

@@ -34,7 +34,8 @@ from .allocator import keep_buffers_resident
 from .preflight import BackupSkipped, run_preflight
 from .prepare import BackupFailed, describe_failure, failure_code, prepare_vm, release
 from .progress import BackupCancelled, ProgressReporter
-from .snapshots import CHAIN_KEY, destroy_snapshot, find_tagged_snapshots, snapshot_disks
+from .leftovers import clean_backup_leftovers
+from .snapshots import CHAIN_KEY, destroy_snapshot, snapshot_disks
 from .sources import ChainBroken, check_chain, export_metadata, nbd_mode, stream_changed_blocks, stream_full_export
 
 log = logging.getLogger(__name__)
@@ -114,31 +115,14 @@ def fail_abandoned_backups(now=None):
 # -- cleanup of what earlier, interrupted backups left on the pool ---------------------------
 def cleanup_leftovers(conn, reporter=None):
     """Delete snapshots tagged by backups that are no longer running, and chain disks no
-    restore point refers to. Returns the number of objects removed."""
-    xenapi = conn.xenapi
-    running = set(str(pk) for pk in VmBackup.objects.filter(status=RunStatus.RUNNING).values_list("pk", flat=True))
-    removed = 0
-    for snapshot_ref, tag in find_tagged_snapshots(xenapi):
-        if tag in running:
-            continue
-        destroy_snapshot(xenapi, snapshot_ref)
-        removed += 1
-    chain_uuids = {
-        link["vdi_uuid"]
-        for chain in RestorePoint.objects.exclude(chain={}).values_list("chain", flat=True)
-        for link in chain.values()
-    }
-    for vdi_ref, record in xenapi.VDI.get_all_records().items():
-        owner = record["other_config"].get(CHAIN_KEY)
-        if owner is not None and owner not in running and record["uuid"] not in chain_uuids:
-            try:
-                xenapi.VDI.destroy(vdi_ref)
-                removed += 1
-            except XenAPI.Failure as exc:
-                log.warning("could not remove stale chain disk %s: %s", record["uuid"], describe_failure(exc))
-    if removed and reporter:
-        reporter.warn(f"removed {removed} snapshot(s) left on the pool by interrupted backups")
-    return removed
+    restore point refers to (backups/engine/leftovers.py, shared with the periodic clean-up
+    of every pool). Returns the number of objects removed."""
+    report = clean_backup_leftovers(conn.xenapi)
+    if report.removed and reporter:
+        reporter.warn(f"removed {len(report.removed)} snapshot(s) left on the pool by interrupted backups")
+    for leftover, reason in report.kept:
+        log.warning("could not remove %s: %s", leftover.describe(), reason)
+    return len(report.removed)
 
 
 # -- the backup ------------------------------------------------------------------------------
