@@ -1,0 +1,173 @@
+"""The clean-up pass over a pool (backups/pool_cleanup.py, backups/engine/leftovers.py) on the
+simulator: what a killed backup left is removed and audited, what a running backup owns is left
+alone, a disk still attached to dom0 is kept, reported and removed by a later pass."""
+from datetime import timedelta
+
+import pytest
+import XenAPI
+from django.urls import reverse
+from django.utils import timezone
+from django_q.models import OrmQ, Schedule
+
+from backups.choices import BackupMethod, CleanupStatus, RunStatus, Trigger
+from backups.engine.leftovers import CHAIN_DISK, Leftover, remove_leftovers
+from backups.engine.snapshots import CHAIN_KEY, tag_snapshot
+from backups.models import PoolCleanup, VmBackup
+from backups.pool_cleanup import CleanupAlreadyRunning, clean_all_pools, request_cleanup
+from backups.services import request_backup
+from backups.tasks import clean_pool_task
+from sesamweb.audit.models import AuditEvent
+
+
+@pytest.fixture
+def xapi(sim):
+    session = XenAPI.Session(sim.url, ignore_ssl=True)
+    session.xenapi.login_with_password("root", sim.password, "1.0", "test")
+    yield session.xenapi
+    session.xenapi.session.logout()
+
+
+def backup_left_behind(xapi, vm, store, *, heartbeat_age, owner="worker-host-2:4242", chain_disk=False):
+    """A VmBackup in the state a worker leaves it in (RUNNING, its lease heart-beating until
+    `heartbeat_age` ago) with the snapshot the engine tags at once (prepare.prepare_vm:
+    tag_snapshot) and, optionally, a disk kept for the next incremental (CHAIN_KEY)."""
+    vm_backup = request_backup(vm=vm, store=store, method=BackupMethod.NORMAL, trigger=Trigger.CLI).vm_backups.get()
+    VmBackup.objects.filter(pk=vm_backup.pk).update(
+        status=RunStatus.RUNNING, lease_owner=owner, lease_heartbeat=timezone.now() - heartbeat_age,
+        started_at=timezone.now() - heartbeat_age)
+    vm_ref = xapi.VM.get_by_uuid(vm.uuid)
+    snapshot = xapi.VM.snapshot(vm_ref, f"sesamweb backup {vm_backup.pk} of {vm.name}")
+    tag_snapshot(xapi, snapshot, vm_backup.pk)
+    chain = None
+    if chain_disk:
+        disk = next(xapi.VBD.get_VDI(v) for v in xapi.VM.get_VBDs(vm_ref) if xapi.VBD.get_type(v) == "Disk")
+        chain = xapi.VDI.snapshot(disk, {})
+        xapi.VDI.add_to_other_config(chain, CHAIN_KEY, str(vm_backup.pk))
+    return vm_backup, snapshot, chain
+
+
+def exists(xapi, cls, ref):
+    try:
+        getattr(xapi, cls).get_uuid(ref)
+    except XenAPI.Failure as failure:
+        assert failure.details[0] == "HANDLE_INVALID"
+        return False
+    return True
+
+
+def test_a_killed_backups_snapshot_and_chain_disk_are_removed_and_audited(sim, xapi, pool, store, vm_named):
+    killed, snapshot, chain = backup_left_behind(xapi, vm_named("test-vm-1"), store,
+                                                 heartbeat_age=timedelta(minutes=10), chain_disk=True)
+    snapshot_uuid, chain_uuid = xapi.VM.get_uuid(snapshot), xapi.VDI.get_uuid(chain)
+
+    [cleanup] = clean_all_pools()
+
+    assert VmBackup.objects.get(pk=killed.pk).status == RunStatus.FAILED      # its lease had gone stale
+    assert not exists(xapi, "VM", snapshot) and not exists(xapi, "VDI", chain)
+    assert cleanup.status == CleanupStatus.DONE and cleanup.kept == []
+    assert sorted((item["kind"], item["uuid"], item["owner"]) for item in cleanup.removed) == sorted([
+        ("chain disk", chain_uuid, f"backup #{killed.pk}"), ("snapshot", snapshot_uuid, f"backup #{killed.pk}")])
+    event = AuditEvent.objects.get(action="delete", target_type="xenpools.pool", target_id=str(pool.pk))
+    assert event.actor_username == "" and event.outcome == "success"
+    assert f"removed snapshot 'sesamweb backup {killed.pk} of test-vm-1' ({snapshot_uuid})" in event.message
+    assert chain_uuid in event.message and event.before["removed"] == cleanup.removed
+
+    [again] = clean_all_pools()             # nothing left: recorded on the pool, no audit noise
+    assert again.removed == [] and again.summary == "nothing to remove"
+    assert AuditEvent.objects.filter(action="delete", target_id=str(pool.pk)).count() == 1
+
+
+def test_a_running_backups_snapshot_is_left_alone(sim, xapi, pool, store, vm_named):
+    running, snapshot, chain = backup_left_behind(xapi, vm_named("test-vm-2"), store, heartbeat_age=timedelta(0),
+                                                  chain_disk=True)
+    ended, recent, _ = backup_left_behind(xapi, vm_named("test-vm-3"), store, heartbeat_age=timedelta(seconds=20))
+    VmBackup.objects.filter(pk=ended.pk).update(status=RunStatus.FAILED)     # ended moments ago
+
+    [cleanup] = clean_all_pools()
+
+    assert VmBackup.objects.get(pk=running.pk).status == RunStatus.RUNNING
+    assert exists(xapi, "VM", snapshot) and exists(xapi, "VDI", chain) and exists(xapi, "VM", recent)
+    assert cleanup.removed == [] and cleanup.waiting == 1 and "left for later" in cleanup.summary
+
+    VmBackup.objects.filter(pk=ended.pk).update(lease_heartbeat=timezone.now() - timedelta(minutes=5))
+    [later] = clean_all_pools()
+    assert [item["owner"] for item in later.removed] == [f"backup #{ended.pk}"]
+    assert exists(xapi, "VM", snapshot) and not exists(xapi, "VM", recent)
+
+
+def test_a_disk_attached_to_dom0_is_kept_reported_and_removed_by_a_later_pass(sim, xapi, pool, store, vm_named):
+    """xapi refuses VDI.destroy while a VBD of the disk is attached (xapi_vdi.ml,
+    check_operation_error: blocked_by_attach -> VDI_IN_USE), as it is while an NBD client is
+    connected (dom0 plugs a VBD for it). Destroying the snapshot VM first would leave an
+    untagged disk nobody finds again, so the whole snapshot is kept until the disk is free."""
+    killed, snapshot, _ = backup_left_behind(xapi, vm_named("test-vm-1"), store, heartbeat_age=timedelta(minutes=10))
+    disk = next(xapi.VBD.get_VDI(v) for v in xapi.VM.get_VBDs(snapshot) if xapi.VBD.get_type(v) == "Disk")
+    dom0 = xapi.host.get_control_domain(xapi.pool.get_master(xapi.pool.get_all()[0]))
+    vbd = xapi.VBD.create({"VM": dom0, "VDI": disk, "userdevice": "autodetect", "bootable": False, "mode": "RO",
+                           "type": "Disk", "unpluggable": True, "empty": False, "other_config": {},
+                           "qos_algorithm_type": "", "qos_algorithm_params": {}})
+    xapi.VBD.plug(vbd)
+    with pytest.raises(XenAPI.Failure) as refused:
+        xapi.VDI.destroy(disk)
+    assert refused.value.details[0] == "VDI_IN_USE"
+
+    [cleanup] = clean_all_pools()
+
+    assert exists(xapi, "VM", snapshot) and exists(xapi, "VDI", disk)
+    assert cleanup.status == CleanupStatus.KEPT and cleanup.removed == []
+    [kept] = cleanup.kept
+    assert kept["owner"] == f"backup #{killed.pk}" and "control domain (dom0)" in kept["reason"]
+    assert "VDI_IN_USE" in kept["reason"]
+    event = AuditEvent.objects.get(action="delete", target_id=str(pool.pk))
+    assert event.outcome == "failure" and "could not remove snapshot" in event.message
+
+    xapi.VBD.unplug(vbd)
+    xapi.VBD.destroy(vbd)
+    [retried] = clean_all_pools()
+    assert retried.status == CleanupStatus.DONE and [i["uuid"] for i in retried.removed] == [kept["uuid"]]
+    assert not exists(xapi, "VM", snapshot) and not exists(xapi, "VDI", disk)
+
+
+def test_a_removal_xapi_refuses_is_kept_with_its_reason(sim, xapi, pool, vm_named):
+    """The race the pre-check cannot see (a VBD plugged after the records were read): xapi's
+    own VDI_IN_USE (xapi_vdi.ml, check_operation_error) is caught, reported, and retried."""
+    vm_ref = xapi.VM.get_by_uuid(vm_named("test-vm-1").uuid)
+    if xapi.VM.get_power_state(vm_ref) != "Running":
+        xapi.VM.start(vm_ref, False, False)
+    disk = next(xapi.VBD.get_VDI(v) for v in xapi.VM.get_VBDs(vm_ref) if xapi.VBD.get_type(v) == "Disk")
+    leftover = Leftover(CHAIN_DISK, disk, xapi.VDI.get_uuid(disk), "a disk", "backup #1")
+
+    report = remove_leftovers(xapi, [leftover])
+
+    assert report.removed == [] and report.kept[0][0] is leftover and report.kept[0][1].startswith("VDI_IN_USE")
+    assert exists(xapi, "VDI", disk)
+
+
+def test_clean_up_now_is_for_operators_queued_once_and_shown_on_the_pool_page(
+        sim, xapi, pool, store, vm_named, operator_client, auditor_client):
+    killed, snapshot, _ = backup_left_behind(xapi, vm_named("test-vm-1"), store, heartbeat_age=timedelta(minutes=10))
+    url = reverse("backups:pool_cleanup", args=[pool.pk])
+
+    assert auditor_client.post(url).status_code == 403
+    assert "Clean up now" not in auditor_client.get(pool.get_absolute_url()).content.decode()
+    assert operator_client.post(url).status_code == 302
+    refused = operator_client.post(url, follow=True)
+    assert "already running" in refused.content.decode()
+    with pytest.raises(CleanupAlreadyRunning):
+        request_cleanup(pool)
+    [queued] = [row.task for row in OrmQ.objects.all() if row.task["func"] == "backups.tasks.clean_pool_task"]
+
+    assert clean_pool_task(*queued["args"]).startswith("pool lab: 1 leftover(s) removed")
+
+    cleanup = PoolCleanup.objects.get()
+    assert cleanup.requested_by == operator_client.user and not exists(xapi, "VM", snapshot)
+    event = AuditEvent.objects.get(action="delete", target_id=str(pool.pk))
+    assert event.actor_username == operator_client.user.username
+    page = operator_client.get(pool.get_absolute_url()).content.decode()
+    assert "1 leftover(s) removed" in page and xapi is not None and f"sesamweb backup {killed.pk} of test-vm-1" in page
+    assert clean_pool_task(*queued["args"]) == "pool lab: 1 leftover(s) removed"     # re-delivered: not run twice
+
+
+def test_every_pool_is_cleaned_every_hour(db):
+    row = Schedule.objects.get(func="backups.tasks.clean_pools_task")
+    assert row.schedule_type == Schedule.HOURLY and row.repeats == -1
