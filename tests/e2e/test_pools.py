@@ -12,6 +12,7 @@ from xenpools.models import VM, Pool
 from xenpools.registration import register_pool
 
 from ..xenpools.xenapi_helpers import vm_by_power_state, xenapi_session
+from .test_backups import BrokerWorker
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
@@ -39,6 +40,14 @@ def test_an_administrator_adds_the_simulator_pool_and_sees_its_vms(asgi_server, 
     page.get_by_role("heading", name="Hosts").wait_for()
     pool = Pool.objects.get(name="Lab pool")
     assert pool.master_address == "127.0.0.1"
+    page.get_by_text("its first sync is running").wait_for()
+    page.wait_for_selector('[data-live-state="live"]')
+    worker = BrokerWorker()                # the first sync runs on a worker, not in the request
+    worker.run_queued()
+    worker.join()
+    page.locator("[data-sync-message]").get_by_text("Synced:").wait_for()
+    page.get_by_role("link", name="Show the new inventory").click()
+    page.get_by_role("heading", name="Hosts").wait_for()
     assert page.get_by_text("Healthy").first.is_visible()
     screenshot(page, "pool-detail")
 
@@ -108,3 +117,53 @@ def test_an_administrator_confirms_the_certificate_of_a_tls_pool(asgi_server, ad
 
     page.get_by_role("heading", name="Hosts").wait_for()
     assert Pool.objects.get(name="Secure pool").fingerprints["127.0.0.1"] == shown
+
+
+def test_sync_now_shows_its_progress_live_then_the_result(asgi_server, sim, page, screenshot):
+    make_user("oscar-operator", Role.OPERATOR)
+    probe = PoolConnection.probe(sim.url, "root", sim.password, fingerprint=None)
+    pool = register_pool("lab", sim.url, "root", sim.password, probe, sync=False)
+    asgi_server.sign_in(page, "oscar-operator")
+    page.goto(asgi_server.url + pool.get_absolute_url())
+    assert page.locator("[data-sync-never]").is_visible()
+
+    page.get_by_role("button", name="Sync now").click()
+    page.get_by_text("Sync of lab started").wait_for()
+    running = page.locator("[data-sync-running]")
+    assert running.is_visible() and running.locator("[data-sync-phase]").inner_text() == "Waiting for a worker"
+    page.wait_for_selector('[data-live-state="live"]')
+    page.evaluate("""() => {
+      window.__seen = [];
+      const card = document.querySelector("[data-sync]");
+      new MutationObserver(() => window.__seen.push({
+        phase: card.querySelector("[data-sync-phase]").textContent,
+        vms: card.querySelector('[data-count="vms"]').textContent,
+        running: !card.querySelector("[data-sync-running]").hidden,
+        message: card.querySelector("[data-sync-message]").textContent,
+      })).observe(card, {subtree: true, childList: true, characterData: true, attributes: true});
+    }""")
+    worker = BrokerWorker()
+    worker.run_queued()
+
+    page.locator("[data-sync-message]").get_by_text("Synced:").wait_for()
+    worker.join()
+    seen = page.evaluate("window.__seen")
+    shown_while_running = [s for s in seen if s["running"]]
+    assert {"Reading the inventory", "Saving the inventory"} <= {s["phase"] for s in shown_while_running}, seen
+    vms = VM.objects.filter(pool=pool, is_snapshot=False).count()
+    assert any(s["vms"] == str(vms) for s in shown_while_running), seen
+    assert not running.is_visible() and page.locator("[data-sync-outcome].alert-success").is_visible()
+    assert page.locator('h1 [data-field="health"]').inner_text() == "Healthy"     # the pool event, live
+    screenshot(page, "pool-sync-done")
+
+    pool.set_password("not the password")
+    pool.save()
+    page.get_by_role("button", name="Sync now").click()
+    page.get_by_text("Sync of lab started").wait_for()
+    page.wait_for_selector('[data-live-state="live"]')
+    worker = BrokerWorker()
+    worker.run_queued()
+    page.locator("[data-sync-message]").get_by_text("Wrong user name or password").wait_for()
+    worker.join()
+    assert page.locator("[data-sync-outcome].alert-danger").is_visible()
+    screenshot(page, "pool-sync-failed")
