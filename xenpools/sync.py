@@ -99,7 +99,9 @@ def run_requested_sync(pool: Pool, user=None, *, source="worker") -> SyncResult 
         raise
     else:
         ok = True
-        outcome = f"Synced: {sum(result.counts.values())} objects changed."
+        c = progress.counts
+        outcome = (f"Synced: {c['hosts']} hosts, {c['vms']} VMs, {c['srs']} storage repositories and {c['vdis']} disks "
+                   f"read; {sum(result.counts.values())} records changed.")
         if pool.master_address != master_before and master_before:
             outcome += f" The pool master moved from {master_before} to {pool.master_address}; the console follows it."
     _finish(pool, progress, ok, outcome)

@@ -131,6 +131,7 @@ def test_sync_now_shows_its_progress_live_then_the_result(asgi_server, sim, page
     page.get_by_text("Sync of lab started").wait_for()
     running = page.locator("[data-sync-running]")
     assert running.is_visible() and running.locator("[data-sync-phase]").inner_text() == "Waiting for a worker"
+    screenshot(page, "pool-sync-queued")
     page.wait_for_selector('[data-live-state="live"]')
     page.evaluate("""() => {
       window.__seen = [];
