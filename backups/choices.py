@@ -61,8 +61,8 @@ class VerifyState(models.TextChoices):
 
 
 class CleanupTrigger(models.TextChoices):
-    SCHEDULE = "schedule", "Periodic"
-    MANUAL = "manual", "Clean up now"
+    SCHEDULE = "schedule", "Hourly"
+    MANUAL = "manual", "Asked for"
 
 
 class CleanupStatus(models.TextChoices):

@@ -37,7 +37,7 @@ class Migration(migrations.Migration):
             name='PoolCleanup',
             fields=[
                 ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('trigger', models.CharField(choices=[('schedule', 'Periodic'), ('manual', 'Clean up now')], default='schedule', max_length=10)),
+                ('trigger', models.CharField(choices=[('schedule', 'Hourly'), ('manual', 'Asked for')], default='schedule', max_length=10)),
                 ('status', models.CharField(choices=[('queued', 'Waiting for a worker'), ('running', 'Running'), ('done', 'Done'), ('kept', 'Done, some leftovers kept'), ('failed', 'Failed')], default='queued', max_length=10)),
                 ('created_at', models.DateTimeField(auto_now_add=True)),
                 ('started_at', models.DateTimeField(blank=True, null=True)),

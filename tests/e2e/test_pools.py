@@ -168,3 +168,41 @@ def test_sync_now_shows_its_progress_live_then_the_result(asgi_server, sim, page
     worker.join()
     assert page.locator("[data-sync-outcome].alert-danger").is_visible()
     screenshot(page, "pool-sync-failed")
+
+
+def test_clean_up_now_lists_what_it_removed_on_the_pool_page(asgi_server, sim, page, screenshot, tmp_path):
+    from datetime import timedelta
+
+    import XenAPI
+
+    from backups.stores import create_store
+    from tests.backups.test_pool_cleanup import backup_left_behind
+
+    make_user("oscar-operator", Role.OPERATOR)
+    probe = PoolConnection.probe(sim.url, "root", sim.password, fingerprint=None)
+    pool = register_pool("lab", sim.url, "root", sim.password, probe, sync=True)
+    store = create_store(name="local", path=str(tmp_path / "store"), passphrase="correct horse battery staple")
+    session = XenAPI.Session(sim.url)
+    session.xenapi.login_with_password("root", sim.password, "1.0", "test")
+    try:
+        vm = VM.objects.get(pool=pool, name="test-vm-1")
+        killed, _, _ = backup_left_behind(session.xenapi, vm, store, heartbeat_age=timedelta(minutes=10),
+                                          chain_disk=True)
+    finally:
+        session.xenapi.session.logout()
+    asgi_server.sign_in(page, "oscar-operator")
+    page.goto(asgi_server.url + pool.get_absolute_url())
+    page.get_by_text("No clean-up pass has run on this pool yet.").wait_for()
+
+    page.get_by_role("button", name="Clean up now").click()
+    page.get_by_text("Clean-up of lab started").wait_for()
+    worker = BrokerWorker()
+    worker.run_queued()
+    worker.join()
+    page.reload()
+
+    removed = page.locator("[data-cleanup-removed] li")
+    assert removed.count() == 2
+    assert f"sesamweb backup {killed.pk} of test-vm-1" in removed.all_inner_texts()[0] + removed.all_inner_texts()[1]
+    assert page.locator("[data-cleanup-summary]").inner_text() == "2 leftover(s) removed"
+    screenshot(page, "pool-cleanup-done")
