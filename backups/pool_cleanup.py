@@ -56,7 +56,11 @@ def request_cleanup(pool: Pool, user=None) -> PoolCleanup:
     if _busy(pool, timezone.now()):
         raise CleanupAlreadyRunning(f"A clean-up of pool {pool.name} is already running; wait for it to finish.")
     cleanup = PoolCleanup.objects.create(pool=pool, trigger=CleanupTrigger.MANUAL, requested_by=user)
-    async_task(CLEANUP_TASK, cleanup.pk, task_name=f"clean up pool {pool.name}", group="pool-cleanup")
+    try:
+        async_task(CLEANUP_TASK, cleanup.pk, task_name=f"clean up pool {pool.name}", group="pool-cleanup")
+    except Exception:
+        cleanup.delete()                   # the broker refused: nothing is waiting, the next request may try
+        raise
     return cleanup
 
 

@@ -47,10 +47,15 @@ def request_sync(pool: Pool, user=None, *, now=None) -> None:
     ).update(sync_state=SyncState.QUEUED, sync_heartbeat=now, sync_progress=progress)
     if not claimed:
         raise SyncAlreadyRunning(f"A sync of pool {pool.name} is already running; wait for it to finish.")
+    try:
+        async_task(SYNC_TASK, pool.pk, user.pk if user is not None and user.is_authenticated else None,
+                   task_name=f"sync pool {pool.name}", group="pool-sync")
+    except Exception:
+        # The broker refused (Redis down): release the claim so the next request may try again.
+        Pool.objects.filter(pk=pool.pk, sync_state=SyncState.QUEUED).update(sync_state=SyncState.IDLE, sync_progress={})
+        raise
     pool.refresh_from_db(fields=["sync_state", "sync_heartbeat", "sync_progress"])
     publish_sync_state(pool)
-    async_task(SYNC_TASK, pool.pk, user.pk if user is not None and user.is_authenticated else None,
-               task_name=f"sync pool {pool.name}", group="pool-sync")
 
 
 class SyncProgress:
