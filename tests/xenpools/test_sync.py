@@ -125,3 +125,20 @@ def test_sync_now_runs_on_a_real_worker_cluster(sim, make_pool, operator_client,
     [task] = Task.objects.filter(func="xenpools.tasks.sync_pool_task")
     assert task.success and task.args == (pool.pk, operator_client.user.pk)
     assert AuditEvent.objects.get(action="sync", target_id=str(pool.pk)).actor_username == operator_client.user.username
+
+
+def test_a_broker_that_refuses_the_task_leaves_the_pool_free_to_sync(sim, make_pool, monkeypatch):
+    import django_q.tasks
+
+    def broker_down(*args, **kwargs):
+        raise ConnectionError("Redis is down")
+
+    pool = make_pool(sim, sync=False)
+    monkeypatch.setattr(django_q.tasks, "async_task", broker_down)
+    with pytest.raises(ConnectionError):
+        request_sync(pool)
+
+    pool.refresh_from_db()
+    assert pool.sync_state == "idle"
+    monkeypatch.undo()
+    request_sync(pool)                      # not "already running"
