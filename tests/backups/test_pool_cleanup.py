@@ -12,11 +12,12 @@ from django_q.models import OrmQ, Schedule
 from backups.choices import BackupMethod, CleanupStatus, RunStatus, Trigger
 from backups.engine.leftovers import CHAIN_DISK, Leftover, remove_leftovers
 from backups.engine.snapshots import CHAIN_KEY, tag_snapshot
-from backups.models import PoolCleanup, VmBackup
+from backups.models import PoolCleanup, RestoreRun, VmBackup
 from backups.pool_cleanup import CleanupAlreadyRunning, clean_all_pools, request_cleanup
 from backups.services import request_backup
 from backups.tasks import clean_pool_task
 from sesamweb.audit.models import AuditEvent
+from xenpools.models import StorageRepository
 
 
 @pytest.fixture
@@ -75,6 +76,50 @@ def test_a_killed_backups_snapshot_and_chain_disk_are_removed_and_audited(sim, x
     [again] = clean_all_pools()             # nothing left: recorded on the pool, no audit noise
     assert again.removed == [] and again.summary == "nothing to remove"
     assert AuditEvent.objects.filter(action="delete", target_id=str(pool.pk)).count() == 1
+
+
+def test_a_killed_restores_vm_and_disks_are_removed_and_a_running_restores_kept(sim, xapi, pool):
+    sr = xapi.SR.get_by_uuid(StorageRepository.objects.get(pool=pool, name="Shared NFS storage").uuid)
+
+    def restored(run, name):
+        """What a restore creates first (restore/engine.py: VM.create, then VDI.create and
+        VBD.create), each tagged with its run before data flows."""
+        tag = {"sesamweb_restore": str(run.pk)}
+        vm = xapi.VM.clone(next(ref for ref, r in xapi.VM.get_all_records().items()
+                                if not r["is_a_template"] and not r["is_control_domain"] and not r["is_a_snapshot"]
+                                and r["power_state"] == "Halted"), name)
+        for vbd in xapi.VM.get_VBDs(vm):          # the clone's own disks: not what a restore makes
+            vdi = xapi.VBD.get_VDI(vbd)
+            xapi.VBD.destroy(vbd)
+            if vdi != "OpaqueRef:NULL":
+                xapi.VDI.destroy(vdi)
+        xapi.VM.add_to_other_config(vm, "sesamweb_restore", str(run.pk))
+        disk = xapi.VDI.create({"name_label": f"{name} disk", "SR": sr, "virtual_size": str(1 << 20), "type": "user",
+                                "sharable": False, "read_only": False, "other_config": tag,
+                                "xenstore_data": {}, "sm_config": {}, "tags": []})
+        xapi.VBD.create({"VM": vm, "VDI": disk, "userdevice": "0", "bootable": True, "mode": "RW", "type": "Disk",
+                         "unpluggable": True, "empty": False, "other_config": {}, "qos_algorithm_type": "",
+                         "qos_algorithm_params": {}})
+        loose = xapi.VDI.create({"name_label": f"{name} second disk", "SR": sr, "virtual_size": str(1 << 20),
+                                 "type": "user", "sharable": False, "read_only": False, "other_config": tag,
+                                 "xenstore_data": {}, "sm_config": {}, "tags": []})
+        return vm, disk, loose
+
+    killed = RestoreRun.objects.create(store_point_id="x/y", status=RunStatus.RUNNING, target_pool=pool,
+                                       lease_heartbeat=timezone.now() - timedelta(minutes=10))
+    running = RestoreRun.objects.create(store_point_id="x/z", status=RunStatus.RUNNING, target_pool=pool,
+                                        lease_heartbeat=timezone.now())
+    dead_objects = restored(killed, "half restored")
+    live_objects = restored(running, "being restored")
+
+    [cleanup] = clean_all_pools()
+
+    assert RestoreRun.objects.get(pk=killed.pk).status == RunStatus.FAILED
+    vm, disk, loose = dead_objects
+    assert not exists(xapi, "VM", vm) and not exists(xapi, "VDI", disk) and not exists(xapi, "VDI", loose)
+    assert sorted(item["kind"] for item in cleanup.removed) == ["restored VM", "restored disk"]
+    assert {item["owner"] for item in cleanup.removed} == {f"restore #{killed.pk}"}
+    assert all(exists(xapi, cls, ref) for cls, ref in zip(("VM", "VDI", "VDI"), live_objects))
 
 
 def test_a_running_backups_snapshot_is_left_alone(sim, xapi, pool, store, vm_named):
