@@ -8,7 +8,9 @@ backups and restores left there are removed, and the audit log lists them.
 Before looking, backups and restores whose worker died are failed (their lease went stale),
 so what a killed worker left is found at once. What is found and removed is the shared code
 of backups/engine/leftovers.py (the next backup and the next restore use it too); an owner
-that showed life within CLEANUP_MIN_AGE is left for the next pass. A leftover xapi refuses to
+that showed life within CLEANUP_MIN_AGE is left for the next pass (a worker judged dead that
+is only slow keeps its snapshot a while longer; what a worker surely dead left is removed by
+the minute watchdog already, backups/jobs/tasks.py). A leftover xapi refuses to
 remove (VDI_IN_USE: a disk still attached to dom0) is listed with the reason and retried.
 
 One audit event per pass that removed or kept something (and per pass someone asked for),

@@ -216,3 +216,41 @@ def test_clean_up_now_is_for_operators_queued_once_and_shown_on_the_pool_page(
 def test_every_pool_is_cleaned_every_hour(db):
     row = Schedule.objects.get(func="backups.tasks.clean_pools_task")
     assert row.schedule_type == Schedule.HOURLY and row.repeats == -1
+
+
+@pytest.mark.slow   # a real `manage.py backup` process is started and SIGKILLed mid-transfer (about 5 s)
+@pytest.mark.django_db(transaction=True)
+def test_the_pass_removes_what_a_sigkilled_backup_process_left(sim, pool, store, vm_named, pool_reader):
+    import os
+    import signal
+    import subprocess
+    import sys
+
+    from tests.fixtures.cluster import REPO, shared_database_env, wait_for
+
+    vm = vm_named("test-vm-4")
+    sim.control.rate_limit(4 * 1024 * 1024)
+    worker = subprocess.Popen(
+        [sys.executable, "manage.py", "backup", "--vm", vm.uuid, "--store", store.name, "--method", "normal"],
+        cwd=REPO, env=shared_database_env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    try:
+        running = wait_for(lambda: VmBackup.objects.filter(vm_uuid=vm.uuid, phase="streaming", bytes_read__gt=0).first(),
+                           "the backup to stream", timeout=60)
+        os.kill(worker.pid, signal.SIGKILL)
+        worker.wait(10)
+    finally:
+        if worker.poll() is None:
+            worker.kill()
+    sim.control.clear_faults()
+    [(name, uuid)] = pool_reader.snapshots()
+
+    [early] = clean_all_pools()              # its worker is dead (gone from this host), but showed life just now
+    assert VmBackup.objects.get(pk=running.pk).status == RunStatus.FAILED
+    assert early.waiting == 1 and pool_reader.snapshots() == [(name, uuid)]
+
+    [cleanup] = clean_all_pools(now=timezone.now() + timedelta(minutes=3))     # the next pass, later on
+
+    assert pool_reader.snapshots() == []
+    assert [(i["kind"], i["uuid"], i["owner"]) for i in cleanup.removed] == [("snapshot", uuid, f"backup #{running.pk}")]
+    event = AuditEvent.objects.get(action="delete", target_id=str(pool.pk))
+    assert f"removed snapshot '{name}' ({uuid}) of backup #{running.pk}" in event.message
