@@ -35,7 +35,7 @@ from .preflight import BackupSkipped, run_preflight
 from .prepare import BackupFailed, describe_failure, failure_code, prepare_vm, release
 from .progress import BackupCancelled, ProgressReporter
 from .leftovers import clean_backup_leftovers
-from .snapshots import CHAIN_KEY, destroy_snapshot, snapshot_disks
+from .snapshots import CHAIN_KEY, snapshot_disks
 from .sources import ChainBroken, check_chain, export_metadata, nbd_mode, stream_changed_blocks, stream_full_export
 
 log = logging.getLogger(__name__)

@@ -501,12 +501,6 @@ def _clean_up_after_failure(conn, run, progress):
         progress.warn(f"could not remove {leftover.describe()} ({reason}); the pool's next clean-up retries")
 
 
-def remove_tagged(conn, run_ids) -> int:
-    """Destroy the VMs and VDIs that carry the tag of one of these restore runs (the shared
-    leftovers code, backups/engine/leftovers.py); returns how many were removed."""
-    return len(clean_restore_leftovers(conn.xenapi, set(run_ids)).removed)
-
-
 def remove_leftovers(conn, progress=None) -> int:
     """Objects of failed or cancelled restores (also those of a killed worker) are removed.
     Objects of running and successful restores are never touched."""
