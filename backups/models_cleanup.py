@@ -43,7 +43,7 @@ class PoolCleanup(models.Model):
         if self.status == CleanupStatus.FAILED:
             return self.error
         if not self.is_finished:
-            return CleanupStatus(self.status).label
+            return ""                      # the status says it all (waiting, running)
         parts = [f"{len(self.removed)} leftover(s) removed" if self.removed else "nothing to remove"]
         if self.kept:
             parts.append(f"{len(self.kept)} could not be removed (retried next pass)")

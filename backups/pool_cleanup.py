@@ -24,6 +24,7 @@ from django.utils import timezone
 
 from sesamweb.audit.choices import AuditAction, AuditOutcome
 from sesamweb.audit.log import acting_as, record_event
+from sesamweb.live.publish import publish
 from xenpools.connection import PoolConnection, PoolError
 from xenpools.models import Pool
 
@@ -83,6 +84,8 @@ def run_cleanup(cleanup: PoolCleanup, now=None) -> PoolCleanup:
         status=CleanupStatus.RUNNING, started_at=timezone.now())
     if not claimed:
         return cleanup                     # a re-delivered task: the pass ran already
+    cleanup.status = CleanupStatus.RUNNING
+    publish_cleanup_state(cleanup)
     fail_abandoned_backups()
     fail_abandoned_restores()
     pool = cleanup.pool
@@ -103,8 +106,18 @@ def run_cleanup(cleanup: PoolCleanup, now=None) -> PoolCleanup:
     cleanup.finished_at = timezone.now()
     cleanup.save(update_fields=["removed", "kept", "waiting", "status", "error", "finished_at"])
     _audit(cleanup)
+    publish_cleanup_state(cleanup)
     _forget_old_passes(pool)
     return cleanup
+
+
+def publish_cleanup_state(cleanup: PoolCleanup) -> None:
+    """The pool page's clean-up card follows the pass live (topic "pool:<id>")."""
+    publish(f"pool:{cleanup.pool_id}", {
+        "type": "pool.cleanup", "id": cleanup.pool_id, "status": cleanup.status,
+        "status_label": CleanupStatus(cleanup.status).label, "badge": cleanup.status_badge,
+        "summary": cleanup.summary, "listed": len(cleanup.removed) + len(cleanup.kept),
+    })
 
 
 def _audit(cleanup: PoolCleanup):

@@ -206,6 +206,10 @@ def test_clean_up_now_is_for_operators_queued_once_and_shown_on_the_pool_page(
 
     cleanup = PoolCleanup.objects.get()
     assert cleanup.requested_by == operator_client.user and not exists(xapi, "VM", snapshot)
+    from sesamweb.live.models import LiveEvent
+    published = [(e.payload["status"], e.payload["summary"]) for e in LiveEvent.objects.filter(topic=f"pool:{pool.pk}")
+                 .order_by("id") if e.payload["type"] == "pool.cleanup"]
+    assert published == [("running", ""), ("done", "1 leftover(s) removed")]
     event = AuditEvent.objects.get(action="delete", target_id=str(pool.pk))
     assert event.actor_username == operator_client.user.username
     page = operator_client.get(pool.get_absolute_url()).content.decode()

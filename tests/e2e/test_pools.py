@@ -196,10 +196,14 @@ def test_clean_up_now_lists_what_it_removed_on_the_pool_page(asgi_server, sim, p
 
     page.get_by_role("button", name="Clean up now").click()
     page.get_by_text("Clean-up of lab started").wait_for()
+    assert page.locator("[data-cleanup-status]").inner_text() == "Waiting for a worker"
+    page.wait_for_selector('[data-live-state="live"]')
     worker = BrokerWorker()
     worker.run_queued()
     worker.join()
-    page.reload()
+    page.locator("[data-cleanup-summary]").get_by_text("2 leftover(s) removed").wait_for()    # live
+    assert page.locator("[data-cleanup-status]").inner_text() == "Done"
+    page.get_by_role("link", name="Show what was removed").click()
 
     removed = page.locator("[data-cleanup-removed] li")
     assert removed.count() == 2
