@@ -258,3 +258,19 @@ def test_the_pass_removes_what_a_sigkilled_backup_process_left(sim, pool, store,
     assert [(i["kind"], i["uuid"], i["owner"]) for i in cleanup.removed] == [("snapshot", uuid, f"backup #{running.pk}")]
     event = AuditEvent.objects.get(action="delete", target_id=str(pool.pk))
     assert f"removed snapshot '{name}' ({uuid}) of backup #{running.pk}" in event.message
+
+
+def test_the_api_asks_for_a_pass_and_lists_the_passes(sim, xapi, pool, store, vm_named, api_client):
+    killed, snapshot, _ = backup_left_behind(xapi, vm_named("test-vm-1"), store, heartbeat_age=timedelta(minutes=10))
+
+    assert api_client("auditor").post("/api/pool-cleanups/", {"pool": pool.pk}, format="json").status_code == 403
+    operator = api_client("operator")
+    asked = operator.post("/api/pool-cleanups/", {"pool": pool.pk}, format="json")
+    assert asked.status_code == 202 and asked.data["status"] == "queued" and asked.data["requested_by"] == operator.user.username
+    assert operator.post("/api/pool-cleanups/", {"pool": pool.pk}, format="json").status_code == 409
+    assert operator.post("/api/pool-cleanups/", {"pool": 999999}, format="json").status_code == 400
+    clean_pool_task(asked.data["id"])
+
+    listed = api_client("auditor").get(f"/api/pool-cleanups/?pool={pool.pk}")
+    [done] = listed.data["results"]
+    assert done["status"] == "done" and [i["owner"] for i in done["removed"]] == [f"backup #{killed.pk}"]
