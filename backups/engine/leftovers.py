@@ -29,6 +29,8 @@ from datetime import timedelta
 import XenAPI
 from django.utils import timezone
 
+from xenpools.connection import PoolError
+
 from ..choices import RunStatus
 from ..models import RestorePoint, RestoreRun, VmBackup
 from ..restore import metadata
@@ -178,7 +180,7 @@ def _disks_in_use(snapshot_ref, record, vdis, vbds, vms) -> str:
 def remove_leftovers(xenapi, leftovers) -> CleanupReport:
     """Remove each leftover; what xapi refuses is kept in the report with its reason."""
     report = CleanupReport()
-    for leftover in leftovers:
+    for index, leftover in enumerate(leftovers):
         if leftover.in_use:
             report.kept.append((leftover, leftover.in_use))
             continue
@@ -187,6 +189,10 @@ def remove_leftovers(xenapi, leftovers) -> CleanupReport:
         except XenAPI.Failure as failure:
             log.warning("could not remove %s: %s", leftover.describe(), describe_failure(failure))
             report.kept.append((leftover, describe_failure(failure)))
+        except (PoolError, OSError) as exc:
+            # The pool went away midway: what was removed so far is reported, the rest kept.
+            report.kept += [(rest, f"the connection to the pool was lost: {exc}") for rest in leftovers[index:]]
+            break
         else:
             report.removed.append(leftover)
     return report
