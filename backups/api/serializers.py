@@ -131,7 +131,8 @@ class PoolCleanupSerializer(serializers.ModelSerializer):
 
     pool = serializers.PrimaryKeyRelatedField(queryset=Pool.objects.all(),
                                               help_text="the pool to clean (on a request)")
-    requested_by = serializers.SlugRelatedField(slug_field="username", read_only=True)
+    requested_by = serializers.CharField(source="requested_by.get_username", read_only=True, default=None,
+                                         allow_null=True, help_text="who asked for it (none: the hourly pass)")
     summary = serializers.CharField(read_only=True)
 
     class Meta:
