@@ -122,7 +122,8 @@ def test_sync_now_runs_on_a_real_worker_cluster(sim, make_pool, operator_client,
                              "the worker to finish the sync")
     assert Host.objects.filter(pool=pool).exists() and done.sync_outcome.startswith("Synced:")
     from django_q.models import Task
-    [task] = Task.objects.filter(func="xenpools.tasks.sync_pool_task")
+    [task] = qcluster.wait_for(lambda: list(Task.objects.filter(func="xenpools.tasks.sync_pool_task")),
+                               "the cluster to record the task's result")      # saved after the function returns
     assert task.success and task.args == (pool.pk, operator_client.user.pk)
     assert AuditEvent.objects.get(action="sync", target_id=str(pool.pk)).actor_username == operator_client.user.username
 
