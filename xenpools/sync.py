@@ -109,11 +109,11 @@ def run_requested_sync(pool: Pool, user=None, *, source="worker") -> SyncResult 
                    f"read; {sum(result.counts.values())} records changed.")
         if pool.master_address != master_before and master_before:
             outcome += f" The pool master moved from {master_before} to {pool.master_address}; the console follows it."
+    publish_pool_state(pool)               # health and counts first, then the outcome beside them
     _finish(pool, progress, ok, outcome)
     with acting_as(user, source=source):
         record_event(AuditAction.SYNC, target=pool, outcome=AuditOutcome.SUCCESS if ok else AuditOutcome.FAILURE,
                      message=f"sync of pool {pool.name}: {outcome}")
-    publish_pool_state(pool)
     return result
 
 

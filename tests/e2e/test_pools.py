@@ -154,7 +154,7 @@ def test_sync_now_shows_its_progress_live_then_the_result(asgi_server, sim, page
     vms = VM.objects.filter(pool=pool, is_snapshot=False).count()
     assert any(s["vms"] == str(vms) for s in shown_while_running), seen
     assert not running.is_visible() and page.locator("[data-sync-outcome].alert-success").is_visible()
-    assert page.locator('h1 [data-field="health"]').inner_text() == "Healthy"     # the pool event, live
+    page.locator('h1 [data-field="health"]', has_text="Healthy").wait_for()       # the pool event, live
     screenshot(page, "pool-sync-done")
 
     pool.set_password("not the password")
