@@ -119,19 +119,32 @@ def test_an_administrator_confirms_the_certificate_of_a_tls_pool(asgi_server, ad
     assert Pool.objects.get(name="Secure pool").fingerprints["127.0.0.1"] == shown
 
 
-def subscribed_before_the_worker_starts(page, pool):
-    """Events published before the page's subscription is active are not replayed (the page
-    catches up on the outcome only): republish the queued state until the page has applied
-    one, then forget what the observer saw."""
+def following(page, selector, publish):
+    """Events published before the page's subscription is active are not replayed: call
+    `publish` (an event the card at `selector` applies) until the page has applied one."""
     from tests.fixtures.cluster import wait_for
-    from xenpools.sync import publish_sync_state
+
+    page.evaluate("""(selector) => {
+      window.__applied = false;
+      const observer = new MutationObserver(() => { window.__applied = true; observer.disconnect(); });
+      observer.observe(document.querySelector(selector), {subtree: true, childList: true, characterData: true});
+    }""", selector)
 
     def applied():
-        pool.refresh_from_db()
-        publish_sync_state(pool)
-        return page.evaluate("window.__seen.length") > 0
+        publish()
+        return page.evaluate("window.__applied")
 
     wait_for(applied, "the page to follow the pool's topic", timeout=30, interval=0.5)
+
+
+def subscribed_before_the_worker_starts(page, pool):
+    from xenpools.sync import publish_sync_state
+
+    def republish():
+        pool.refresh_from_db()
+        publish_sync_state(pool)
+
+    following(page, "[data-sync]", republish)
     page.evaluate("window.__seen = []")
 
 
@@ -215,6 +228,9 @@ def test_clean_up_now_lists_what_it_removed_on_the_pool_page(asgi_server, sim, p
     page.get_by_text("Clean-up of lab started").wait_for()
     assert page.locator("[data-cleanup-status]").inner_text() == "Waiting for a worker"
     page.wait_for_selector('[data-live-state="live"]')
+    from backups.models import PoolCleanup
+    from backups.pool_cleanup import publish_cleanup_state
+    following(page, "[data-cleanup]", lambda: publish_cleanup_state(PoolCleanup.objects.get()))
     worker = BrokerWorker()
     worker.run_queued()
     worker.join()
