@@ -60,6 +60,27 @@ class VerifyState(models.TextChoices):
     DAMAGED = "damaged", "Damaged"
 
 
+class CleanupTrigger(models.TextChoices):
+    SCHEDULE = "schedule", "Hourly"
+    MANUAL = "manual", "Asked for"
+
+
+class CleanupStatus(models.TextChoices):
+    QUEUED = "queued", "Waiting for a worker"
+    RUNNING = "running", "Running"
+    DONE = "done", "Done"
+    KEPT = "kept", "Done, some leftovers kept"
+    FAILED = "failed", "Failed"
+
+    @classmethod
+    def finished(cls):
+        return [cls.DONE, cls.KEPT, cls.FAILED]
+
+    @classmethod
+    def badge(cls, value):
+        return {cls.DONE: "ok", cls.KEPT: "warn", cls.FAILED: "danger"}.get(value, "info")
+
+
 def phase_text(status, phase, phase_label, status_label, *, queued, done):
     """"Done" for a success; a failure or cancel names the phase it stopped in."""
     if status in (RunStatus.SUCCESS, RunStatus.WARNING):

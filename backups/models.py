@@ -307,5 +307,6 @@ class StreamSlot(models.Model):
 
 
 from .models_restore import *  # noqa: F401,F403,E402
+from .models_cleanup import *  # noqa: F401,F403,E402
 from .jobs.models import *  # noqa: F401,F403,E402
 from .devices.models import *  # noqa: F401,F403,E402

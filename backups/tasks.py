@@ -100,3 +100,25 @@ def queue_store_task(store: DataStore, action: str, **options) -> str:
     function, label = STORE_TASKS[action]
     return enqueue_for_store(store, f"backups.tasks.{function.__name__}", store.pk, **options,
                              group=store_task_group(store), task_name=f"{label.lower()} of data store {store.name}")
+
+
+# --- pool clean-up: leftovers of interrupted backups and restores (pool_cleanup.py) --------
+
+def clean_pool_task(cleanup_id: int) -> str:
+    """"Clean up now" on a pool page: one queued pass."""
+    from .models import PoolCleanup
+    from .pool_cleanup import run_cleanup
+
+    cleanup = PoolCleanup.objects.select_related("pool", "requested_by").filter(pk=cleanup_id).first()
+    if cleanup is None:
+        return f"clean-up #{cleanup_id} no longer exists (its pool was removed)"
+    cleanup = run_cleanup(cleanup)
+    return f"pool {cleanup.pool.name}: {cleanup.summary}"
+
+
+def clean_pools_task() -> str:
+    """The periodic clean-up of every pool (its schedule row: migration 0011)."""
+    from .pool_cleanup import clean_all_pools
+
+    passes = clean_all_pools()
+    return "; ".join(f"{c.pool.name}: {c.summary}" for c in passes) or "no pools"

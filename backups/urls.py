@@ -17,6 +17,7 @@ urlpatterns = [
     path("vms/<int:vm_pk>/back-up-now/", views.BackupNowView.as_view(), name="backup_now"),
     path("vms/add-to-job/", vm_views.VmsAddToJobView.as_view(), name="vms_add_to_job"),
     path("vms/back-up-now/", vm_views.VmsBackUpNowView.as_view(), name="vms_back_up_now"),
+    path("pools/<int:pk>/clean-up/", views.PoolCleanupView.as_view(), name="pool_cleanup"),
     path("stores/", views.StoreListView.as_view(), name="store_list"),
     path("stores/add/", views.StoreAddView.as_view(), name="store_add"),
     path("stores/<int:pk>/", views.StoreDetailView.as_view(), name="store_detail"),

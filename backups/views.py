@@ -15,7 +15,7 @@ from sesamweb.accounts.roles import user_can
 from sesamweb.audit.choices import AuditAction, AuditOutcome
 from sesamweb.audit.log import record_event
 from sesamweb.identifiers import parse_id
-from xenpools.models import VM, StorageRepository
+from xenpools.models import VM, Pool, StorageRepository
 
 from .choices import BackupMethod, BackupPhase, RunStatus, Trigger, VerifyState
 from .filters import BackupRunFilterSet, RestorePointFilterSet
@@ -25,6 +25,7 @@ from .devices.routing import DeviceServerRevoked, waiting_on_device_servers
 from .maintenance import prune_preview, remove_maintenance_schedule, save_maintenance_schedule
 from .models import BackupRun, DataStore, RestorePoint, StoreMaintenanceSchedule, VmBackup
 from .formats.xva import XvaError
+from .pool_cleanup import CleanupAlreadyRunning, request_cleanup
 from .repository import KeyAlreadyExportedError, RepositoryError
 from .restore.plan import RestorePlanError, describe_point, request_disk_restore
 from .services import BackupRequestError, add_run_totals, cancel_run, queue_run, request_backup
@@ -105,6 +106,23 @@ class RunCancelView(CapabilityRequiredMixin, View):
             messages.success(request, f"{run}: cancel requested. A running backup stops at its next step and "
                                       "cleans up its snapshots.")
         return redirect(run)
+
+
+class PoolCleanupView(CapabilityRequiredMixin, View):
+    """Clean up now (pool page): a pass over the pool for leftovers of interrupted backups and
+    restores, queued on a worker; its outcome shows on the pool page and in the audit log."""
+
+    capability = OPERATE
+
+    def post(self, request, pk):
+        pool = get_object_or_404(Pool, pk=pk)
+        try:
+            request_cleanup(pool, request.user)
+        except CleanupAlreadyRunning as exc:
+            messages.warning(request, str(exc))
+        else:
+            messages.info(request, f"Clean-up of {pool.name} started; reload the page for its outcome.")
+        return redirect(pool)
 
 
 class BackupNowView(CapabilityRequiredMixin, View):

@@ -47,3 +47,18 @@ class HaRestartPriority(models.TextChoices):
     NONE = "", "Not protected"
     RESTART = "restart", "Restart"
     BEST_EFFORT = "best-effort", "Best effort"
+
+
+class SyncState(models.TextChoices):
+    """A sync asked for by a person (Sync now, a new pool): queued for a worker, then running."""
+    IDLE = "idle", "Idle"
+    QUEUED = "queued", "Waiting for a worker"
+    RUNNING = "running", "Running"
+
+
+class SyncPhase(models.TextChoices):
+    QUEUED = "queued", "Waiting for a worker"
+    CONNECTING = "connecting", "Connecting to the pool master"
+    READING = "reading", "Reading the inventory"
+    WRITING = "writing", "Saving the inventory"
+    DONE = "done", "Finished"

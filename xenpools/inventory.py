@@ -46,14 +46,20 @@ def health_for(error: Exception) -> str:
     return PoolHealth.ERROR
 
 
-def fetch_records(connection: PoolConnection) -> dict:
-    """{class: {ref: record}} for every mirrored class.
+def fetch_records(connection: PoolConnection, on_read=None) -> dict:
+    """{class: {ref: record}} for every mirrored class; `on_read(cls, records)` is told after
+    each class (progress).
 
     Reconnects once (which fails over) when the connection breaks or the master changed
     under us (HOST_IS_SLAVE, or the client giving up on SESSION_INVALID)."""
     for attempt in (1, 2):
         try:
-            return {cls: getattr(connection.xenapi, cls).get_all_records() for cls in CLASSES}
+            records = {}
+            for cls in CLASSES:
+                records[cls] = getattr(connection.xenapi, cls).get_all_records()
+                if on_read is not None:
+                    on_read(cls, records[cls])
+            return records
         except (PoolConnectionLost, *TRANSPORT_ERRORS, xmlrpc.client.Fault, XenAPI.Failure) as exc:
             master_moved = not isinstance(exc, XenAPI.Failure) or exc.details[:1] == ["HOST_IS_SLAVE"]
             if attempt == 2 or not master_moved:
@@ -71,15 +77,22 @@ class SyncResult:
     counts: dict = field(default_factory=dict)
 
 
-def sync_pool(pool: Pool) -> SyncResult:
-    """Full sync of one pool. Raises PoolError after marking the pool unhealthy."""
+def sync_pool(pool: Pool, progress=None) -> SyncResult:
+    """Full sync of one pool. Raises PoolError after marking the pool unhealthy.
+
+    `progress` (optional) hears `connected()`, `read(cls, records)` per class and
+    `writing()`: xenpools.sync.SyncProgress shows them live."""
     try:
         with PoolConnection.open(pool) as connection:
-            records = fetch_records(connection)
+            if progress is not None:
+                progress.connected()
+            records = fetch_records(connection, on_read=progress.read if progress is not None else None)
             pins = connection.pin_member_certificates(records["host"])
     except PoolError as exc:
         pool.mark_unhealthy(exc, health_for(exc))
         raise
+    if progress is not None:
+        progress.writing()
     with transaction.atomic():
         if pins:
             pool.fingerprints = {**pool.fingerprints, **pins}

@@ -12,7 +12,7 @@ from django.utils import timezone
 
 from sesamweb.secrets import decrypt_secret, encrypt_secret
 
-from .choices import DiskType, HaRestartPriority, PoolHealth, PowerState, Scheme
+from .choices import DiskType, HaRestartPriority, PoolHealth, PowerState, Scheme, SyncState
 
 
 class Pool(models.Model):
@@ -42,6 +42,14 @@ class Pool(models.Model):
     snapshots_at_once = models.PositiveSmallIntegerField(
         default=1, help_text="Snapshots the backups take in this pool at once; the others queue")
     created = models.DateTimeField(auto_now_add=True)
+    # A sync asked for by a person runs on a worker (xenpools/sync.py): claimed with a conditional
+    # UPDATE on sync_state, kept alive by sync_heartbeat; the page shows progress and outcome.
+    sync_state = models.CharField(max_length=10, choices=SyncState.choices, default=SyncState.IDLE)
+    sync_heartbeat = models.DateTimeField(null=True, blank=True)
+    sync_progress = models.JSONField(default=dict, blank=True)
+    sync_outcome = models.TextField(blank=True)
+    sync_ok = models.BooleanField(null=True, blank=True)
+    sync_finished_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
         ordering = ["name"]

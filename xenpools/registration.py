@@ -7,11 +7,11 @@ never appears in the audit log (model_snapshot hides it).
 """
 from django.db import transaction
 
-from sesamweb.audit.choices import AuditAction, AuditOutcome
+from sesamweb.audit.choices import AuditAction
 from sesamweb.audit.log import model_snapshot, record_event
 
 from .connection import PoolError, ProbeResult, parse_address
-from .inventory import SyncResult, sync_pool
+from .inventory import sync_pool
 from .models import Pool
 
 
@@ -24,7 +24,9 @@ def _snapshot(pool):
 
 
 def register_pool(name: str, address: str, username: str, password: str, probe: ProbeResult, *, sync: bool = True) -> Pool:
-    """Create the pool from a successful probe, audit it, and run the first inventory sync."""
+    """Create the pool from a successful probe, audit it, and run the first inventory sync here
+    (sync=True: the command line, tests). The wizard and the API pass sync=False and queue the
+    first sync on a worker (xenpools.sync.request_sync)."""
     parsed = parse_address(address)
     with transaction.atomic():
         pool = Pool(
@@ -85,14 +87,3 @@ def delete_pool(pool: Pool) -> None:
     with transaction.atomic():
         _audit(AuditAction.DELETE, pool, before=before, message=f"removed pool {pool.name} and its inventory mirror")
         pool.delete()
-
-
-def sync_now(pool: Pool) -> SyncResult:
-    """A sync asked for by a person (UI, API): audited with its outcome."""
-    try:
-        result = sync_pool(pool)
-    except PoolError as exc:
-        _audit(AuditAction.SYNC, pool, message=f"sync of pool {pool.name} failed: {exc}", outcome=AuditOutcome.FAILURE)
-        raise
-    _audit(AuditAction.SYNC, pool, message=f"synced pool {pool.name}: {sum(result.counts.values())} objects changed")
-    return result

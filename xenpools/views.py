@@ -17,7 +17,8 @@ from .extensions import vm_list_extensions
 from .filters import PoolFilterSet, VMFilterSet
 from .forms import PoolConnectionForm, PoolEditForm
 from .models import VM, VIF, Pool, StorageRepository, VirtualDisk
-from .registration import delete_pool, register_pool, sync_now, update_pool
+from .registration import delete_pool, register_pool, update_pool
+from .sync import SyncAlreadyRunning, request_sync, sync_state
 
 
 def _vm_counts():
@@ -56,12 +57,17 @@ class PoolDetailView(CapabilityRequiredMixin, DetailView):
                               .values_list("host").annotate(n=Count("pk")))
         for host in self.object.hosts.all():
             host.vm_count = host_vm_counts.get(host.pk, 0)
-        return super().get_context_data(**kwargs)
+        return super().get_context_data(sync=sync_state(self.object), **kwargs)
+
+    def get_template_names(self):
+        # backups/pool_detail.html extends ours with the pool's clean-up card (leftovers of
+        # interrupted backups and restores), as backups/vm_detail.html does for the VM page.
+        return ["backups/pool_detail.html", self.template_name]
 
 
 class PoolAddView(CapabilityRequiredMixin, View):
     """Wizard: Test connection (shows what was found, or a clear error, or a fingerprint to
-    confirm) -> Add pool (saves, audits, runs the first sync)."""
+    confirm) -> Add pool (saves, audits, queues the first sync on a worker)."""
 
     capability = MANAGE
     template_name = "xenpools/pool_form.html"
@@ -83,11 +89,9 @@ class PoolAddView(CapabilityRequiredMixin, View):
             probe, context = _test_connection(request, form, password, context)
             if probe is not None and "add" in request.POST:
                 forget_password(request)
-                pool = register_pool(data["name"], data["address"], data["username"], password, probe)
-                if pool.last_error:
-                    messages.warning(request, f"Pool {pool.name} added, but its first sync failed: {pool.last_error}")
-                else:
-                    messages.success(request, f"Pool {pool.name} added and synced.")
+                pool = register_pool(data["name"], data["address"], data["username"], password, probe, sync=False)
+                request_sync(pool, request.user)
+                messages.success(request, f"Pool {pool.name} added; its first sync is running.")
                 return redirect(pool)
         return render(request, self.template_name, context)
 
@@ -198,17 +202,18 @@ class PoolDeleteView(CapabilityRequiredMixin, View):
 
 
 class PoolSyncView(CapabilityRequiredMixin, View):
+    """Sync now: queued on a worker; the pool page shows its progress and outcome live."""
+
     capability = OPERATE
 
     def post(self, request, pk):
         pool = get_object_or_404(Pool, pk=pk)
         try:
-            result = sync_now(pool)
-        except PoolError as exc:
-            messages.error(request, f"Sync of {pool.name} failed: {exc}")
+            request_sync(pool, request.user)
+        except SyncAlreadyRunning as exc:
+            messages.warning(request, str(exc))
         else:
-            changed = sum(result.counts.values())
-            messages.success(request, f"Pool {pool.name} synced ({changed} objects changed).")
+            messages.info(request, f"Sync of {pool.name} started; its progress shows below.")
         return HttpResponseRedirect(reverse("xenpools:pool", args=[pool.pk]))
 
 

@@ -1,10 +1,10 @@
 from rest_framework import serializers
 
 from sesamweb.identifiers import parse_id
-from xenpools.models import VM
+from xenpools.models import VM, Pool
 
 from ..choices import BackupMethod, QuiesceFallback, StoreKind
-from ..models import BackupRun, DataStore, RestorePoint, VmBackup
+from ..models import BackupRun, DataStore, PoolCleanup, RestorePoint, VmBackup
 
 
 class DataStoreSerializer(serializers.ModelSerializer):
@@ -126,3 +126,20 @@ class BackupRequestSerializer(serializers.Serializer):
         if store is None:
             raise serializers.ValidationError(f"No data store {value!r}.")
         return store
+
+
+class PoolCleanupSerializer(serializers.ModelSerializer):
+    """A clean-up pass over a pool (backups/pool_cleanup.py): what it removed and what it could
+    not remove (with the reason; retried at the next pass)."""
+
+    pool = serializers.PrimaryKeyRelatedField(queryset=Pool.objects.all(),
+                                              help_text="the pool to clean (on a request)")
+    requested_by = serializers.CharField(source="requested_by.get_username", read_only=True, default=None,
+                                         allow_null=True, help_text="who asked for it (none: the hourly pass)")
+    summary = serializers.CharField(read_only=True)
+
+    class Meta:
+        model = PoolCleanup
+        fields = ["id", "pool", "trigger", "requested_by", "status", "created_at", "started_at", "finished_at",
+                  "summary", "removed", "kept", "waiting", "error"]
+        read_only_fields = [f for f in fields if f != "pool"]

@@ -9,6 +9,7 @@ router.register("backups", views.BackupRequestViewSet, basename="backup-request"
 router.register("runs", views.BackupRunViewSet, basename="backup-run")
 router.register("vm-backups", views.VmBackupViewSet, basename="vm-backup")
 router.register("restore-points", views.RestorePointViewSet, basename="restore-point")
+router.register("pool-cleanups", views.PoolCleanupViewSet, basename="pool-cleanup")
 
 urlpatterns = [
     path("", include("backups.restore.api_urls")),

@@ -13,7 +13,8 @@ from ..filters import BackupRunFilterSet, DataStoreFilterSet, RestorePointFilter
 from ..jobs.api_serializers import ProtectSerializer
 from ..jobs.editing import set_protected
 from ..jobs.runs import JobRunError, cancel_vm, retry_failed
-from ..models import BackupRun, DataStore, RestorePoint, VmBackup
+from ..models import BackupRun, DataStore, PoolCleanup, RestorePoint, VmBackup
+from ..pool_cleanup import CleanupAlreadyRunning, request_cleanup
 from ..repository import RepositoryError
 from ..services import BackupRequestError, cancel_run, queue_run, request_backup
 from ..stores import create_store
@@ -152,3 +153,26 @@ class RestorePointViewSet(viewsets.ReadOnlyModelViewSet):
         point = self.get_object()
         set_protected(point, False, user=request.user)
         return Response(self.get_serializer(point).data)
+
+
+class PoolCleanupViewSet(mixins.CreateModelMixin, viewsets.ReadOnlyModelViewSet):
+    """Clean-up passes over pools (?pool=<id>), newest first; every role reads. POST {"pool": id}
+    asks for a pass now (operators+): 202, queued on a worker; 409 while one is queued or running."""
+
+    serializer_class = serializers.PoolCleanupSerializer
+    write_capability = OPERATE
+    filterset_fields = ["pool", "status", "trigger"]
+
+    def get_queryset(self):
+        return PoolCleanup.objects.select_related("pool", "requested_by")
+
+    @extend_schema(responses={202: serializers.PoolCleanupSerializer, 400: OpenApiResponse(description="Bad request"),
+                              409: CONFLICT})
+    def create(self, request):
+        form = self.get_serializer(data=request.data)
+        form.is_valid(raise_exception=True)
+        try:
+            cleanup = request_cleanup(form.validated_data["pool"], request.user)
+        except CleanupAlreadyRunning as exc:
+            return Response({"detail": str(exc)}, status=status.HTTP_409_CONFLICT)
+        return Response(self.get_serializer(cleanup).data, status=status.HTTP_202_ACCEPTED)

@@ -34,8 +34,9 @@ from .allocator import keep_buffers_resident
 from .preflight import BackupSkipped, run_preflight
 from .prepare import BackupFailed, describe_failure, failure_code, prepare_vm, release
 from .progress import BackupCancelled, ProgressReporter
+from .leftovers import clean_backup_leftovers
 from .slots import StreamSlots, WaitForStream, release_all, requeue_waiting
-from .snapshots import CHAIN_KEY, TAG_KEY, DiskLeftOver, destroy_snapshot, destroy_vdi, find_tagged_snapshots, snapshot_disks
+from .snapshots import CHAIN_KEY, destroy_vdi, snapshot_disks
 from .sources import (ChainBroken, changed_block_maps, check_chain, export_metadata, nbd_mode, stream_changed_blocks,
                       stream_full_export)
 from .tracking import enable_tracking, record_tracking
@@ -118,38 +119,14 @@ def fail_abandoned_backups(now=None):
 # -- cleanup of what earlier, interrupted backups left on the pool ---------------------------
 def cleanup_leftovers(conn, reporter=None):
     """Delete snapshots tagged by backups that are no longer running, and chain disks no
-    restore point refers to. Returns the number of objects removed."""
-    xenapi = conn.xenapi
-    running = set(str(pk) for pk in VmBackup.objects.filter(status=RunStatus.RUNNING).values_list("pk", flat=True))
-    removed = 0
-    for snapshot_ref, tag in find_tagged_snapshots(xenapi):
-        if tag in running:
-            continue
-        try:
-            destroy_snapshot(xenapi, snapshot_ref, timeout=0)
-        except DiskLeftOver as exc:
-            log.warning("stale snapshot of backup %s: %s", tag, exc)
-        removed += 1
-    chain_uuids = {
-        link["vdi_uuid"]
-        for chain in RestorePoint.objects.exclude(chain={}).values_list("chain", flat=True)
-        for link in chain.values()
-    }
-    for vdi_ref, record in xenapi.VDI.get_all_records().items():
-        chain_owner = record["other_config"].get(CHAIN_KEY)
-        stale_chain = chain_owner is not None and chain_owner not in running and record["uuid"] not in chain_uuids
-        # A disk of a deleted snapshot that was still in use then (an NBD connection's VBD).
-        orphan = record["other_config"].get(TAG_KEY) not in (None, *running) and chain_owner is None
-        if stale_chain or orphan:
-            try:
-                destroy_vdi(xenapi, vdi_ref, timeout=0)
-                removed += 1
-            except XenAPI.Failure as exc:
-                log.warning("could not remove stale disk %s (%s): %s", record["uuid"], record["name_label"],
-                            describe_failure(exc))
-    if removed and reporter:
-        reporter.warn(f"removed {removed} snapshot(s) left on the pool by interrupted backups")
-    return removed
+    restore point refers to (backups/engine/leftovers.py, shared with the periodic clean-up
+    of every pool). Returns the number of objects removed."""
+    report = clean_backup_leftovers(conn.xenapi)
+    if report.removed and reporter:
+        reporter.warn(f"removed {len(report.removed)} snapshot(s) left on the pool by interrupted backups")
+    for leftover, reason in report.kept:
+        log.warning("could not remove %s: %s", leftover.describe(), reason)
+    return len(report.removed)
 
 
 # -- the backup ------------------------------------------------------------------------------

@@ -138,13 +138,3 @@ def _only_used_by(xenapi, vdi_ref, vm_ref):
             if exc.details[:1] != ["HANDLE_INVALID"]:
                 raise
     return True
-
-
-def find_tagged_snapshots(xenapi, vm_backup_ids=None):
-    """Snapshots the engine tagged (optionally only those of the given VmBackup ids)."""
-    found = []
-    for ref, record in xenapi.VM.get_all_records().items():
-        tag = record["other_config"].get(TAG_KEY)
-        if record["is_a_snapshot"] and tag and (vm_backup_ids is None or tag in vm_backup_ids):
-            found.append((ref, tag))
-    return found

@@ -27,6 +27,7 @@ from xenpools.inventory import sync_pool
 
 from ..choices import RunStatus
 from ..engine.allocator import keep_buffers_resident
+from ..engine.leftovers import clean_restore_leftovers
 from ..formats.xva import NULL_REF, XvaError, parse_ova_xml
 from ..models_restore import RestoreKind, RestorePhase, RestoreRun
 from ..notifications import restore_finished
@@ -535,55 +536,24 @@ def _vm_vdis(xenapi, vm_ref):
 def _clean_up_after_failure(conn, run, progress):
     try:
         conn.reconnect()
-        removed = remove_tagged(conn, {str(run.pk)})
-        if removed:
-            log.info("restore %s: removed %d object(s) it had created", run.pk, removed)
+        report = clean_restore_leftovers(conn.xenapi, {str(run.pk)})
     except (PoolError, XenAPI.Failure, OSError) as exc:
         progress.warn(f"could not remove what the failed restore created on the pool ({exc}); "
                       "the next restore to this pool retries")
-
-
-def remove_tagged(conn, run_ids) -> int:
-    """Destroy the VMs and VDIs that carry the tag of one of these restore runs."""
-    xenapi = conn.xenapi
-    removed = 0
-    for vm_ref, record in xenapi.VM.get_all_records().items():
-        if record["other_config"].get(metadata.RESTORE_TAG) not in run_ids:
-            continue
-        if record["power_state"] != "Halted":
-            xenapi.VM.hard_shutdown(vm_ref)
-        vdis = _vm_vdis(xenapi, vm_ref)
-        xenapi.VM.destroy(vm_ref)
-        for vdi in vdis:
-            _destroy_quietly(xenapi, vdi)
-        removed += 1
-    for vdi_ref, record in xenapi.VDI.get_all_records().items():
-        if record["other_config"].get(metadata.RESTORE_TAG) in run_ids:
-            _destroy_quietly(xenapi, vdi_ref)
-            removed += 1
-    return removed
+        return
+    if report.removed:
+        log.info("restore %s: removed %d object(s) it had created", run.pk, len(report.removed))
+    for leftover, reason in report.kept:
+        progress.warn(f"could not remove {leftover.describe()} ({reason}); the pool's next clean-up retries")
 
 
 def remove_leftovers(conn, progress=None) -> int:
     """Objects of failed or cancelled restores (also those of a killed worker) are removed.
     Objects of running and successful restores are never touched."""
-    gone = {str(pk) for pk in RestoreRun.objects.filter(status__in=[RunStatus.FAILED, RunStatus.CANCELLED])
-            .values_list("pk", flat=True)}
-    tagged = {rec["other_config"].get(metadata.RESTORE_TAG) for rec in conn.xenapi.VM.get_all_records().values()}
-    tagged |= {rec["other_config"].get(metadata.RESTORE_TAG) for rec in conn.xenapi.VDI.get_all_records().values()}
-    stale = (tagged - {None}) & gone
-    removed = remove_tagged(conn, stale) if stale else 0
+    removed = len(clean_restore_leftovers(conn.xenapi).removed)
     if removed and progress:
         progress.warn(f"removed {removed} object(s) left on the pool by interrupted restores")
     return removed
-
-
-def _destroy_quietly(xenapi, vdi_ref):
-    try:
-        xenapi.VDI.destroy(vdi_ref)
-    except XenAPI.Failure as exc:
-        if exc.details[:1] != ["HANDLE_INVALID"]:
-            raise
 
 
 def _destroy_vdi(conn, vdi_ref, progress, what):

@@ -47,6 +47,58 @@
     });
   }
 
+  /* A sync asked for by a person, run on a worker (xenpools/sync.py): phase and objects read
+   * while it runs, then its outcome in plain words. */
+  var syncFinishedSeen = false;
+
+  function onSync(event, catchingUp) {
+    var card = document.querySelector('[data-pool-id="' + event.id + '"] [data-sync]');
+    if (!card) return;
+    if (catchingUp && syncFinishedSeen && event.state !== "idle") return;   // a live event was newer
+    if (event.state === "idle" && !catchingUp) syncFinishedSeen = true;
+    var running = card.querySelector("[data-sync-running]");
+    var result = card.querySelector("[data-sync-result]");
+    var never = card.querySelector("[data-sync-never]");
+    if (never) never.hidden = true;
+    if (event.state !== "idle") {
+      running.hidden = false;
+      card.querySelector("[data-sync-state]").textContent = event.state_label;
+      card.querySelector("[data-sync-phase]").textContent = event.phase_label;
+      Object.keys(event.counts || {}).forEach(function (name) {
+        var el = card.querySelector('[data-count="' + name + '"]');
+        if (el) el.textContent = event.counts[name];
+      });
+      return;
+    }
+    running.hidden = true;
+    if (event.ok === null) return;
+    result.hidden = false;
+    var outcome = card.querySelector("[data-sync-outcome]");
+    outcome.className = "alert " + (event.ok ? "alert-success" : "alert-danger");
+    card.querySelector("[data-sync-message]").textContent = event.outcome;
+    var finished = card.querySelector("[data-sync-finished]");
+    if (finished) finished.textContent = "just now";
+    var reload = card.querySelector("[data-sync-reload]");
+    if (reload) reload.hidden = !event.ok;
+  }
+
+  /* Events published before this page's subscription was active (a sync that started while
+   * the page loaded) are not replayed: once live, ask for the sync's state once. */
+  function catchUpSync() {
+    var card = document.querySelector("[data-sync][data-sync-status-url]");
+    if (!card || !card.querySelector("[data-sync-running]") || card.querySelector("[data-sync-running]").hidden) return;
+    fetch(card.getAttribute("data-sync-status-url"), {credentials: "same-origin", headers: {Accept: "application/json"}})
+      .then(function (r) { return r.ok ? r.json() : null; })
+      .then(function (state) { if (state) onSync(state, true); })
+      .catch(function () {});
+  }
+  var indicator = document.querySelector("[data-live-state]");
+  if (indicator && document.querySelector("[data-sync]")) {
+    new MutationObserver(function () {
+      if (indicator.getAttribute("data-live-state") === "live") window.setTimeout(catchUpSync, 300);
+    }).observe(indicator, {attributes: true, attributeFilter: ["data-live-state"]});
+  }
+
   var topics = [];
   document.querySelectorAll("[data-live-topics]").forEach(function (el) {
     el.getAttribute("data-live-topics").split(/\s+/).forEach(function (t) { if (t && topics.indexOf(t) < 0) topics.push(t); });
@@ -55,5 +107,6 @@
   Live.subscribe(topics, function (topic, event) {
     if (event.type === "vm") onVm(event);
     else if (event.type === "pool") onPool(event);
+    else if (event.type === "pool.sync") onSync(event);
   });
 })();

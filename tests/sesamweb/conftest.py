@@ -11,7 +11,7 @@ from django.utils import timezone
 
 from backups.choices import BackupKind, BackupMethod, BackupPhase, RunStatus
 from backups.models import (
-    BackupJob, BackupRun, DataStore, JobSchedule, ReplicationPolicy, RestorePoint, RestoreRun, StoreMaintenanceSchedule,
+    PoolCleanup, BackupJob, BackupRun, DataStore, JobSchedule, ReplicationPolicy, RestorePoint, RestoreRun, StoreMaintenanceSchedule,
     VmBackup,
 )
 from backups.stores import create_store
@@ -73,6 +73,10 @@ def world(tmp_path, db):
 
     StoreMaintenanceSchedule.objects.create(store=store, action="verify", cron="0 3 * * 0")
     ReplicationPolicy.objects.create(name="dr", vm_uuids=[vm.uuid], source_store=store, target_pool=pool, target_sr=sr)
+    PoolCleanup.objects.create(pool=pool, status="kept", removed=[{"kind": "snapshot", "uuid": "snap-uuid",
+                               "name": "sesamweb backup 1 of web-1", "owner": "backup #1"}],
+                               kept=[{"kind": "chain disk", "uuid": "vdi-2", "name": "disk", "owner": "backup #1",
+                                      "reason": "VDI_IN_USE"}])
     from sesamweb.notify.models import Channel, Rule
     from sesamweb.notify.services import save_channel, save_rule
 

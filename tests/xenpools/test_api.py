@@ -8,15 +8,17 @@ def pool_payload(sim, **extra):
     return {"name": "lab", "address": sim.url, "username": "root", "password": sim.password, **extra}
 
 
-def test_an_admin_adds_a_pool_and_never_sees_its_password(sim, api_client):
+def test_an_admin_adds_a_pool_and_never_sees_its_password(sim, api_client, run_queued_syncs):
     admin = api_client("administrator")
 
     created = admin.post("/api/pools/", pool_payload(sim), format="json")
+    assert created.data["health"] == "unknown"          # its first sync is queued on a worker
+    run_queued_syncs()
     listed = admin.get("/api/pools/")
     detail = admin.get(f"/api/pools/{created.data['id']}/")
 
     assert created.status_code == 201, created.data
-    assert created.data["master_address"] == "127.0.0.1" and created.data["health"] == "healthy"
+    assert created.data["master_address"] == "127.0.0.1" and detail.data["health"] == "healthy"
     for response in (created, listed, detail):
         assert "password" not in str(response.content).replace("password_", "")
         assert sim.password not in response.content.decode()
@@ -65,13 +67,21 @@ def test_an_operator_cannot_add_change_or_delete_pools(sim, make_pool, api_clien
     assert operator.get("/api/pools/").status_code == 200
 
 
-def test_an_auditor_cannot_sync_and_an_operator_can(sim, make_pool, api_client):
+def test_an_auditor_cannot_sync_and_an_operator_can(sim, make_pool, api_client, run_queued_syncs):
     pool = make_pool(sim, sync=False)
 
     assert api_client("auditor").post(f"/api/pools/{pool.pk}/sync/").status_code == 403
-    synced = api_client("operator").post(f"/api/pools/{pool.pk}/sync/")
+    operator = api_client("operator")
+    queued = operator.post(f"/api/pools/{pool.pk}/sync/")
 
-    assert synced.status_code == 200 and synced.data["health"] == "healthy"
+    assert queued.status_code == 202 and queued.data["state"] == "queued"
+    assert queued["Location"] == queued.data["status_url"] and queued.data["status_url"].endswith(
+        f"/api/pools/{pool.pk}/sync-status/")
+    assert operator.post(f"/api/pools/{pool.pk}/sync/").status_code == 409       # one at a time
+    run_queued_syncs()
+    status = api_client("auditor").get(queued.data["status_url"])
+    assert status.status_code == 200
+    assert status.data["state"] == "idle" and status.data["ok"] is True and status.data["counts"]["vms"] > 0
     assert Host.objects.filter(pool=pool).exists()
 
 

@@ -86,10 +86,10 @@ def test_a_pool_that_goes_away_mid_sync_is_marked_unhealthy_and_keeps_its_invent
     before = sorted(VM.objects.filter(pool=pool).values_list("uuid", "power_state", "removed_at"))
     real_fetch = inventory.fetch_records
 
-    def pool_goes_away_while_reading(connection):
+    def pool_goes_away_while_reading(connection, on_read=None):
         connection.xenapi.pool.get_all_records()   # the pool answers...
         sim.stop()                                 # ...then every host disappears
-        return real_fetch(connection)
+        return real_fetch(connection, on_read)
 
     monkeypatch.setattr(inventory, "fetch_records", pool_goes_away_while_reading)
     with pytest.raises(PoolUnreachable):

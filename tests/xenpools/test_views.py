@@ -25,7 +25,7 @@ def test_an_http_address_needs_an_explicit_insecure_choice(sim, admin_client):
     assert "Unencrypted connection." in page
 
 
-def test_the_wizard_tests_the_connection_then_adds_the_pool(sim, admin_client):
+def test_the_wizard_tests_the_connection_then_adds_the_pool(sim, admin_client, run_queued_syncs):
     tested = admin_client.post(ADD, {**wizard_data(sim), "test": "1"})
 
     assert tested.status_code == 200
@@ -37,7 +37,11 @@ def test_the_wizard_tests_the_connection_then_adds_the_pool(sim, admin_client):
 
     pool = Pool.objects.get(name="lab")
     assert added.status_code == 302 and added.url == pool.get_absolute_url()
-    assert pool.health == "healthy" and VM.objects.filter(pool=pool).exists()
+    assert pool.sync_state == "queued" and not VM.objects.filter(pool=pool).exists()   # the first sync: on a worker
+    [outcome] = run_queued_syncs()
+    pool.refresh_from_db()
+    assert pool.health == "healthy" and VM.objects.filter(pool=pool).exists(), outcome
+    assert pool.sync_state == "idle" and pool.sync_ok is True
     created = AuditEvent.objects.get(action="create", target_type="xenpools.pool")
     assert created.actor_username == admin_client.user.username
     assert sim.password not in str(created.after) and pool.password_encrypted not in str(created.after)
@@ -111,13 +115,16 @@ def test_an_operator_cannot_add_edit_or_delete_pools(sim, make_pool, operator_cl
     assert Pool.objects.count() == 1
 
 
-def test_an_auditor_cannot_sync_but_an_operator_can(sim, make_pool, auditor_client, operator_client):
+def test_an_auditor_cannot_sync_but_an_operator_can(sim, make_pool, auditor_client, operator_client,
+                                                    run_queued_syncs):
     pool = make_pool(sim, sync=False)
     sync = reverse("xenpools:pool_sync", args=[pool.pk])
 
     assert auditor_client.post(sync).status_code == 403
-    assert not Host.objects.filter(pool=pool).exists()
+    assert not run_queued_syncs()
     assert operator_client.post(sync).status_code == 302
+    assert not Host.objects.filter(pool=pool).exists()       # queued, not run inside the request
+    run_queued_syncs()
     assert Host.objects.filter(pool=pool).exists()
     assert AuditEvent.objects.filter(action="sync", actor_username=operator_client.user.username).exists()
 

@@ -1,7 +1,23 @@
 from rest_framework import serializers
 
+from ..choices import SyncState
 from ..connection import normalise_fingerprint, parse_address
 from ..models import VDI, VIF, VM, Host, Network, Pool, StorageRepository, VirtualDisk
+
+
+class SyncStateSerializer(serializers.Serializer):
+    """A pool's last or current sync (xenpools.sync.sync_state); for the schema."""
+
+    id = serializers.IntegerField()
+    state = serializers.ChoiceField(choices=SyncState.choices)
+    state_label = serializers.CharField()
+    phase = serializers.CharField(help_text="queued, connecting, reading, writing, done (empty before the first)")
+    phase_label = serializers.CharField()
+    counts = serializers.DictField(child=serializers.IntegerField(), help_text="hosts, vms, srs, vdis read so far")
+    ok = serializers.BooleanField(allow_null=True, help_text="the last finished sync succeeded (null: none yet)")
+    outcome = serializers.CharField(help_text="the last finished sync's result in plain words")
+    finished_at = serializers.DateTimeField(allow_null=True)
+    status_url = serializers.URLField(required=False, help_text="where to follow it (in the 202 answer)")
 
 
 class PoolSerializer(serializers.ModelSerializer):

@@ -6,13 +6,15 @@ from rest_framework import status, viewsets
 from rest_framework.decorators import action
 from rest_framework.exceptions import ValidationError
 from rest_framework.response import Response
+from rest_framework.reverse import reverse
 
 from sesamweb.accounts.permissions import MANAGE, OPERATE
 
 from ..connection import PoolCertificateUnknown, PoolConnection, PoolError
 from ..filters import HostFilterSet, NetworkFilterSet, PoolFilterSet, StorageRepositoryFilterSet, VMFilterSet
 from ..models import VIF, VM, Host, Network, Pool, StorageRepository, VirtualDisk
-from ..registration import delete_pool, register_pool, sync_now, update_pool
+from ..registration import delete_pool, register_pool, update_pool
+from ..sync import SyncAlreadyRunning, request_sync, sync_state
 from . import serializers
 
 
@@ -45,7 +47,8 @@ class PoolViewSet(viewsets.ModelViewSet):
         data = serializer.validated_data
         probe = _probe_or_400(data["address"], data.get("username", "root"), data["password"], data.get("fingerprint"))
         serializer.instance = register_pool(data["name"], data["address"], data.get("username", "root"),
-                                            data["password"], probe)
+                                            data["password"], probe, sync=False)
+        request_sync(serializer.instance, self.request.user)       # the first sync, on a worker
 
     def perform_update(self, serializer):
         pool, data = serializer.instance, serializer.validated_data
@@ -69,15 +72,25 @@ class PoolViewSet(viewsets.ModelViewSet):
         probe = _probe_or_400(data["address"], data["username"], data["password"], data.get("fingerprint"))
         return Response(asdict(probe))
 
-    @extend_schema(request=None, responses=serializers.PoolSerializer)
+    @extend_schema(request=None, responses={202: serializers.SyncStateSerializer, 409: dict})
     @action(detail=True, methods=["post"])
     def sync(self, request, pk=None):
+        """Queue a full inventory sync on a worker; follow it at `status_url` (sync-status)."""
         pool = self.get_object()
         try:
-            sync_now(pool)
-        except PoolError as exc:
-            return Response({"detail": str(exc)}, status=status.HTTP_502_BAD_GATEWAY)
-        return Response(self.get_serializer(self.get_queryset().get(pk=pool.pk)).data)
+            request_sync(pool, request.user)
+        except SyncAlreadyRunning as exc:
+            return Response({"detail": str(exc)}, status=status.HTTP_409_CONFLICT)
+        status_url = reverse("pool-sync-status", args=[pool.pk], request=request)
+        pool.refresh_from_db()
+        return Response({**sync_state(pool), "status_url": status_url}, status=status.HTTP_202_ACCEPTED,
+                        headers={"Location": status_url})
+
+    @extend_schema(responses=serializers.SyncStateSerializer)
+    @action(detail=True, methods=["get"], url_path="sync-status", url_name="sync-status")
+    def sync_status(self, request, pk=None):
+        """The pool's last or current sync: state, phase, objects read, outcome."""
+        return Response(sync_state(self.get_object()))
 
 
 class HostViewSet(viewsets.ReadOnlyModelViewSet):
