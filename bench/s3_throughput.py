@@ -1,0 +1,214 @@
+"""Backup and restore throughput against an S3 server, beside restic on the same server.
+
+In one run, on the same machine: a moto S3 server (moto[server], its own process) on a free
+loopback port, a generated disk image (default 2 GiB: 40 % zeros, 30 % text, 30 % random,
+every block unique; bench/repository_pipeline.py's generator) written to a file, then
+  sesamweb backup:  a worker process opens the store (encrypted, the defaults) by key file and
+                    backs the image up, read in 4 MiB pieces (as a stream reader hands them on)
+  restic backup:    `restic backup --stdin` of the same image into its own bucket
+  sesamweb restore: a worker process reads the disk back in order (DiskReader) to /dev/null
+  restic restore:   `restic dump latest disk.raw` to /dev/null
+Prints MB/s (of disk size) for each, the ratios sesamweb / restic (goal >= 2 both ways) and
+the peak RSS of the sesamweb worker processes (goal < 150 MiB). Both tools talk to the same
+server, which also spends CPU on this machine: its CPU seconds are printed per phase.
+
+    .venv/bin/python bench/s3_throughput.py [--size-gib 2] [--keep]
+"""
+import argparse
+import blake3
+import json
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, ROOT)
+sys.path.insert(0, os.path.join(ROOT, "bench"))
+
+GiB = 1 << 30
+MB = 1e6
+PIECE = 4 << 20
+PASSPHRASE = "benchmark passphrase 1234"
+KEY, SECRET = "testing", "testing"
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def cpu_seconds(pid):
+    """User + system CPU time a live process has used so far (from /proc)."""
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def start_moto(port):
+    server = subprocess.Popen([sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 60
+    while True:
+        try:
+            urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=2).close()
+            return server
+        except OSError:
+            if server.poll() is not None or time.monotonic() > deadline:
+                raise SystemExit("moto server did not start (pip install 'moto[server]')")
+            time.sleep(0.2)
+
+
+def s3_backend(endpoint, bucket):
+    from backups.repository import S3Backend
+
+    return S3Backend(endpoint, bucket, "", access_key=KEY, secret_key=SECRET)
+
+
+def write_image(path, size):
+    from repository_pipeline import generated_disk
+
+    digest = blake3.blake3()
+    with open(path, "wb") as f:
+        for _, data in generated_disk(size, PIECE):
+            f.write(data)
+            digest.update(data)
+    return digest.hexdigest()
+
+
+def run_worker(*args):
+    """Run this script as a worker in a fresh process; return (its JSON output, peak RSS MiB)."""
+    worker = subprocess.Popen([sys.executable, os.path.abspath(__file__), "--worker", *args],
+                              cwd=ROOT, stdout=subprocess.PIPE)
+    output = worker.stdout.read().decode()
+    _, status, usage = os.wait4(worker.pid, 0)
+    if os.waitstatus_to_exitcode(status):
+        raise SystemExit(f"worker {args[0]} failed:\n{output}")
+    return json.loads(output), usage.ru_maxrss / 1024
+
+
+def worker(argv):
+    """--worker backup|restore ENDPOINT BUCKET KEYFILE IMAGE SIZE"""
+    from datetime import datetime, timezone
+
+    from backups.repository import Repository
+
+    action, endpoint, bucket, key_file, image, size = argv
+    size = int(size)
+    with open(key_file, "rb") as f:
+        repo = Repository.open(s3_backend(endpoint, bucket), key_file=f.read())
+    start = time.perf_counter()
+    if action == "backup":
+        with repo.start_backup("vm-bench", datetime.now(timezone.utc)) as writer:
+            disk = writer.add_disk("xvda", size)
+            with open(image, "rb", buffering=0) as f:
+                offset = 0
+                while data := f.read(PIECE):
+                    disk.write(offset, data)
+                    offset += len(data)
+            disk.finish()
+            manifest = writer.commit()
+        result = {"id": manifest.id, "totals": manifest.totals}
+    else:
+        point = repo.list_backups("vm-bench")[-1].id
+        digest = blake3.blake3()
+        for _, data in repo.open_disk(point, "xvda").stream():
+            digest.update(data)
+        result = {"digest": digest.hexdigest()}
+    result["seconds"] = time.perf_counter() - start
+    print(json.dumps(result))
+
+
+CREATE = ("import sys; sys.path.insert(0, %r)\n"
+          "from bench.s3_throughput import s3_backend\n"
+          "from backups.repository import Repository\n"
+          "repo = Repository.create(s3_backend(sys.argv[1], sys.argv[2]), passphrase=%r)\n"
+          "sys.stdout.buffer.write(repo.export_key_file())\n") % (ROOT, PASSPHRASE)
+
+
+def timed(cmd, env, stdin=None, stdout=None):
+    start = time.perf_counter()
+    subprocess.run(cmd, env=env, check=True, stdin=stdin, stdout=stdout)
+    return time.perf_counter() - start
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--size-gib", type=float, default=2.0)
+    parser.add_argument("--keep", action="store_true", help="keep the work directory")
+    args = parser.parse_args()
+    if not shutil.which("restic"):
+        raise SystemExit("restic is not installed (apt-get install restic)")
+    size = int(args.size_gib * GiB)
+    workdir = tempfile.mkdtemp(prefix="sesam-s3-bench-")
+    port = free_port()
+    endpoint = f"http://127.0.0.1:{port}"
+    server = start_moto(port)
+    server_cpu = {}
+    try:
+        image = os.path.join(workdir, "disk.raw")
+        image_digest = write_image(image, size)
+        client = s3_backend(endpoint, "x").client
+        for bucket in ("sesam", "restic"):
+            client.create_bucket(Bucket=bucket)
+        key_file = os.path.join(workdir, "store.key")
+        with open(key_file, "wb") as f:
+            f.write(subprocess.run([sys.executable, "-c", CREATE, endpoint, "sesam"],
+                                   check=True, capture_output=True).stdout)
+        restic_repo = f"s3:{endpoint}/restic"
+        restic_env = dict(os.environ, RESTIC_PASSWORD=PASSPHRASE, AWS_ACCESS_KEY_ID=KEY,
+                          AWS_SECRET_ACCESS_KEY=SECRET,
+                          RESTIC_CACHE_DIR=os.path.join(workdir, "restic-cache"))
+        subprocess.run(["restic", "-r", restic_repo, "init", "-q"], env=restic_env, check=True)
+
+        def phase(name, fn):
+            before = cpu_seconds(server.pid)
+            result = fn()
+            server_cpu[name] = round(cpu_seconds(server.pid) - before, 1)
+            return result
+
+        common = (endpoint, "sesam", key_file, image, str(size))
+        backup, backup_rss = phase("sesamweb_backup", lambda: run_worker("backup", *common))
+        with open(image, "rb") as f:
+            restic_backup_s = phase("restic_backup", lambda: timed(
+                ["restic", "-r", restic_repo, "backup", "-q", "--stdin", "--stdin-filename", "disk.raw"],
+                restic_env, stdin=f))
+        restore, restore_rss = phase("sesamweb_restore", lambda: run_worker("restore", *common))
+        if restore["digest"] != image_digest:
+            raise SystemExit("sesamweb restored different bytes")
+        with open(os.devnull, "wb") as null:
+            restic_restore_s = phase("restic_restore", lambda: timed(
+                ["restic", "-r", restic_repo, "dump", "-q", "latest", "disk.raw"], restic_env, stdout=null))
+    finally:
+        server.terminate()
+        server.wait()
+        if not args.keep:
+            shutil.rmtree(workdir, ignore_errors=True)
+
+    rate = lambda seconds: round(size / seconds / MB)  # noqa: E731
+    results = {
+        "disk_MB": round(size / MB),
+        "backup_MBps": {"sesamweb": rate(backup["seconds"]), "restic": rate(restic_backup_s)},
+        "restore_MBps": {"sesamweb": rate(restore["seconds"]), "restic": rate(restic_restore_s)},
+        "backup_ratio": round(restic_backup_s / backup["seconds"], 2),
+        "restore_ratio": round(restic_restore_s / restore["seconds"], 2),
+        "sesamweb_stored_MB": round(backup["totals"]["bytes_stored"] / MB),
+        "worker_peak_rss_MiB": {"backup": round(backup_rss), "restore": round(restore_rss)},
+        "s3_server_cpu_s": server_cpu,
+    }
+    print(json.dumps(results, indent=2))
+    print(f"\nbackup  sesamweb / restic: {results['backup_ratio']:.2f}x  (goal >= 2.0)")
+    print(f"restore sesamweb / restic: {results['restore_ratio']:.2f}x  (goal >= 2.0)")
+    print(f"worker peak RSS: {max(backup_rss, restore_rss):.0f} MiB  (goal < 150)")
+
+
+if __name__ == "__main__":
+    if sys.argv[1:2] == ["--worker"]:
+        worker(sys.argv[2:])
+    else:
+        main()
