@@ -67,7 +67,9 @@ def start_moto(port):
 def s3_backend(endpoint, bucket):
     from backups.repository import S3Backend
 
-    return S3Backend(endpoint, bucket, "", access_key=KEY, secret_key=SECRET)
+    parallelism = int(os.environ.get("BENCH_S3_PARALLELISM", 0)) or None
+    return S3Backend(endpoint, bucket, "", access_key=KEY, secret_key=SECRET,
+                     parallelism=parallelism)
 
 
 def write_image(path, size):
@@ -140,8 +142,12 @@ def timed(cmd, env, stdin=None, stdout=None):
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--size-gib", type=float, default=2.0)
+    parser.add_argument("--parallelism", type=int, default=None,
+                        help="requests in flight (default: S3Backend.parallelism)")
     parser.add_argument("--keep", action="store_true", help="keep the work directory")
     args = parser.parse_args()
+    if args.parallelism:
+        os.environ["BENCH_S3_PARALLELISM"] = str(args.parallelism)
     if not shutil.which("restic"):
         raise SystemExit("restic is not installed (apt-get install restic)")
     size = int(args.size_gib * GiB)

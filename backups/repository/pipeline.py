@@ -73,7 +73,7 @@ class BackupWriter:
         store_workers = store_workers or self.backend.parallelism
         # Enough chunks in flight to keep every store thread busy while the encoders work
         # ahead: memory stays about 2 x max_in_flight x chunk size whatever the disk size.
-        max_in_flight = max_in_flight or max(8, store_workers + 8)
+        max_in_flight = max_in_flight or max(8, store_workers + 4)
         self._slots = threading.BoundedSemaphore(max(1, max_in_flight))
         self._encoders = ThreadPoolExecutor(max_workers=workers or max(2, os.cpu_count() or 2),
                                             thread_name_prefix="chunk-encoder")

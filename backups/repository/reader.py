@@ -20,7 +20,7 @@ class DiskReader:
         self.chunk_size = disk.chunk_size
         backend = repo.backend
         self.workers = max(1, workers or (backend.parallelism if backend.remote else 2))
-        self.read_ahead = max(1, read_ahead or max(8, self.workers + 8))
+        self.read_ahead = max(1, read_ahead or max(8, self.workers + 4))
 
     def _fetch(self, index, chunk_id):
         data = self.repo.read_chunk(chunk_id)
