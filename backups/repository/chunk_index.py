@@ -68,7 +68,7 @@ class ChunkIndex:
         finally:
             self._ready.set()
 
-    def __len__(self):
+    def count(self) -> int:
         self._ready.wait()
         return len(self._ids)
 

@@ -299,7 +299,7 @@ class BackupWriter:
         if known:
             self._record(disk, index, chunk_id)
             return False
-        listed = self._index.might_contain(chunk_id) if self._index else UNKNOWN
+        listed = self._index.might_contain(chunk_id) if self._index is not None else UNKNOWN
         if listed is False:  # not in the store when this backup began: no round trip
             return self._encode(disk, index, chunk_id, data)
         if self.backend.remote:  # a touch waits for the network: not on a CPU thread

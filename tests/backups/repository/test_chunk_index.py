@@ -27,7 +27,7 @@ def test_index_lists_stored_chunks_and_skips_temporaries(store_dir, clock):
     leftover.with_name(leftover.name + ".tmp-abc").write_bytes(b"half written")
 
     index = ChunkIndex(repo.backend, background=False)
-    assert len(index) == len(stored) == 4
+    assert index.count() == len(stored) == 4
     assert all(index.might_contain(cid) is True for cid in stored)
     assert index.might_contain("ff" * 32) is False
     assert index.might_contain("00" * 32) is False
