@@ -4,7 +4,12 @@ Chunks are fetched and decoded (tag, decompression and id checked) by `workers` 
 of the consumer and handed out in disk order; at most `read_ahead` chunks are requested and
 not yet consumed, so memory stays bounded (about read_ahead x chunk size, twice while a chunk
 is being decoded) whatever the disk size. On S3 each fetch is a round trip, so a restore keeps
-the backend's parallelism (16) requests going."""
+the backend's parallelism (16) requests going; decoding is CPU work, so at most one chunk per
+core is decoded at a time (the other fetch threads wait for the network, or with their
+fetched chunk for a core, instead of time-slicing the cores among 16 decoders).
+"""
+import os
+import threading
 from collections import deque
 from concurrent.futures import ThreadPoolExecutor
 
@@ -21,9 +26,13 @@ class DiskReader:
         backend = repo.backend
         self.workers = max(1, workers or (backend.parallelism if backend.remote else 2))
         self.read_ahead = max(1, read_ahead or max(8, self.workers + 4))
+        self._decoding = threading.BoundedSemaphore(min(self.workers, os.cpu_count() or 2))
 
     def _fetch(self, index, chunk_id):
-        data = self.repo.read_chunk(chunk_id)
+        blob = self.repo.fetch_chunk(chunk_id)
+        with self._decoding:
+            data = self.repo.decode_chunk(chunk_id, blob)
+        del blob
         expected = min(self.chunk_size, self.virtual_size - index * self.chunk_size)
         if len(data) != expected:
             raise ChunkCorruptError(chunk_id, f"length {len(data)} where {expected} was expected")

@@ -217,7 +217,15 @@ class Repository:
         return DiskReader(self, manifest.disk(disk_key), read_ahead=read_ahead, workers=workers)
 
     def read_chunk(self, chunk_id) -> bytes:
-        return self.codec.decode(chunk_id, self.backend.get(chunk_key(chunk_id)))
+        return self.decode_chunk(chunk_id, self.fetch_chunk(chunk_id))
+
+    def fetch_chunk(self, chunk_id) -> bytes:
+        """The stored (encoded) chunk: I/O only."""
+        return self.backend.get(chunk_key(chunk_id))
+
+    def decode_chunk(self, chunk_id, blob) -> bytes:
+        """Plaintext of a fetched chunk, its tag, decompression and id checked: CPU only."""
+        return self.codec.decode(chunk_id, blob)
 
     def running_backups(self, **kwargs):
         return list_leases(self.backend, **kwargs)
