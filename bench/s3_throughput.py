@@ -15,7 +15,8 @@ Prints MB/s (of disk size) for each, the ratios sesamweb / restic (goal >= 2 bot
 the peak RSS of the sesamweb worker processes (goal < 150 MiB). Both tools talk to the same
 server, which also spends CPU on this machine: its CPU seconds are printed per phase.
 
-    .venv/bin/python bench/s3_throughput.py [--size-gib 2] [--keep]
+    .venv/bin/python bench/s3_throughput.py [--size-gib 2] [--rounds 3] [--parallelism N]
+                                            [--check] [--keep]
 """
 import argparse
 import blake3
@@ -88,8 +89,12 @@ def write_image(path, size):
 
 def run_worker(*args):
     """Run this script as a worker in a fresh process; return (its JSON output, peak RSS MiB)."""
+    env = dict(os.environ, DJANGO_SETTINGS_MODULE="sesamweb.settings",
+               SESAM_DATA_DIR=os.path.join(os.path.dirname(args[3]), "console"))
+    env.pop("DATABASE_URL", None)
+    env.pop("REDIS_URL", None)
     worker = subprocess.Popen([sys.executable, os.path.abspath(__file__), "--worker", *args],
-                              cwd=ROOT, stdout=subprocess.PIPE)
+                              cwd=ROOT, stdout=subprocess.PIPE, env=env)
     output = worker.stdout.read().decode()
     _, status, usage = os.wait4(worker.pid, 0)
     if os.waitstatus_to_exitcode(status):
@@ -101,8 +106,17 @@ def worker(argv):
     """--worker backup|restore ENDPOINT BUCKET KEYFILE IMAGE SIZE"""
     from datetime import datetime, timezone
 
+    # What a backup or restore worker has loaded (Django, the engines) and how it sets up
+    # its allocator, so its peak RSS is the worker's.
+    import django
+
+    django.setup()
+    import backups.engine.backup  # noqa: F401
+    import backups.restore.engine  # noqa: F401
+    from backups.engine.allocator import keep_buffers_resident
     from backups.repository import Repository
 
+    keep_buffers_resident()
     action, endpoint, bucket, key_file, image, size = argv
     size = int(size)
     with open(key_file, "rb") as f:
@@ -153,6 +167,7 @@ def main():
     parser.add_argument("--size-gib", type=float, default=2.0)
     parser.add_argument("--parallelism", type=int, default=None,
                         help="requests in flight (default: S3Backend.parallelism)")
+    parser.add_argument("--rounds", type=int, default=3, help="rounds (medians are printed)")
     parser.add_argument("--check", action="store_true",
                         help="hash the restored disk and compare it with the image")
     parser.add_argument("--keep", action="store_true", help="keep the work directory")
@@ -168,62 +183,96 @@ def main():
     port = free_port()
     endpoint = f"http://127.0.0.1:{port}"
     server = start_moto(port)
-    server_cpu = {}
+    rounds = []
     try:
         image = os.path.join(workdir, "disk.raw")
         image_digest = write_image(image, size)
-        client = s3_backend(endpoint, "x").client
-        for bucket in ("sesam", "restic"):
-            client.create_bucket(Bucket=bucket)
-        key_file = os.path.join(workdir, "store.key")
-        with open(key_file, "wb") as f:
-            f.write(subprocess.run([sys.executable, "-c", CREATE, endpoint, "sesam"],
-                                   check=True, capture_output=True).stdout)
-        restic_repo = f"s3:{endpoint}/restic"
         restic_env = dict(os.environ, RESTIC_PASSWORD=PASSPHRASE, AWS_ACCESS_KEY_ID=KEY,
                           AWS_SECRET_ACCESS_KEY=SECRET,
                           RESTIC_CACHE_DIR=os.path.join(workdir, "restic-cache"))
-        subprocess.run(["restic", "-r", restic_repo, "init", "-q"], env=restic_env, check=True)
-
-        def phase(name, fn):
-            before = cpu_seconds(server.pid)
-            result = fn()
-            server_cpu[name] = round(cpu_seconds(server.pid) - before, 1)
-            return result
-
-        common = (endpoint, "sesam", key_file, image, str(size))
-        backup, backup_rss = phase("sesamweb_backup", lambda: run_worker("backup", *common))
-        with open(image, "rb") as f:
-            restic_backup_s = phase("restic_backup", lambda: timed(
-                ["restic", "-r", restic_repo, "backup", "-q", "--stdin", "--stdin-filename", "disk.raw"],
-                restic_env, stdin=f))
-        restore, restore_rss = phase("sesamweb_restore", lambda: run_worker("restore", *common))
-        if args.check and restore["digest"] != image_digest:
-            raise SystemExit("sesamweb restored different bytes")
-        with open(os.devnull, "wb") as null:
-            restic_restore_s = phase("restic_restore", lambda: timed(
-                ["restic", "-r", restic_repo, "dump", "-q", "latest", "disk.raw"], restic_env, stdout=null))
+        for number in range(args.rounds):
+            rounds.append(one_round(number, server, endpoint, workdir, image, size, restic_env))
+            if args.check and rounds[-1].pop("digest") != image_digest:
+                raise SystemExit("sesamweb restored different bytes")
+            print(json.dumps(rounds[-1]), file=sys.stderr)
     finally:
         server.terminate()
         server.wait()
         if not args.keep:
             shutil.rmtree(workdir, ignore_errors=True)
 
-    rate = lambda seconds: round(size / seconds / MB)  # noqa: E731
+    def rate(key):
+        return round(size / MB / median([r[key] for r in rounds]))
+
+    def ratio(what):
+        return round(median([r[f"restic_{what}_s"] / r[f"sesamweb_{what}_s"] for r in rounds]), 2)
+
     results = {
-        "disk_MB": round(size / MB),
-        "backup_MBps": {"sesamweb": rate(backup["seconds"]), "restic": rate(restic_backup_s)},
-        "restore_MBps": {"sesamweb": rate(restore["seconds"]), "restic": rate(restic_restore_s)},
-        "backup_ratio": round(restic_backup_s / backup["seconds"], 2),
-        "restore_ratio": round(restic_restore_s / restore["seconds"], 2),
-        "sesamweb_stored_MB": round(backup["totals"]["bytes_stored"] / MB),
-        "worker_peak_rss_MiB": {"backup": round(backup_rss), "restore": round(restore_rss)},
-        "s3_server_cpu_s": server_cpu,
+        "disk_MB": round(size / MB), "rounds": args.rounds,
+        "backup_MBps": {"sesamweb": rate("sesamweb_backup_s"), "restic": rate("restic_backup_s")},
+        "restore_MBps": {"sesamweb": rate("sesamweb_restore_s"),
+                         "restic": rate("restic_restore_s")},
+        "backup_ratio": ratio("backup"), "restore_ratio": ratio("restore"),
+        "sesamweb_stored_MB": rounds[0]["sesamweb_stored_MB"],
+        "worker_peak_rss_MiB": {"backup": max(r["backup_rss_MiB"] for r in rounds),
+                                "restore": max(r["restore_rss_MiB"] for r in rounds)},
+        "s3_server_cpu_s": rounds[-1]["s3_server_cpu_s"],
     }
     print(json.dumps(results, indent=2))
-    print(f"\nbackup  sesamweb / restic: {results['backup_ratio']:.2f}x  (goal >= 2.0)")
+    print(f"\nbackup  sesamweb / restic: {results['backup_ratio']:.2f}x  (goal >= 2.0), "
+          f"median of {args.rounds}")
     print(f"restore sesamweb / restic: {results['restore_ratio']:.2f}x  (goal >= 2.0)")
-    print(f"worker peak RSS: {max(backup_rss, restore_rss):.0f} MiB  (goal < 150)")
+    print(f"worker peak RSS: {max(results['worker_peak_rss_MiB'].values())} MiB  (goal < 150)")
+
+
+def median(values):
+    values = sorted(values)
+    middle = len(values) // 2
+    return values[middle] if len(values) % 2 else (values[middle - 1] + values[middle]) / 2
+
+
+def one_round(number, server, endpoint, workdir, image, size, restic_env):
+    """Each tool backs up into a new bucket of its own, then restores from it."""
+    sesam_bucket, restic_bucket = f"sesam-{number}", f"restic-{number}"
+    client = s3_backend(endpoint, sesam_bucket).client
+    for bucket in (sesam_bucket, restic_bucket):
+        client.create_bucket(Bucket=bucket)
+    key_file = os.path.join(workdir, f"store-{number}.key")
+    with open(key_file, "wb") as f:
+        f.write(subprocess.run([sys.executable, "-c", CREATE, endpoint, sesam_bucket],
+                               check=True, capture_output=True).stdout)
+    restic_repo = f"s3:{endpoint}/{restic_bucket}"
+    subprocess.run(["restic", "-r", restic_repo, "init", "-q"], env=restic_env, check=True)
+    server_cpu = {}
+
+    def phase(name, fn):
+        before = cpu_seconds(server.pid)
+        result = fn()
+        server_cpu[name] = round(cpu_seconds(server.pid) - before, 1)
+        return result
+
+    common = (endpoint, sesam_bucket, key_file, image, str(size))
+    backup, backup_rss = phase("sesamweb_backup", lambda: run_worker("backup", *common))
+    with open(image, "rb") as f:
+        restic_backup_s = phase("restic_backup", lambda: timed(
+            ["restic", "-r", restic_repo, "backup", "-q", "--stdin", "--stdin-filename", "disk.raw"],
+            restic_env, stdin=f))
+    restore, restore_rss = phase("sesamweb_restore", lambda: run_worker("restore", *common))
+    with open(os.devnull, "wb") as null:
+        restic_restore_s = phase("restic_restore", lambda: timed(
+            ["restic", "-r", restic_repo, "dump", "-q", "latest", "disk.raw"], restic_env, stdout=null))
+    result = {"sesamweb_backup_s": backup["seconds"], "restic_backup_s": restic_backup_s,
+              "sesamweb_restore_s": restore["seconds"], "restic_restore_s": restic_restore_s,
+              "sesamweb_stored_MB": round(backup["totals"]["bytes_stored"] / MB),
+              "backup_rss_MiB": round(backup_rss), "restore_rss_MiB": round(restore_rss),
+              "s3_server_cpu_s": server_cpu}
+    if "digest" in restore:
+        result["digest"] = restore["digest"]
+    for bucket in (sesam_bucket, restic_bucket):  # moto keeps objects in memory
+        for page in client.get_paginator("list_objects_v2").paginate(Bucket=bucket):
+            for item in page.get("Contents", []):
+                client.delete_object(Bucket=bucket, Key=item["Key"])
+    return result
 
 
 if __name__ == "__main__":

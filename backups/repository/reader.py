@@ -4,7 +4,7 @@ Chunks are fetched and decoded (tag, decompression and id checked) by `workers` 
 of the consumer and handed out in disk order; at most `read_ahead` chunks are requested and
 not yet consumed, so memory stays bounded (about read_ahead x chunk size, twice while a chunk
 is being decoded) whatever the disk size. On S3 each fetch is a round trip, so a restore keeps
-the backend's parallelism (16) requests going; decoding is CPU work, so at most one chunk per
+the backend's parallelism (8) requests going; decoding is CPU work, so at most one chunk per
 core is decoded at a time (the other fetch threads wait for the network, or with their
 fetched chunk for a core, instead of time-slicing the cores among 16 decoders).
 """
