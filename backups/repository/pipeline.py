@@ -19,7 +19,12 @@ thread owns its zstd compressor (ChunkCodec).
 
 Dedup: a chunk whose id is already known (written or seen during this backup, or listed by
 the parent's manifest) costs nothing; otherwise an existence check, and an existing chunk is
-"touched" so gc's age cutoff protects it while this backup runs. The manifest is written
+"touched" so gc's age cutoff protects it while this backup runs. On a remote store the
+existence check is the chunk index instead (chunk_index.py: one listing when the backup
+starts): a listed chunk is touched, which fails if a gc deleted it since (then it is stored
+again), and an unlisted one is encoded and sent with a conditional PUT at once. Store threads
+default to the backend's parallelism (8 S3 requests in flight), max_in_flight to that plus
+the encoders. The manifest is written
 last, after the store flushed every chunk; leaving the `with` block without commit() writes
 no manifest and releases the lease.
 """
@@ -71,12 +76,12 @@ class BackupWriter:
         self._error = None
         self._state = "open"
         store_workers = store_workers or self.backend.parallelism
-        # Enough chunks in flight to keep every store thread busy while the encoders work
-        # ahead: memory stays about 2 x max_in_flight x chunk size whatever the disk size.
-        max_in_flight = max_in_flight or max(8, store_workers + 4)
+        workers = workers or max(2, os.cpu_count() or 2)
+        # A chunk for every store thread and every encoder: memory stays about
+        # 2 x max_in_flight x chunk size whatever the disk size.
+        max_in_flight = max_in_flight or max(8, store_workers + workers)
         self._slots = threading.BoundedSemaphore(max(1, max_in_flight))
-        self._encoders = ThreadPoolExecutor(max_workers=workers or max(2, os.cpu_count() or 2),
-                                            thread_name_prefix="chunk-encoder")
+        self._encoders = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="chunk-encoder")
         self._storers = ThreadPoolExecutor(max_workers=max(1, store_workers),
                                            thread_name_prefix="chunk-store")
         self.totals = {"bytes_read": 0, "bytes_new": 0, "bytes_stored": 0, "chunks_total": 0,
