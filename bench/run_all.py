@@ -13,6 +13,7 @@ BENCHMARKS = [
     ["repository_pipeline.py", "--size-gib", "1"],
     ["backup_throughput.py", "--size-gib", "4"],
     ["restore_throughput.py"],
+    ["s3_throughput.py", "--size-gib", "2"],
     ["jobs_scale.py"],
 ]
 

@@ -19,7 +19,12 @@ thread owns its zstd compressor (ChunkCodec).
 
 Dedup: a chunk whose id is already known (written or seen during this backup, or listed by
 the parent's manifest) costs nothing; otherwise an existence check, and an existing chunk is
-"touched" so gc's age cutoff protects it while this backup runs. The manifest is written
+"touched" so gc's age cutoff protects it while this backup runs. On a remote store the
+existence check is the chunk index instead (chunk_index.py: one listing when the backup
+starts): a listed chunk is touched, which fails if a gc deleted it since (then it is stored
+again), and an unlisted one is encoded and sent with a conditional PUT at once. Store threads
+default to the backend's parallelism (8 S3 requests in flight), max_in_flight to that plus
+the encoders. The manifest is written
 last, after the store flushed every chunk; leaving the `with` block without commit() writes
 no manifest and releases the lease.
 """
@@ -30,8 +35,10 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timezone
 
+from .chunk_index import UNKNOWN, ChunkIndex
 from .chunks import chunk_key, is_zero
-from .errors import BackupAbortedError, BackupExistsError, ChunkCorruptError, StoreFullError
+from .errors import (BackupAbortedError, BackupExistsError, ChunkCorruptError,
+                     ObjectNotFoundError, StoreFullError)
 from .gc import gc_ran_since, gc_running, record_gc_state
 from .leases import acquire_lease, list_leases, refresh_lease, release_lease
 from .manifest import DiskEntry, Manifest, encode_manifest, manifest_key, restore_point_id
@@ -43,7 +50,7 @@ PROGRESS_INTERVAL = 0.25  # seconds: at most four progress calls per second
 
 class BackupWriter:
     def __init__(self, repo, vm_uuid, started_at, *, parent=None, method=None, on_progress=None,
-                 max_in_flight=8, workers=None, store_workers=4, lease_refresh=60.0):
+                 max_in_flight=None, workers=None, store_workers=None, lease_refresh=60.0):
         self.repo = repo
         self.backend = repo.backend
         self.codec = repo.codec
@@ -68,9 +75,13 @@ class BackupWriter:
         self._pending = 0
         self._error = None
         self._state = "open"
+        store_workers = store_workers or self.backend.parallelism
+        workers = workers or max(2, os.cpu_count() or 2)
+        # A chunk for every store thread and every encoder: memory stays about
+        # 2 x max_in_flight x chunk size whatever the disk size.
+        max_in_flight = max_in_flight or max(8, store_workers + workers)
         self._slots = threading.BoundedSemaphore(max(1, max_in_flight))
-        self._encoders = ThreadPoolExecutor(max_workers=workers or max(2, os.cpu_count() or 2),
-                                            thread_name_prefix="chunk-encoder")
+        self._encoders = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="chunk-encoder")
         self._storers = ThreadPoolExecutor(max_workers=max(1, store_workers),
                                            thread_name_prefix="chunk-store")
         self.totals = {"bytes_read": 0, "bytes_new": 0, "bytes_stored": 0, "chunks_total": 0,
@@ -78,6 +89,9 @@ class BackupWriter:
         self._last_progress = 0.0
 
         self._lease = acquire_lease(self.backend, self.id, parent)
+        # Listed after the lease exists: a chunk missing from the listing was stored after
+        # this backup started, so gc's cutoff protects it without a touch.
+        self._index = ChunkIndex(self.backend) if self.backend.remote else None
         self._stop_refresh = threading.Event()
         self._refresher = threading.Thread(target=self._refresh_lease, args=(lease_refresh,),
                                            name="lease-refresh", daemon=True)
@@ -290,23 +304,32 @@ class BackupWriter:
         if known:
             self._record(disk, index, chunk_id)
             return False
-        if self.backend.remote:  # an existence check waits for the network: not on a CPU thread
-            return self._hand_on(self._storers, self._look_up, disk, index, chunk_id, data)
-        if self._reuse_if_stored(disk, index, chunk_id):
+        listed = self._index.might_contain(chunk_id) if self._index is not None else UNKNOWN
+        if listed is False:  # not in the store when this backup began: no round trip
+            return self._encode(disk, index, chunk_id, data)
+        if self.backend.remote:  # a touch waits for the network: not on a CPU thread
+            return self._hand_on(self._storers, self._look_up, disk, index, chunk_id, data,
+                                 listed)
+        if self._reuse_if_stored(disk, index, chunk_id, listed):
             return False
         return self._encode(disk, index, chunk_id, data)
 
-    def _look_up(self, disk, index, chunk_id, data):
+    def _look_up(self, disk, index, chunk_id, data, listed):
         """Store stage, remote stores: reuse a stored chunk, else send it to be encoded."""
-        if self._reuse_if_stored(disk, index, chunk_id):
+        if self._reuse_if_stored(disk, index, chunk_id, listed):
             return False
         return self._hand_on(self._encoders, self._encode, disk, index, chunk_id, data)
 
-    def _reuse_if_stored(self, disk, index, chunk_id):
+    def _reuse_if_stored(self, disk, index, chunk_id, listed=UNKNOWN):
+        """Reuse a stored chunk after touching it. A listed chunk is not checked first: the
+        touch fails on a chunk deleted since the listing (a gc), which is then stored again."""
         key = chunk_key(chunk_id)
-        if not self.backend.exists(key):
+        if listed is UNKNOWN and not self.backend.exists(key):
             return False
-        self.backend.touch(key)
+        try:
+            self.backend.touch(key)
+        except ObjectNotFoundError:
+            return False
         with self._lock:
             self._touched.add(chunk_id)
             self._known.add(chunk_id)

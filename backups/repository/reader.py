@@ -1,7 +1,15 @@
 """Restore side: a disk's content as an ordered stream of plaintext chunks.
 
-Chunks are fetched and decoded (tag, decompression and id checked) by a few threads ahead of
-the consumer; at most `read_ahead` chunks are held, so memory stays bounded."""
+Chunks are fetched and decoded (tag, decompression and id checked) by `workers` threads ahead
+of the consumer and handed out in disk order; at most `read_ahead` chunks are requested and
+not yet consumed, so memory stays bounded (about read_ahead x chunk size, twice while a chunk
+is being decoded) whatever the disk size. On S3 each fetch is a round trip, so a restore keeps
+the backend's parallelism (8) requests going; decoding is CPU work, so at most one chunk per
+core is decoded at a time (the other fetch threads wait for the network, or with their
+fetched chunk for a core, instead of time-slicing the cores among 16 decoders).
+"""
+import os
+import threading
 from collections import deque
 from concurrent.futures import ThreadPoolExecutor
 
@@ -9,17 +17,22 @@ from .errors import ChunkCorruptError
 
 
 class DiskReader:
-    def __init__(self, repo, disk, *, read_ahead=8, workers=2):
+    def __init__(self, repo, disk, *, read_ahead=None, workers=None):
         self.repo = repo
         self.disk = disk
         self.key = disk.key
         self.virtual_size = disk.virtual_size
         self.chunk_size = disk.chunk_size
-        self.read_ahead = max(1, read_ahead)
-        self.workers = workers
+        backend = repo.backend
+        self.workers = max(1, workers or (backend.parallelism if backend.remote else 2))
+        self.read_ahead = max(1, read_ahead or max(8, self.workers + 4))
+        self._decoding = threading.BoundedSemaphore(min(self.workers, os.cpu_count() or 2))
 
     def _fetch(self, index, chunk_id):
-        data = self.repo.read_chunk(chunk_id)
+        blob = self.repo.fetch_chunk(chunk_id)
+        with self._decoding:
+            data = self.repo.decode_chunk(chunk_id, blob)
+        del blob
         expected = min(self.chunk_size, self.virtual_size - index * self.chunk_size)
         if len(data) != expected:
             raise ChunkCorruptError(chunk_id, f"length {len(data)} where {expected} was expected")

@@ -175,12 +175,15 @@ class Repository:
 
     # -- backups ---------------------------------------------------------------------------
     def start_backup(self, vm_uuid, started_at, *, parent=None, method=None,
-                     on_progress=None, max_in_flight=8, workers=None, lease_refresh=60.0):
+                     on_progress=None, max_in_flight=None, workers=None, store_workers=None,
+                     lease_refresh=60.0):
+        """In-flight chunks and store threads default to the backend's parallelism."""
         from .pipeline import BackupWriter
 
         return BackupWriter(self, vm_uuid, started_at, parent=parent, method=method,
                             on_progress=on_progress, max_in_flight=max_in_flight,
-                            workers=workers, lease_refresh=lease_refresh)
+                            workers=workers, store_workers=store_workers,
+                            lease_refresh=lease_refresh)
 
     def load_manifest(self, rp_id):
         try:
@@ -205,14 +208,24 @@ class Repository:
             summaries.append(summary)
         return summaries
 
-    def open_disk(self, rp_id, disk_key, *, read_ahead=8, workers=2):
+    def open_disk(self, rp_id, disk_key, *, read_ahead=None, workers=None):
+        """A DiskReader; fetch threads and read-ahead default to the backend's parallelism
+        on a remote store (2 threads on a directory, where reading is not round trips)."""
         from .reader import DiskReader
 
         manifest = self.load_manifest(rp_id)
         return DiskReader(self, manifest.disk(disk_key), read_ahead=read_ahead, workers=workers)
 
     def read_chunk(self, chunk_id) -> bytes:
-        return self.codec.decode(chunk_id, self.backend.get(chunk_key(chunk_id)))
+        return self.decode_chunk(chunk_id, self.fetch_chunk(chunk_id))
+
+    def fetch_chunk(self, chunk_id) -> bytes:
+        """The stored (encoded) chunk: I/O only."""
+        return self.backend.get(chunk_key(chunk_id))
+
+    def decode_chunk(self, chunk_id, blob) -> bytes:
+        """Plaintext of a fetched chunk, its tag, decompression and id checked: CPU only."""
+        return self.codec.decode(chunk_id, blob)
 
     def running_backups(self, **kwargs):
         return list_leases(self.backend, **kwargs)

@@ -43,3 +43,12 @@ def files_in():
         return sorted((str(p.relative_to(path)), p.stat().st_mtime_ns)
                       for p in path.rglob("*") if p.is_file())
     return snapshot
+
+
+class RemoteDirectory(LocalBackend):
+    """A directory the repository treats like S3 (remote = True): backups list the chunk
+    index and touch listed chunks, round trips run on store threads, restores read ahead
+    with the backend's parallelism. The files stay inspectable (mtimes, deletions)."""
+
+    remote = True
+    parallelism = 8

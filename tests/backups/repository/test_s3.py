@@ -1,6 +1,7 @@
 """The S3 backend against a real S3-speaking server on loopback (moto in server mode)."""
 import os
 import socket
+import threading
 import time
 from datetime import datetime, timezone
 
@@ -140,3 +141,76 @@ def test_s3_never_overwrites_an_existing_manifest_or_chunk(s3_endpoint, bucket):
     assert not backend.put_atomic("backups/vm/20260101T000000Z/manifest", b"two",
                                   overwrite=False)
     assert backend.get("backups/vm/20260101T000000Z/manifest") == b"one"
+
+
+def count_calls(backend, operation):
+    """The paths of every request of one S3 operation (as sent by botocore)."""
+    paths = []
+
+    def record(params, **_):
+        paths.append(params["url_path"])
+
+    backend.client.meta.events.register(f"before-call.s3.{operation}", record)
+    return paths
+
+
+def test_s3_backup_sends_no_head_per_chunk_and_touches_only_listed_chunks(s3_endpoint, bucket):
+    """The chunk index comes from one listing: a first backup asks nothing per chunk (a
+    conditional PUT each), a second one of the same disk touches (server-side copy) each
+    chunk it reuses and sends none. A touch of a missing object fails as not found: that is
+    what makes a stale index entry safe."""
+    backend = backend_for(s3_endpoint, bucket)
+    repo = Repository.create(backend, encryption=False, chunk_size=CHUNK)
+    data = mixed_disk(12 * CHUNK, CHUNK, seed=21)
+    heads, copies, puts = (count_calls(backend, op) for op in ("HeadObject", "CopyObject",
+                                                                "PutObject"))
+    with repo.start_backup("vm-a", datetime.now(timezone.utc)) as writer:
+        write_disk(writer, "xvda", data)
+        first = writer.commit()
+    assert first.totals["chunks_new"] == 8
+    assert not [k for k in heads if "/chunks/" in k] and not copies
+    assert len([k for k in puts if "/chunks/" in k]) == 8
+    with repo.start_backup("vm-b", datetime.now(timezone.utc)) as writer:
+        write_disk(writer, "xvda", data)
+        second = writer.commit()
+    assert second.totals["chunks_reused"] == 8 and second.totals["bytes_new"] == 0
+    assert not [k for k in heads if "/chunks/" in k]
+    assert len([k for k in copies if "/chunks/" in k]) == 8
+    assert len([k for k in puts if "/chunks/" in k]) == 8  # none more
+    with pytest.raises(ObjectNotFoundError):
+        backend.touch("chunks/00/00/" + "00" * 32)
+    assert read_disk(repo, second.id, "xvda") == data
+
+
+class FailingUploads(S3Backend):
+    """An S3 store whose fifth chunk upload fails (the server gone, as far as we know)."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.chunk_puts = 0
+        self.lock = threading.Lock()
+
+    def put_atomic(self, key, data, *, overwrite=True):
+        if key.startswith("chunks/"):
+            with self.lock:
+                self.chunk_puts += 1
+                failing = self.chunk_puts == 5
+            if failing:
+                raise StoreUnavailableError(self.location, f"S3 endpoint unreachable writing {key}")
+        return super().put_atomic(key, data, overwrite=overwrite)
+
+
+def test_s3_a_failed_parallel_upload_fails_the_backup_without_a_manifest(s3_endpoint, bucket):
+    backend = FailingUploads(s3_endpoint, bucket, "p", access_key="testing",
+                             secret_key="testing", parallelism=8)
+    repo = Repository.create(backend, encryption=False, chunk_size=CHUNK)
+    data = mixed_disk(48 * CHUNK, CHUNK, seed=22)
+    with pytest.raises(StoreUnavailableError, match="unreachable writing chunks/"):
+        with repo.start_backup("vm-a", datetime.now(timezone.utc)) as writer:
+            write_disk(writer, "xvda", data)
+            writer.commit()
+    assert backend.chunk_puts >= 5
+    assert list(backend.list("backups/")) == []
+    assert list(backend.list("locks/")) == []
+    assert list(backend.list("chunks/")) == []  # the failed backup's own chunks removed
+    assert repo.list_backups() == []
