@@ -52,7 +52,8 @@ def test_off_a_terminal_the_bar_prints_a_line_now_and_then():
 def test_list_backups_columns_line_up(tmp_path, db):
     stores = [create_store(name=name, path=str(tmp_path / name), passphrase=PASSPHRASE)
               for name in ("a", "a-store-with-a-much-longer-name")]
-    for store, vm in zip(stores, ("vm-a", "a-vm-with-a-name-longer-than-twenty-four")):
+    # The second id is longer than the column's usual width, and fits the uuid column (36).
+    for store, vm in zip(stores, ("vm-a", "a-vm-id-longer-than-24-characters")):
         repo = open_repository(store)
         with repo.start_backup(vm, timezone.now() - timedelta(hours=1)) as writer:
             write_disk(writer, "xvda", b"x" * store.chunk_size)
